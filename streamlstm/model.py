@@ -1,0 +1,348 @@
+"""``OnlineRNN``: the checked public wrapper over a backend (../shared/SPEC.md section 5).
+
+Everything a user passes is validated here, once, before any backend sees it:
+a rejected call raises an ``InputError`` (a ``ValueError``) naming the argument,
+the position and the value, and leaves the model exactly as it was.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import checkpoint as _ckpt
+from ._grouping import group_rows
+from .backend import BACKENDS, backend_class
+from .errors import CheckpointError, InputError
+from .layout import (ALL_ARRAYS, CELLS, DTYPES, Layout, grow_series_arrays,
+                     new_model_arrays, new_series_arrays)
+from .optim import SGD, Adam, optimizer_from_config
+
+CHECKPOINT_KIND = "OnlineRNN"
+
+
+def _check_int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise InputError(f"{name}={value!r} is out of range: it must be {rng}")
+    return int(value)
+
+
+def _as_real_array(name, value, dtype, shape_msg):
+    """np.asarray + refuse non-numeric (strings, objects, complex, bool) input."""
+    try:
+        a = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name} could not be read as an array ({exc}); pass a numeric "
+                         f"array of shape {shape_msg}") from None
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise InputError(f"{name} has dtype {a.dtype}; pass real numbers (float or int) of shape "
+                         f"{shape_msg}, e.g. {name}.astype(np.{np.dtype(dtype).name})")
+    return a
+
+
+class OnlineRNN:
+    """A stateful stacked LSTM/GRU with a linear head that forecasts and learns
+    online, one step at a time, for ``n_series`` series sharing its weights.
+
+    Parameters
+    ----------
+    n_inputs, hidden_size, n_outputs, n_series
+        I, H, O and N of SPEC section 1.
+    cell
+        ``"lstm"`` (gates i, f, g, o) or ``"gru"`` (r, z, n), as PyTorch.
+    n_layers
+        Stacked recurrent layers (layer k > 0 reads layer k-1's new h).
+    k1, k2
+        Truncated BPTT: update every ``k1`` steps of a series, back-propagating
+        through its last ``k2`` steps (``1 <= k1 <= k2``).
+    optimizer
+        ``streamlstm.SGD`` or ``streamlstm.Adam`` (default ``Adam(lr=1e-3)``).
+    clip_norm
+        Clip the global gradient norm as ``torch.nn.utils.clip_grad_norm_``.
+    dtype
+        ``"float64"`` or ``"float32"``.
+    backend
+        ``"reference"`` (NumPy), ``"cpu"`` (Numba) or ``"cuda"`` (Numba CUDA).
+    seed
+        Seeds the initial weights (the same on every backend and dtype).
+
+    Examples
+    --------
+    >>> import numpy as np, streamlstm
+    >>> net = streamlstm.OnlineRNN(n_inputs=1, hidden_size=8, n_outputs=1, n_series=2,
+    ...                            k1=4, k2=8, backend="reference", seed=0)
+    >>> U = np.sin(np.arange(40.0)).reshape(20, 2, 1)
+    >>> Y = np.roll(U, -1, axis=0)
+    >>> net.run(U, Y).shape
+    (20, 2, 1)
+    >>> net.step(U[0], Y[0], series=[1, 0]).shape
+    (2, 1)
+    """
+
+    def __init__(self, n_inputs, hidden_size, n_outputs=1, n_series=1, cell="lstm", n_layers=1,
+                 k1=16, k2=16, optimizer=None, clip_norm=None, dtype="float64",
+                 backend="cpu", seed=0):
+        self.n_inputs = _check_int("n_inputs", n_inputs, 1)
+        self.hidden_size = _check_int("hidden_size", hidden_size, 1)
+        self.n_outputs = _check_int("n_outputs", n_outputs, 1)
+        self.n_series = _check_int("n_series", n_series, 0)
+        if cell not in CELLS:
+            raise InputError(f"cell={cell!r} is unknown; choose 'lstm' or 'gru'")
+        self.cell = cell
+        self.n_layers = _check_int("n_layers", n_layers, 1)
+        self.k1 = _check_int("k1", k1, 1)
+        self.k2 = _check_int("k2", k2, 1)
+        if self.k1 > self.k2:
+            raise InputError(f"k1={k1} > k2={k2}: truncated BPTT needs 1 <= k1 <= k2; "
+                             f"raise k2 to at least {k1} or lower k1")
+        if optimizer is None:
+            optimizer = Adam(lr=1e-3)
+        if not isinstance(optimizer, (SGD, Adam)):
+            raise InputError(f"optimizer must be streamlstm.SGD(...) or streamlstm.Adam(...), "
+                             f"got {optimizer!r}")
+        self.optimizer = optimizer
+        if clip_norm is not None:
+            if isinstance(clip_norm, bool) or not isinstance(clip_norm, numbers.Real) \
+                    or not np.isfinite(clip_norm) or clip_norm <= 0:
+                raise InputError(f"clip_norm={clip_norm!r} must be a positive number or None")
+        self.clip_norm = clip_norm
+        if dtype not in DTYPES:
+            raise InputError(f"dtype={dtype!r} is unknown; choose 'float32' or 'float64'")
+        self.dtype = dtype
+        if backend not in BACKENDS:
+            raise InputError(f"backend={backend!r} is unknown; choose one of "
+                             f"{', '.join(map(repr, BACKENDS))}")
+        self.backend = backend
+        self.seed = _check_int("seed", seed, 0)
+        self.layout = Layout(cell, self.n_inputs, self.hidden_size, self.n_outputs, self.n_layers)
+        arrays = new_model_arrays(self.layout, self.seed, self._np_dtype)
+        arrays.update(new_series_arrays(self.layout, self.n_series, self.k2, self._np_dtype))
+        self._impl = self._make_impl(arrays)
+
+    # -- internals ----------------------------------------------------------------------
+    @property
+    def _np_dtype(self):
+        return DTYPES[self.dtype]
+
+    def _make_impl(self, arrays):
+        cls = backend_class(self.backend)
+        return cls(self.layout, self.k1, self.k2, self.optimizer.hyper(self.clip_norm),
+                   self._np_dtype, arrays)
+
+    def _check_series(self, series, name="series"):
+        if series is None:
+            return np.arange(self.n_series, dtype=np.int64)
+        s = np.asarray(series)
+        if s.ndim == 0:
+            s = s.reshape(1)
+        if s.ndim != 1:
+            raise InputError(f"{name} must be a 1-D list of slot indices, got shape {s.shape}")
+        if s.size and (s.dtype == bool or not np.issubdtype(s.dtype, np.integer)):
+            if np.issubdtype(s.dtype, np.floating) and np.all(np.isfinite(s)) and np.all(s == np.round(s)):
+                s = s.astype(np.int64)
+            else:
+                raise InputError(f"{name} must hold integer slot indices, got dtype {s.dtype} "
+                                 f"(first value {s.flat[0]!r})")
+        s = s.astype(np.int64)
+        bad = np.flatnonzero((s < 0) | (s >= self.n_series))
+        if bad.size:
+            raise InputError(f"{name}[{bad[0]}]={s[bad[0]]} is out of range: this model has "
+                             f"n_series={self.n_series} slots (0..{self.n_series - 1}); "
+                             f"call resize() to add slots")
+        return s
+
+    def _check_rows(self, u, y, where, R):
+        """Validate u (R, I) and y (R, O)/None; ``where(r)`` names row r for messages."""
+        I, O = self.n_inputs, self.n_outputs
+        dt = self._np_dtype
+        u = _as_real_array("u", u, dt, f"(B, I) = ({R}, {I})")
+        if u.shape != (R, I):
+            raise InputError(f"u has shape {u.shape}; expected (B, I) = ({R}, {I}): one row of "
+                             f"{I} input(s) per stepped series")
+        u = np.ascontiguousarray(u, dtype=dt)
+        bad = np.argwhere(~np.isfinite(u))
+        if bad.size:
+            r, col = bad[0]
+            raise InputError(f"u has non-finite value {u[r, col]} at {where(r)}, input column {col}; "
+                             f"inputs must be finite: impute or drop the row (a missing target "
+                             f"goes in y as NaN instead)")
+        if y is None:
+            y = np.full((R, O), np.nan, dtype=dt)
+        else:
+            y = _as_real_array("y", y, dt, f"(B, O) = ({R}, {O})")
+            if y.shape != (R, O):
+                raise InputError(f"y has shape {y.shape}; expected (B, O) = ({R}, {O}) or None")
+            y = np.ascontiguousarray(y, dtype=dt)
+            bad = np.argwhere(np.isinf(y))
+            if bad.size:
+                r, col = bad[0]
+                raise InputError(f"y has infinite value {y[r, col]} at {where(r)}, output column "
+                                 f"{col}; use NaN to mark a missing target")
+        return u, y
+
+    # -- stepping ----------------------------------------------------------------------
+    def step(self, u, y=None, series=None):
+        """One step of the listed slots (all N in order when ``series`` is None).
+
+        ``u`` is (B, I), ``y`` (B, O) or None (NaN = missing target).  Returns the
+        one-step forecasts ``yhat`` (B, O), made with the weights in force before
+        this call's update (SPEC section 3).
+        """
+        s = self._check_series(series)
+        uniq, counts = np.unique(s, return_counts=True)
+        if np.any(counts > 1):
+            dup = uniq[counts > 1][0]
+            pos = np.flatnonzero(s == dup)
+            raise InputError(f"series lists slot {dup} twice (positions {pos[0]} and {pos[1]}); "
+                             f"a call steps each slot at most once: split it into two calls")
+        u, y = self._check_rows(u, y, lambda r: f"row {r} (series slot {s[r]})", s.size)
+        return self._impl.step_calls(s, u, y, np.array([0, s.size], dtype=np.int64))
+
+    def run(self, U, Y=None):
+        """``T`` steps of all N slots: U (T, N, I), Y (T, N, O) or None -> (T, N, O).
+
+        Bit for bit the same as ``T`` calls of ``step`` (SPEC section 6), in one
+        backend call.
+        """
+        T = None
+        Ua = _as_real_array("U", U, self._np_dtype, f"(T, N, I) = (T, {self.n_series}, {self.n_inputs})")
+        if Ua.ndim != 3 or Ua.shape[1:] != (self.n_series, self.n_inputs):
+            raise InputError(f"U has shape {Ua.shape}; expected (T, N, I) = "
+                             f"(T, {self.n_series}, {self.n_inputs})")
+        T, N = Ua.shape[0], self.n_series
+        if Y is not None:
+            Ya = _as_real_array("Y", Y, self._np_dtype, f"(T, N, O) = ({T}, {N}, {self.n_outputs})")
+            if Ya.shape != (T, N, self.n_outputs):
+                raise InputError(f"Y has shape {Ya.shape}; expected (T, N, O) = "
+                                 f"({T}, {N}, {self.n_outputs}) or None")
+            Y = Ya.reshape(T * N, self.n_outputs)
+        u, y = self._check_rows(Ua.reshape(T * N, self.n_inputs), Y,
+                                lambda r: f"U[{r // N}, {r % N}] (step {r // N}, series slot {r % N})", T * N)
+        series = np.tile(np.arange(N, dtype=np.int64), T)
+        offsets = np.arange(T + 1, dtype=np.int64) * N
+        out = self._impl.step_calls(series, u, y, offsets)
+        return out.reshape(T, N, self.n_outputs)
+
+    def step_rows(self, series, U, Y=None):
+        """Rows that arrive one at a time, each for its own slot: ``series`` (R,),
+        ``U`` (R, I), ``Y`` (R, O) or None -> ``yhat`` (R, O).
+
+        Bit for bit the same as ``R`` calls ``step(U[r:r+1], Y[r:r+1], series=[series[r]])``,
+        but run as few backend calls: consecutive rows are grouped into one call
+        while no slot repeats, and a call ends right after a row whose series
+        becomes due, so every update sees exactly the weights and windows it
+        would see row by row.  This is the micro-batching used by the forecasters,
+        the CLI and the Kafka worker.
+        """
+        s = self._check_series(series)
+        u, y = self._check_rows(U, Y, lambda r: f"row {r} (series slot {s[r]})", s.size)
+        if s.size == 0:
+            return np.empty((0, self.n_outputs), dtype=self._np_dtype)
+        offsets = group_rows(s, self._impl.host_counts(), self.k1)
+        return self._impl.step_calls(s, u, y, offsets)
+
+    # -- slots -------------------------------------------------------------------------
+    def resize(self, n_series):
+        """Grow to ``n_series`` slots; existing state kept, new slots start at zero."""
+        n = _check_int("n_series", n_series, 0)
+        if n < self.n_series:
+            raise InputError(f"resize(n_series={n}) would drop slots {n}..{self.n_series - 1}; "
+                             f"slots can only be added (current n_series={self.n_series})")
+        if n != self.n_series:
+            self._impl.resize(n)
+            self.n_series = n
+
+    def reset_series(self, series):
+        """Forget the state and window of the listed slots (they restart from zero
+        state; their step count restarts too).  Weights are untouched."""
+        s = self._check_series(series)
+        arrays = {k: v.copy() for k, v in self._impl.host_arrays().items()}
+        fresh = new_series_arrays(self.layout, s.size, self.k2, self._np_dtype)
+        for k, v in fresh.items():
+            arrays[k][s] = v
+        self._impl.load_arrays(arrays)
+
+    # -- weights -----------------------------------------------------------------------
+    def state_dict(self):
+        """Weights as a dict of NumPy arrays with ``torch.nn.LSTM/GRU`` names plus
+        ``head.weight`` and ``head.bias`` (SPEC section 2)."""
+        return self.layout.to_state_dict(self._impl.host_arrays()["theta"])
+
+    def load_state_dict(self, d):
+        """Load weights (NumPy arrays or torch tensors, PyTorch names).  Series
+        state and optimizer moments are kept."""
+        theta = self.layout.from_state_dict(d, self._np_dtype)
+        arrays = dict(self._impl.host_arrays())
+        arrays["theta"] = theta
+        self._impl.load_arrays(arrays)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"n_inputs": self.n_inputs, "hidden_size": self.hidden_size,
+                "n_outputs": self.n_outputs, "n_series": self.n_series, "cell": self.cell,
+                "n_layers": self.n_layers, "k1": self.k1, "k2": self.k2,
+                "optimizer": self.optimizer.config(), "clip_norm": self.clip_norm,
+                "dtype": self.dtype, "backend": self.backend, "seed": self.seed}
+
+    def arrays(self) -> dict:
+        """Every array of the model's state as host NumPy arrays (read-only use)."""
+        return self._impl.host_arrays()
+
+    def save(self, path):
+        """Write everything needed to resume (weights, optimizer moments and step
+        count, every series' state, window and counters) atomically to ``path``."""
+        _ckpt.write(path, kind=CHECKPOINT_KIND,
+                    meta={"config": self.config(), "layout": self.layout.describe()},
+                    arrays=self._impl.host_arrays())
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """Restore a model written by ``save``; ``backend`` overrides the one saved
+        (a checkpoint written on ``cuda`` resumes on ``cpu`` and back)."""
+        meta, arrays = _ckpt.read(path, kind=CHECKPOINT_KIND)
+        return cls.from_checkpoint_parts(meta, arrays, backend=backend, source=str(path))
+
+    @classmethod
+    def from_checkpoint_parts(cls, meta, arrays, backend=None, source="checkpoint"):
+        try:
+            cfg = dict(meta["config"])
+            cfg["optimizer"] = optimizer_from_config(cfg["optimizer"])
+            if backend is not None:
+                cfg["backend"] = backend
+            net = cls.__new__(cls)
+            n_series = cfg.pop("n_series")
+            OnlineRNN.__init__(net, n_series=0, **cfg)
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"{source}: checkpoint header is missing or has a bad field "
+                                  f"({exc!r}); it was not written by this streamlstm") from None
+        if meta.get("layout") != net.layout.describe():
+            raise CheckpointError(f"{source}: the weight layout in the file does not match the "
+                                  f"configuration it names; the file is corrupt")
+        expect = {"theta": (net.layout.n_params,), "opt_m": (net.layout.n_params,),
+                  "opt_v": (net.layout.n_params,), "opt_step": (1,)}
+        fresh = new_series_arrays(net.layout, n_series, net.k2, net._np_dtype)
+        for k, v in fresh.items():
+            expect[k] = v.shape
+        for k in ALL_ARRAYS:
+            if k not in arrays:
+                raise CheckpointError(f"{source}: array {k!r} is missing; the file is corrupt "
+                                      f"or from another program")
+            if arrays[k].shape != expect[k]:
+                raise CheckpointError(f"{source}: array {k!r} has shape {arrays[k].shape}, "
+                                      f"expected {expect[k]}; the file is corrupt")
+        want = {k: (np.int64 if k in ("win_len", "count", "opt_step") else net._np_dtype)
+                for k in ALL_ARRAYS}
+        arrays = {k: np.ascontiguousarray(arrays[k], dtype=want[k]) for k in ALL_ARRAYS}
+        net.n_series = n_series
+        net._impl = net._make_impl(arrays)
+        return net
+
+    def __repr__(self):
+        return (f"OnlineRNN(n_inputs={self.n_inputs}, hidden_size={self.hidden_size}, "
+                f"n_outputs={self.n_outputs}, n_series={self.n_series}, cell={self.cell!r}, "
+                f"n_layers={self.n_layers}, k1={self.k1}, k2={self.k2}, "
+                f"optimizer={self.optimizer!r}, clip_norm={self.clip_norm!r}, "
+                f"dtype={self.dtype!r}, backend={self.backend!r}, seed={self.seed})")
