@@ -18,6 +18,10 @@ never raise user errors.  A backend:
 * ``host_arrays()`` returns the current arrays as host NumPy arrays (all of
   ``ALL_ARRAYS``; for checkpoints and inspection; callers do not mutate them);
 * ``load_arrays(arrays)`` replaces every array (used by ``load_state_dict``/``load``);
+* ``forward(state, U) -> (yhat, new_state)``: one step of the stack + head for
+  B independent rows from the given states (B, L, S, H) with the current weights;
+  pure (nothing in the model changes).  Used for forecasts and multi-step rollouts;
+* ``get_states(series) -> (B, L, S, H)`` host copy of the listed slots' live state;
 * ``host_counts()`` returns the per-series step counts (N,) int64 on the host,
   cheaply (the CUDA backend mirrors them on the host), for ``step_rows`` grouping.
 

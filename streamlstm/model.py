@@ -244,6 +244,34 @@ class OnlineRNN:
         offsets = group_rows(s, self._impl.host_counts(), self.k1)
         return self._impl.step_calls(s, u, y, offsets)
 
+    # -- side-effect-free forecasting ---------------------------------------------------
+    def get_state(self, series=None):
+        """A copy of the listed slots' live state, shape (B, L, S, H) with S = 2
+        (h, c) for LSTM and 1 (h) for GRU."""
+        return self._impl.get_states(self._check_series(series))
+
+    def predict(self, u, series=None, state=None):
+        """One forward step with the current weights that changes nothing:
+        returns ``(yhat (B, O), new_state (B, L, S, H))``.  Starts from ``state``
+        when given (e.g. the ``new_state`` of a previous ``predict``, for
+        multi-step rollouts that feed forecasts back), else from the listed
+        slots' live state."""
+        if state is None:
+            s = self._check_series(series)
+            state = self._impl.get_states(s)
+            B = s.size
+        else:
+            state = _as_real_array("state", state, self._np_dtype, "(B, L, S, H)")
+            B = state.shape[0] if state.ndim == 4 else -1
+            want = self.layout.state_shape(B)
+            if state.shape != want:
+                raise InputError(f"state has shape {state.shape}; expected (B, L, S, H) = {want}")
+            state = np.ascontiguousarray(state, dtype=self._np_dtype)
+            if not np.all(np.isfinite(state)):
+                raise InputError("state has non-finite values; pass a state from get_state/predict")
+        u, _ = self._check_rows(u, None, lambda r: f"row {r}", B)
+        return self._impl.forward(state, u)
+
     # -- slots -------------------------------------------------------------------------
     def resize(self, n_series):
         """Grow to ``n_series`` slots; existing state kept, new slots start at zero."""

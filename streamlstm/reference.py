@@ -186,6 +186,14 @@ class ReferenceBackend:
     def host_counts(self):
         return self.a["count"]
 
+    def forward(self, state, U):
+        W = self.layout.views(self.a["theta"])
+        h_top, new_state, _ = stack_forward(self.layout, W, U, state)
+        return head_forward(W, h_top), new_state
+
+    def get_states(self, series):
+        return self.a["state"][series].copy()
+
     # -- one call (SPEC 3) ----------------------------------------------------------------
     def _step(self, idx, u, y):
         a, lay = self.a, self.layout
