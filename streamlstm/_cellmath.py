@@ -1,0 +1,95 @@
+"""Scalar LSTM/GRU cell math, written once for every compiled backend
+(../shared/SPEC.md section 1; gate order as PyTorch).
+
+Each function works on ONE hidden unit: the caller has already formed the gate
+pre-activations (the matrix-vector products are the backend's business) and
+loops over units.  The functions are plain ``@njit`` so that both the Numba CPU
+kernels (``_cpu_kernels.py``) and ``@cuda.jit`` kernels (which may call
+``@njit`` functions as device functions) use the very same arithmetic.
+
+``one`` is the number 1 in the working dtype.  Kernels pass it (e.g.
+``one = theta.dtype.type(1)``) instead of writing ``1.0``: in Numba a Python
+float literal is float64 and silently promotes float32 arithmetic to float64,
+so a float32 model would neither be float32 nor fast.  Nothing here allocates
+or raises.
+
+The expressions follow ``reference.py`` operand for operand (same products in
+the same order), so the compiled backends differ from the NumPy oracle only by
+libm rounding and FMA contraction.
+
+Stable API (the CUDA backend imports it)::
+
+    sigmoid(x, one)
+    lstm_cell(ai, af, ag, ao, c, one)                 -> (i, f, g, o, c2, tc, h2)
+    lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one)
+                                                      -> (dai, daf, dag, dao, dc)
+    gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one)    -> (r, z, n, h2)
+    gru_cell_backward(dh2, r, z, n, ghn, h, one)      -> (dar, daz, dan, dhn, dh)
+"""
+import math
+
+from numba import njit
+
+# Allowed fast-math flags (backend.py, determinism): reassociation and FMA
+# contraction are fine; never 'nnan'/'ninf' (NaN target masks must survive) nor
+# 'afn' (approximate exp/tanh would drift from the reference).
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sigmoid(x, one):
+    """1 / (1 + exp(-x)), as torch; exp overflow -> inf -> 0 is the right limit."""
+    return one / (one + math.exp(-x))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_cell(ai, af, ag, ao, c, one):
+    """SPEC 1, one unit: pre-activations of gates (i, f, g, o) and the old cell
+    state -> gate activations, new cell c2, tanh(c2) and new hidden h2."""
+    i = sigmoid(ai, one)
+    f = sigmoid(af, one)
+    g = math.tanh(ag)
+    o = sigmoid(ao, one)
+    c2 = f * c + i * g
+    tc = math.tanh(c2)
+    h2 = o * tc
+    return i, f, g, o, c2, tc, h2
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one):
+    """Gradients w.r.t. h2 and c2 of one unit -> gradients w.r.t. the four gate
+    pre-activations and the old cell state c (reference.lstm_backward)."""
+    do = dh2 * tc
+    dc = dc2 + dh2 * o * (one - tc * tc)
+    di = dc * g
+    dg = dc * i
+    df = dc * c
+    dc_prev = dc * f
+    return (di * i * (one - i), df * f * (one - f), dg * (one - g * g),
+            do * o * (one - o), dc_prev)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one):
+    """SPEC 1, one unit: input parts (W_i* x + b_i*) and hidden parts
+    (W_h* h + b_h*) of (r, z, n) and the old h -> r, z, n and the new h2."""
+    r = sigmoid(gir + ghr, one)
+    z = sigmoid(giz + ghz, one)
+    n = math.tanh(gin + r * ghn)
+    h2 = (one - z) * n + z * h
+    return r, z, n, h2
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def gru_cell_backward(dh2, r, z, n, ghn, h, one):
+    """Gradient w.r.t. h2 of one unit -> (dar, daz, dan) for the input-side
+    pre-activations, dhn = dan * r for the hidden-side n pre-activation
+    (W_hn h + b_hn), and the direct part dh2 * z of the gradient w.r.t. the old
+    h (reference.gru_backward; the r and z parts are the same on both sides)."""
+    dn = dh2 * (one - z)
+    dz = dh2 * (h - n)
+    dan = dn * (one - n * n)
+    dar = dan * ghn * r * (one - r)
+    daz = dz * z * (one - z)
+    return dar, daz, dan, dan * r, dh2 * z
