@@ -30,10 +30,14 @@ import math
 
 from numba import njit
 
-# Allowed fast-math flags (backend.py, determinism): reassociation and FMA
-# contraction are fine; never 'nnan'/'ninf' (NaN target masks must survive) nor
-# 'afn' (approximate exp/tanh would drift from the reference).
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# Fast-math flags of the CPU kernels: FMA contraction only.  Never 'nnan'/'ninf'
+# (NaN target masks must survive) nor 'afn' (approximate exp/tanh).  'reassoc'
+# and 'arcp' are left out on purpose: they let LLVM re-associate differently
+# wherever a function gets inlined and re-optimised, and we measured a
+# cache-loaded kernel disagreeing in the last bit with the same kernel freshly
+# compiled - which would break "resume = uninterrupted" across processes.  The
+# hot loops are AXPYs that vectorise without them.
+FASTMATH = {"contract"}
 
 
 @njit(cache=True, fastmath=FASTMATH)

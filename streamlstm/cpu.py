@@ -1,0 +1,120 @@
+"""The Numba CPU backend (``backend="cpu"``): the launcher layer over the
+``@njit`` kernels of ``_cpu_kernels.py`` (contract: ``backend.py``; numbers:
+../shared/SPEC.md, checked against ``reference.py``).
+
+One ``step_calls`` request - a single ``step``, a whole ``run(U, Y)`` of T steps
+or a micro-batched ``step_rows`` - is ONE compiled call: the loop over calls,
+rows and due series never comes back to Python.  The forward of a call runs
+its rows in parallel when there is enough work; an update runs its due series
+in parallel chunks.  Results do not depend on the thread count (see
+``_cpu_kernels``).
+
+The backend owns the model arrays of ``layout.ALL_ARRAYS`` plus three derived
+buffers that are never saved: ``wt`` (the transposed recurrent weights, a
+function of ``theta``), ``grad`` (P,) and a workspace of ``n_slots`` slots, each
+with one chunk's partial gradient (P,) and one window's re-run states and
+activations (k2 x L x (S*H + A)).  Per series nothing is kept beyond the SPEC
+arrays, so memory is the state, the window-entry state and k2 rows of (u, y).
+Not thread-safe: one model is stepped by one Python thread at a time.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import _cpu_kernels as K
+from .errors import CheckpointError
+from .layout import ALL_ARRAYS, Layout, grow_series_arrays
+
+# Workspace slots: enough to keep every thread busy with a chunk, capped so the
+# per-slot partial gradients of a very large model stay small.
+_WORKSPACE_BYTES = 256 << 20
+
+_INT_ARRAYS = ("win_len", "count", "opt_step")
+
+
+class CPUBackend:
+    """Backend contract of ``backend.py`` with Numba ``@njit`` kernels."""
+
+    name = "cpu"
+
+    def __init__(self, layout: Layout, k1, k2, hyper, dtype, arrays):
+        self.layout, self.k1, self.k2 = layout, int(k1), int(k2)
+        self.hyper = np.ascontiguousarray(hyper, dtype=np.float64)
+        self.dtype = np.dtype(dtype).type
+        lay = layout
+        H, G, L, I = lay.hidden_size, lay.G, lay.n_layers, lay.n_inputs
+        self.A = 5 * H if lay.cell == "lstm" else 6 * H
+        hw, hb = lay.head_offsets
+        self.cfg = np.array([I, H, lay.n_outputs, L, G, lay.S, int(lay.cell == "lstm"),
+                             self.k1, self.k2, self.A, hw, hb, lay.n_params], dtype=np.int64)
+        assert self.cfg.shape[0] == K.N_CFG
+        self.offs = np.ascontiguousarray(lay.offsets, dtype=np.int64)
+        sizes = [(lay.layer_input_size(k) + H) * G * H for k in range(L)]
+        self.wt_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.wt = np.empty(int(sum(sizes)), dtype=self.dtype)
+        self.grad = np.zeros(lay.n_params, dtype=self.dtype)
+        self._alloc_workspace()
+        self._set_arrays(arrays, copy=False)
+
+    # -- internals ----------------------------------------------------------------------
+    def _alloc_workspace(self):
+        lay, dt = self.layout, self.dtype
+        L, S, H, GH = lay.n_layers, lay.S, lay.hidden_size, lay.G * lay.hidden_size
+        n_vec = 2 * L * H + 3 * H + 2 * GH
+        per_slot = (lay.n_params + self.k2 * L * (S * H + self.A) + n_vec) * np.dtype(dt).itemsize
+        n_slots = max(1, min(2 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
+        self.ws_st = np.zeros((n_slots, self.k2, L, S, H), dtype=dt)
+        self.ws_a = np.zeros((n_slots, self.k2, L, self.A), dtype=dt)
+        self.ws_vec = np.zeros((n_slots, n_vec), dtype=dt)
+        self.ws_g = np.zeros((n_slots, lay.n_params), dtype=dt)
+
+    def _set_arrays(self, arrays, copy):
+        a = {}
+        for k in ALL_ARRAYS:
+            want = np.int64 if k in _INT_ARRAYS else self.dtype
+            v = arrays[k]
+            a[k] = np.array(v, dtype=want, copy=True) if copy else np.ascontiguousarray(v, dtype=want)
+        # The kernels write window row win_len[n]: refuse arrays that break the
+        # invariant 0 <= win_len < k2 rather than write out of bounds.
+        wl = a["win_len"]
+        if wl.size and (wl.min() < 0 or wl.max() >= self.k2):
+            n = int(np.flatnonzero((wl < 0) | (wl >= self.k2))[0])
+            raise CheckpointError(f"series slot {n} has win_len={int(wl[n])}, outside 0..{self.k2 - 1} "
+                                  f"for k2={self.k2}; the arrays are corrupt or from another model")
+        self.a = a
+        K.refresh_wt(a["theta"], self.wt, self.offs, self.wt_off, self.cfg)
+
+    # -- contract -----------------------------------------------------------------------
+    def step_calls(self, series, U, Y, offsets):
+        a = self.a
+        out = np.empty((U.shape[0], self.layout.n_outputs), dtype=self.dtype)
+        K.step_calls(series, U, Y, offsets, a["theta"], self.wt, a["opt_m"], a["opt_v"],
+                     a["opt_step"], self.hyper, self.grad, a["state"], a["entry"], a["win_u"],
+                     a["win_y"], a["win_len"], a["count"], self.offs, self.wt_off, self.cfg,
+                     self.ws_st, self.ws_a, self.ws_vec, self.ws_g, out, numba.get_num_threads())
+        return out
+
+    def resize(self, n_series):
+        self.a.update(grow_series_arrays(self.a, self.layout, n_series, self.k2, self.dtype))
+
+    def host_arrays(self):
+        return self.a
+
+    def load_arrays(self, arrays):
+        self._set_arrays(arrays, copy=True)
+
+    def host_counts(self):
+        return self.a["count"]
+
+    def forward(self, state, U):
+        new_state = np.array(state, dtype=self.dtype, copy=True, order="C")
+        U = np.ascontiguousarray(U, dtype=self.dtype)
+        B = U.shape[0]
+        out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
+        K.forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.a["theta"], self.wt,
+                       self.offs, self.wt_off, self.cfg, self.ws_a, out, numba.get_num_threads())
+        return out, new_state
+
+    def get_states(self, series):
+        return self.a["state"][series]
