@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._cellmath import FASTMATH, gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward
+from ._cellmath import FASTMATH, gru_cell_backward, lstm_cell_backward
 
 # Due series per gradient chunk.  Part of this backend's numerical contract:
 # changing it changes the last bits of every multi-series update.
@@ -43,265 +43,437 @@ GRAD_CHUNK = 8
 # (launching a parallel region costs ~10 us; one series at H=32 is ~4k MACs).
 PAR_FORWARD_WORK = 1 << 18
 
+# error_model="numpy": a float division by zero gives inf/nan instead of raising;
+# without it every division carries a Python-style zero check that keeps LLVM
+# from vectorising the loop around it (sigmoid, Adam).
+_EXACT = dict(cache=True, error_model="numpy")
+_FAST = dict(cache=True, error_model="numpy", fastmath=FASTMATH)
+
 # Indices into the int64 ``cfg`` vector built by cpu.CPUBackend.
 (C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HW, C_HB, C_P) = range(13)
 N_CFG = 13
 
 
 # ---------------------------------------------------------------------------------
+# views: every hot loop indexes a view with a loop counter starting at 0, which
+# lets LLVM drop Numba's negative-index wraparound and vectorise
+@njit(**_EXACT)
+def _mat(a, off, rows, cols):
+    """(rows, cols) row-major view of the flat a[off:]."""
+    return a[off:off + rows * cols].reshape((rows, cols))
+
+
+# ---------------------------------------------------------------------------------
+# vectorisable exp for the gate nonlinearities.  libm's exp/tanh are scalar
+# calls (~10-20 ns each, no SVML here) and were most of a step's time; this is
+# Cody-Waite range reduction exp(x) = 2^n p(r), r = x - n ln2, |r| <= ln2/2,
+# with a Taylor polynomial (degree 13 for float64, 7 for float32: truncation
+# below half an ulp) and 2^n built in the exponent bits of the integer
+# scratch ``si`` (int64 / int32, read back through a float view).  Measured
+# error over [-40, 40]: sigmoid <= 2.2e-16 abs / 4.8e-16 rel (float64) and
+# 8.9e-8 abs (float32); tanh = 2 sigmoid(2x) - 1 <= 3.3e-16 abs (float64).
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693359375                 # few mantissa bits: n * _LN2_HI is exact
+_LN2_LO = -2.1219444005469058277e-4   # ln 2 - _LN2_HI
+
+
+@njit(**_FAST)
+def _vexp_neg_split(v, kf, si):
+    """v[j] <- p(r_j) and si[j] <- bits of 2^n_j, so that v[j] * si.view(float)[j]
+    = exp(-kf * v[j]).  The argument is clamped to the normal range (the
+    sigmoid/tanh built on it are saturated there anyway)."""
+    dt = v.dtype.type
+    one = dt(1)
+    half = dt(0.5)
+    kneg = -dt(kf)
+    log2e = dt(_LOG2E)
+    c1 = dt(_LN2_HI)
+    c2 = dt(_LN2_LO)
+    ity = si.dtype.type
+    if v.itemsize == 8:
+        xmin, xmax = dt(-708.0), dt(709.0)
+        for j in range(v.shape[0]):
+            x = kneg * v[j]
+            x = xmin if x < xmin else x
+            x = xmax if x > xmax else x
+            n = np.floor(x * log2e + half)
+            r = (x - n * c1) - n * c2
+            p = dt(1.0 / 6227020800.0)
+            p = p * r + dt(1.0 / 479001600.0)
+            p = p * r + dt(1.0 / 39916800.0)
+            p = p * r + dt(1.0 / 3628800.0)
+            p = p * r + dt(1.0 / 362880.0)
+            p = p * r + dt(1.0 / 40320.0)
+            p = p * r + dt(1.0 / 5040.0)
+            p = p * r + dt(1.0 / 720.0)
+            p = p * r + dt(1.0 / 120.0)
+            p = p * r + dt(1.0 / 24.0)
+            p = p * r + dt(1.0 / 6.0)
+            p = p * r + half
+            p = p * r + one
+            v[j] = p * r + one
+            si[j] = (ity(n) + ity(1023)) << ity(52)
+    else:
+        xmin, xmax = dt(-87.0), dt(88.0)
+        for j in range(v.shape[0]):
+            x = kneg * v[j]
+            x = xmin if x < xmin else x
+            x = xmax if x > xmax else x
+            n = np.floor(x * log2e + half)
+            r = (x - n * c1) - n * c2
+            p = dt(1.0 / 5040.0)
+            p = p * r + dt(1.0 / 720.0)
+            p = p * r + dt(1.0 / 120.0)
+            p = p * r + dt(1.0 / 24.0)
+            p = p * r + dt(1.0 / 6.0)
+            p = p * r + half
+            p = p * r + one
+            v[j] = p * r + one
+            si[j] = (ity(n) + ity(127)) << ity(23)
+
+
+@njit(**_FAST)
+def _vsigmoid(v, si):
+    """v <- 1 / (1 + exp(-v)) elementwise (SPEC 1 sigma)."""
+    one = v.dtype.type(1)
+    _vexp_neg_split(v, 1, si)
+    sf = si.view(v.dtype)
+    for j in range(v.shape[0]):
+        v[j] = one / (one + v[j] * sf[j])
+
+
+@njit(**_FAST)
+def _vtanh(v, si):
+    """v <- tanh(v) = 2 / (1 + exp(-2v)) - 1 elementwise."""
+    one = v.dtype.type(1)
+    two = one + one
+    _vexp_neg_split(v, 2, si)
+    sf = si.view(v.dtype)
+    for j in range(v.shape[0]):
+        v[j] = two / (one + v[j] * sf[j]) - one
+
+
+# ---------------------------------------------------------------------------------
 # forward workers
-@njit(cache=True, fastmath=FASTMATH)
-def _axpy_matvec(a, a0, wt, w0, x, ncol):
-    """a[a0:a0+ncol] += W x with W^T stored row-major at wt[w0:] (len(x) x ncol)."""
-    for k in range(x.shape[0]):
+@njit(**_FAST)
+def _axpy_rows(a, WT, x):
+    """a += W x with WT = W^T (len(x), len(a)) row-major: AXPYs over rows of WT.
+    Unrolled by four inputs so each a[r] is loaded and stored once per four
+    FMAs; the per-element FMA chain (k ascending) is the plain loop's."""
+    n = a.shape[0]
+    K = x.shape[0]
+    K4 = K - K % 4
+    for k in range(0, K4, 4):
+        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
+        for r in range(n):
+            acc = a[r]
+            acc += x0 * WT[k, r]
+            acc += x1 * WT[k + 1, r]
+            acc += x2 * WT[k + 2, r]
+            acc += x3 * WT[k + 3, r]
+            a[r] = acc
+    for k in range(K4, K):
         xk = x[k]
-        base = w0 + k * ncol
-        for r in range(ncol):
-            a[a0 + r] += xk * wt[base + r]
+        for r in range(n):
+            a[r] += xk * WT[k, r]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _lstm_layer_forward(x, h, c, theta, wt, b_ih, b_hh, w0, act, H, one):
+@njit(**_FAST)
+def _lstm_layer_forward(x, h, c, WihT, WhhT, b_ih, b_hh, act, si):
     """SPEC 1 LSTM, one series, in place: (h, c) <- cell(x, h, c).
-    act (>= 5H) receives i, f, g, o, tanh(c') (what lstm_backward reads)."""
-    GH = 4 * H
-    for r in range(GH):
-        act[r] = theta[b_ih + r] + theta[b_hh + r]
-    _axpy_matvec(act, 0, wt, w0, x, GH)
-    _axpy_matvec(act, 0, wt, w0 + x.shape[0] * GH, h, GH)
+    act (5H): i, f, g, o, tanh(c') afterwards (what the backward reads)."""
+    H = h.shape[0]
+    pre = act[0:4 * H]
+    for r in range(4 * H):
+        pre[r] = b_ih[r] + b_hh[r]
+    _axpy_rows(pre, WihT, x)
+    _axpy_rows(pre, WhhT, h)
+    _vsigmoid(act[0:2 * H], si)               # i, f
+    _vtanh(act[2 * H:3 * H], si)              # g
+    _vsigmoid(act[3 * H:4 * H], si)           # o
+    i = act[0:H]
+    f = act[H:2 * H]
+    g = act[2 * H:3 * H]
+    tc = act[4 * H:5 * H]
     for j in range(H):
-        i, f, g, o, c2, tc, h2 = lstm_cell(act[j], act[H + j], act[2 * H + j], act[3 * H + j],
-                                           c[j], one)
-        act[j] = i
-        act[H + j] = f
-        act[2 * H + j] = g
-        act[3 * H + j] = o
-        act[4 * H + j] = tc
+        c2 = f[j] * c[j] + i[j] * g[j]        # c' = f c + i g
         c[j] = c2
-        h[j] = h2
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def _gru_layer_forward(x, h, theta, wt, b_ih, b_hh, w0, act, H, one):
-    """SPEC 1 GRU, one series, in place: h <- cell(x, h).  act (>= 6H): the
-    input-side pre-activations [0, 3H) become r, z, n; the hidden-side ones
-    [3H, 6H) are scratch except W_hn h + b_hn at [5H, 6H) (gru_backward reads it)."""
-    GH = 3 * H
-    for r in range(GH):
-        act[r] = theta[b_ih + r]
-        act[GH + r] = theta[b_hh + r]
-    _axpy_matvec(act, 0, wt, w0, x, GH)
-    _axpy_matvec(act, GH, wt, w0 + x.shape[0] * GH, h, GH)
+        tc[j] = c2
+    _vtanh(tc, si)
+    o = act[3 * H:4 * H]
     for j in range(H):
-        rr, z, n, h2 = gru_cell(act[j], act[H + j], act[2 * H + j],
-                                act[GH + j], act[GH + H + j], act[GH + 2 * H + j], h[j], one)
-        act[j] = rr
-        act[H + j] = z
-        act[2 * H + j] = n
-        h[j] = h2
+        h[j] = o[j] * tc[j]                   # h' = o tanh(c')
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _stack_forward(x0, st, theta, wt, offs, wt_off, is_lstm, H, acts, one):
+@njit(**_FAST)
+def _gru_layer_forward(x, h, WihT, WhhT, b_ih, b_hh, act, si):
+    """SPEC 1 GRU, one series, in place: h <- cell(x, h).  act (6H): the
+    input-side pre-activations [0, 3H) become r, z, n; [3H, 6H) holds the
+    hidden-side ones, of which W_hn h + b_hn at [5H, 6H) is read by the backward."""
+    H = h.shape[0]
+    one = act.dtype.type(1)
+    gi = act[0:3 * H]
+    gh = act[3 * H:6 * H]
+    for r in range(3 * H):
+        gi[r] = b_ih[r]
+        gh[r] = b_hh[r]
+    _axpy_rows(gi, WihT, x)
+    _axpy_rows(gh, WhhT, h)
+    rz = act[0:2 * H]
+    for j in range(2 * H):
+        rz[j] = rz[j] + gh[j]                 # r, z = sigma(W_i x + b_i + W_h h + b_h)
+    _vsigmoid(rz, si)
+    r_ = act[0:H]
+    z = act[H:2 * H]
+    n = act[2 * H:3 * H]
+    ghn = act[5 * H:6 * H]
+    for j in range(H):
+        n[j] = n[j] + r_[j] * ghn[j]          # n = tanh(W_in x + b_in + r (W_hn h + b_hn))
+    _vtanh(n, si)
+    for j in range(H):
+        h[j] = (one - z[j]) * n[j] + z[j] * h[j]
+
+
+@njit(**_FAST)
+def _stack_forward(x0, st, theta, wt, offs, wt_off, cfg, acts, si):
     """One time step of the whole stack for one series, in place on st (L, S, H);
     layer k > 0 reads layer k-1's new h.  acts (L, A) receives the activations."""
-    L = st.shape[0]
+    I, H, L, GH = cfg[C_I], cfg[C_H], cfg[C_L], cfg[C_G] * cfg[C_H]
+    is_lstm = cfg[C_LSTM] != 0
     for k in range(L):
         if k == 0:
             x = x0
+            nin = I
         else:
             x = st[k - 1, 0]
+            nin = H
+        WihT = _mat(wt, wt_off[k], nin, GH)
+        WhhT = _mat(wt, wt_off[k] + nin * GH, H, GH)
+        b_ih = theta[offs[k, 2]:offs[k, 2] + GH]
+        b_hh = theta[offs[k, 3]:offs[k, 3] + GH]
         if is_lstm:
-            _lstm_layer_forward(x, st[k, 0], st[k, 1], theta, wt, offs[k, 2], offs[k, 3],
-                                wt_off[k], acts[k], H, one)
+            _lstm_layer_forward(x, st[k, 0], st[k, 1], WihT, WhhT, b_ih, b_hh, acts[k], si)
         else:
-            _gru_layer_forward(x, st[k, 0], theta, wt, offs[k, 2], offs[k, 3],
-                               wt_off[k], acts[k], H, one)
+            _gru_layer_forward(x, st[k, 0], WihT, WhhT, b_ih, b_hh, acts[k], si)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _head(h, theta, hw, hb, out_row):
+@njit(**_FAST)
+def _head(h, theta, cfg, out_row):
     """y_hat = W_head h + b_head (SPEC 1)."""
-    H = h.shape[0]
-    for o in range(out_row.shape[0]):
-        acc = theta[hw + o * H] * h[0]
+    H, O = cfg[C_H], cfg[C_O]
+    W = _mat(theta, cfg[C_HW], O, H)
+    b = theta[cfg[C_HB]:cfg[C_HB] + O]
+    for o in range(O):
+        acc = W[o, 0] * h[0]
         for j in range(1, H):
-            acc += theta[hw + o * H + j] * h[j]
-        out_row[o] = acc + theta[hb + o]
+            acc += W[o, j] * h[j]
+        out_row[o] = acc + b[o]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, acts, out):
+@njit(**_FAST)
+def _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, acts, si, out):
     """Rows lo:hi: advance state[slots[r]] by one step on U[r]; out[r] = y_hat."""
-    one = theta.dtype.type(1)
-    H, L, is_lstm = cfg[C_H], cfg[C_L], cfg[C_LSTM] != 0
-    hw, hb = cfg[C_HW], cfg[C_HB]
+    L = cfg[C_L]
     for r in range(lo, hi):
         st = state[slots[r]]
-        _stack_forward(U[r], st, theta, wt, offs, wt_off, is_lstm, H, acts, one)
-        _head(st[L - 1, 0], theta, hw, hb, out[r])
+        _stack_forward(U[r], st, theta, wt, offs, wt_off, cfg, acts, si)
+        _head(st[L - 1, 0], theta, cfg, out[r])
 
 
-@njit(cache=True, parallel=True)
-def _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, out):
+@njit(parallel=True, **_EXACT)
+def _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i,
+                      out):
     """_forward_rows over nb blocks of rows in parallel (block b uses scratch slot b).
     Every row's arithmetic is its own, so the blocking changes no bit."""
     R = hi - lo
     for b in prange(nb):
         r0 = lo + (R * b) // nb
         r1 = lo + (R * (b + 1)) // nb
-        _forward_rows(r0, r1, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[b, 0], out)
+        _forward_rows(r0, r1, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[b, 0],
+                      ws_i[b], out)
 
 
-@njit(cache=True)
-def forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, out, n_threads):
+@njit(**_EXACT)
+def forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i, out,
+                 n_threads):
     """Rows lo:hi of one call; parallel only when the work pays for the launch."""
     R = hi - lo
     nb = min(ws_a.shape[0], R)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
     if nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
-        _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, out)
+        _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i,
+                          out)
     else:
-        _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[0, 0], out)
+        _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[0, 0],
+                      ws_i[0], out)
 
 
 # ---------------------------------------------------------------------------------
 # backward worker: one series' window (SPEC 4)
-@njit(cache=True, fastmath=FASTMATH)
-def _window_backward(T, k1, Mf, ent, cst, cact, wu, wy, theta, offs, cfg, vec, gp):
+@njit(**_FAST)
+def _outer_acc(G, D, X, T):
+    """G[r, q] += sum_{t < T} D[t, r] * X[t, q], t ascending.  Unrolled by four
+    rows of t so each element of G is loaded and stored once per four FMAs; the
+    chain per element is the same sequence of FMAs as the plain loop."""
+    R, Q = G.shape
+    T4 = T - T % 4
+    if Q == 1:                          # a (R, 1) block is one contiguous column
+        for t in range(T):
+            xt = X[t, 0]
+            for r in range(R):
+                G[r, 0] += D[t, r] * xt
+        return
+    for r in range(R):
+        for t in range(0, T4, 4):
+            d0, d1, d2, d3 = D[t, r], D[t + 1, r], D[t + 2, r], D[t + 3, r]
+            for q in range(Q):
+                g = G[r, q]
+                g += d0 * X[t, q]
+                g += d1 * X[t + 1, q]
+                g += d2 * X[t + 2, q]
+                g += d3 * X[t + 3, q]
+                G[r, q] = g
+        for t in range(T4, T):
+            dt_ = D[t, r]
+            for q in range(Q):
+                G[r, q] += dt_ * X[t, q]
+
+
+@njit(**_FAST)
+def _col_sums_acc(g, D, T):
+    """g[r] += sum_{t < T} D[t, r] (bias gradients)."""
+    for t in range(T):
+        for r in range(g.shape[0]):
+            g[r] += D[t, r]
+
+
+@njit(**_FAST)
+def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, cfg, vec, dA, gp):
     """Back-propagate the masked loss of the last k1 of T re-run rows through
     all T rows and add the gradient to gp (P,).
 
-    ent (L, S, H) window-entry state (a constant, SPEC 4); cst (k2, L, S, H) and
-    cact (k2, L, A) the re-run states/activations; wu (k2, I), wy (k2, O) the
-    window.  vec is scratch: dh (L*H) | dc (L*H) | dxv (H) | dht (H) | dhd (H)
-    | dai (G*H) | dah (G*H).
+    cst (k2+1, L, S, H): cst[0] is the window-entry state (a constant, SPEC 4)
+    and cst[t+1] the re-run state after row t; cact (k2, L, A) the re-run
+    activations; wu (k2, I), wy (k2, O) the window.  dA (L, 2, k2, G*H) receives
+    the pre-activation gradients of every row (input side, hidden side; the
+    same for LSTM), from which the weight gradients are formed after the time
+    loop as sums over t.  vec is scratch: dh (L, H) | dc (L, H) | dxv (H) | dht (H).
     """
     one = theta.dtype.type(1)
     two = one + one
     zero = one - one
-    H, O, L = cfg[C_H], cfg[C_O], cfg[C_L]
+    I, H, O, L, k1 = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L], cfg[C_K1]
     is_lstm = cfg[C_LSTM] != 0
     GH = cfg[C_G] * H
-    hw, hb = cfg[C_HW], cfg[C_HB]
-    dh = vec[0:L * H]
-    dc = vec[L * H:2 * L * H]
+    Wh = _mat(theta, cfg[C_HW], O, H)
+    bh = theta[cfg[C_HB]:cfg[C_HB] + O]
+    gWh = _mat(gp, cfg[C_HW], O, H)
+    gbh = gp[cfg[C_HB]:cfg[C_HB] + O]
+    dh = _mat(vec, 0, L, H)
+    dc = _mat(vec, L * H, L, H)
     o0 = 2 * L * H
     dxv = vec[o0:o0 + H]
     dht = vec[o0 + H:o0 + 2 * H]
-    dhd = vec[o0 + 2 * H:o0 + 3 * H]
-    dai = vec[o0 + 3 * H:o0 + 3 * H + GH]
-    if is_lstm:
-        dah = dai                      # LSTM: the same pre-activation feeds both sides
-    else:
-        dah = vec[o0 + 3 * H + GH:o0 + 3 * H + 2 * GH]
+    hs = 1 if not is_lstm else 0       # LSTM: one pre-activation feeds both sides
     for q in range(2 * L * H):
         vec[q] = zero
     for t in range(T - 1, -1, -1):
-        htop = cst[t, L - 1, 0]
+        htop = cst[t + 1, L - 1, 0]
         for q in range(H):
             dxv[q] = zero
         if t >= T - k1:                 # loss only on the last k1 rows
             for o in range(O):
                 y = wy[t, o]
                 if not math.isnan(y):
-                    acc = theta[hw + o * H] * htop[0]
+                    acc = Wh[o, 0] * htop[0]
                     for j in range(1, H):
-                        acc += theta[hw + o * H + j] * htop[j]
-                    d = two * (acc + theta[hb + o] - y) / Mf   # d/dyhat (1/M) m (yhat - y)^2
-                    gp[hb + o] += d
-                    row = hw + o * H
+                        acc += Wh[o, j] * htop[j]
+                    d = two * (acc + bh[o] - y) / Mf   # d/dyhat of (1/M) m (yhat - y)^2
+                    gbh[o] += d
                     for q in range(H):
-                        gp[row + q] += d * htop[q]
-                        dxv[q] += d * theta[row + q]
+                        gWh[o, q] += d * htop[q]
+                        dxv[q] += d * Wh[o, q]
         for k in range(L - 1, -1, -1):
-            if k == 0:
-                x = wu[t]
-            else:
-                x = cst[t, k - 1, 0]
-            if t == 0:
-                prev = ent[k]
-            else:
-                prev = cst[t - 1, k]
+            prev = cst[t, k]
             act = cact[t, k]
+            dhk = dh[k]
+            dck = dc[k]
+            dai = dA[k, 0, t]
+            dah = dA[k, hs, t]
             for q in range(H):
-                dht[q] = dh[k * H + q] + dxv[q]
+                dht[q] = dhk[q] + dxv[q]
             if is_lstm:
+                ai, af, ag = act[0:H], act[H:2 * H], act[2 * H:3 * H]
+                ao, atc = act[3 * H:4 * H], act[4 * H:5 * H]
+                cp = prev[1]
+                d_i, d_f, d_g, d_o = dai[0:H], dai[H:2 * H], dai[2 * H:3 * H], dai[3 * H:4 * H]
                 for j in range(H):
                     di, df, dg, do, dcp = lstm_cell_backward(
-                        dht[j], dc[k * H + j], act[j], act[H + j], act[2 * H + j], act[3 * H + j],
-                        prev[1, j], act[4 * H + j], one)
-                    dai[j] = di
-                    dai[H + j] = df
-                    dai[2 * H + j] = dg
-                    dai[3 * H + j] = do
-                    dc[k * H + j] = dcp
-                    dhd[j] = zero
+                        dht[j], dck[j], ai[j], af[j], ag[j], ao[j], cp[j], atc[j], one)
+                    d_i[j] = di
+                    d_f[j] = df
+                    d_g[j] = dg
+                    d_o[j] = do
+                    dck[j] = dcp
+                for q in range(H):
+                    dhk[q] = zero
             else:
+                ar, az, an, aghn = act[0:H], act[H:2 * H], act[2 * H:3 * H], act[5 * H:6 * H]
+                hp0 = prev[0]
+                i_r, i_z, i_n = dai[0:H], dai[H:2 * H], dai[2 * H:3 * H]
+                h_r, h_z, h_n = dah[0:H], dah[H:2 * H], dah[2 * H:3 * H]
                 for j in range(H):
                     dar, daz, dan, dhn, dhdir = gru_cell_backward(
-                        dht[j], act[j], act[H + j], act[2 * H + j], act[5 * H + j], prev[0, j], one)
-                    dai[j] = dar
-                    dai[H + j] = daz
-                    dai[2 * H + j] = dan
-                    dah[j] = dar
-                    dah[H + j] = daz
-                    dah[2 * H + j] = dhn
-                    dhd[j] = dhdir
-            w_ih, w_hh, b_ih, b_hh = offs[k, 0], offs[k, 1], offs[k, 2], offs[k, 3]
-            nin = x.shape[0]
-            # input side: grad W_ih += da x^T, grad b_ih += da; dx = W_ih^T da (not below layer 0)
+                        dht[j], ar[j], az[j], an[j], aghn[j], hp0[j], one)
+                    i_r[j] = dar
+                    i_z[j] = daz
+                    i_n[j] = dan
+                    h_r[j] = dar
+                    h_z[j] = daz
+                    h_n[j] = dhn
+                    dhk[j] = dhdir             # the direct z * dh' part of dh_prev
+            # into the previous step: dh_prev += W_hh^T da_h (W_hh is (GH, H) row-major)
+            _axpy_rows(dhk, _mat(theta, offs[k, 1], GH, H), dah)
+            # into the layer below at this step: dx = W_ih^T da
             if k > 0:
                 for q in range(H):
                     dxv[q] = zero
-                for r in range(GH):
-                    cr = dai[r]
-                    gp[b_ih + r] += cr
-                    row = w_ih + r * nin
-                    for q in range(nin):
-                        gp[row + q] += cr * x[q]
-                        dxv[q] += cr * theta[row + q]
-            else:
-                for r in range(GH):
-                    cr = dai[r]
-                    gp[b_ih + r] += cr
-                    row = w_ih + r * nin
-                    for q in range(nin):
-                        gp[row + q] += cr * x[q]
-            # hidden side: grad W_hh += da_h h_prev^T; dh_prev = (GRU: z dh') + W_hh^T da_h
-            hp = prev[0]
-            for q in range(H):
-                dh[k * H + q] = dhd[q]
-            for r in range(GH):
-                cr = dah[r]
-                gp[b_hh + r] += cr
-                row = w_hh + r * H
-                for q in range(H):
-                    gp[row + q] += cr * hp[q]
-                    dh[k * H + q] += cr * theta[row + q]
+                _axpy_rows(dxv, _mat(theta, offs[k, 0], GH, H), dai)
+    # weight and bias gradients of every layer, summed over the window's rows
+    for k in range(L):
+        nin = I if k == 0 else H
+        D_i = dA[k, 0]
+        D_h = dA[k, hs]
+        if k == 0:
+            _outer_acc(_mat(gp, offs[k, 0], GH, nin), D_i, wu, T)
+        else:
+            _outer_acc(_mat(gp, offs[k, 0], GH, nin), D_i, cst[1:, k - 1, 0], T)
+        _outer_acc(_mat(gp, offs[k, 1], GH, H), D_h, cst[:, k, 0], T)
+        _col_sums_acc(gp[offs[k, 2]:offs[k, 2] + GH], D_i, T)
+        _col_sums_acc(gp[offs[k, 3]:offs[k, 3] + GH], D_h, T)
 
 
 # ---------------------------------------------------------------------------------
 # the update (SPEC 4)
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**_FAST)
 def _update_chunk(ch, slot, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                  entry, win_u, win_y, win_len, ws_st, ws_a, ws_vec, ws_g):
+                  entry, win_u, win_y, win_len, ws):
     """Chunk ch of the sorted due list, on workspace slot ``slot``: for each of
     its series re-run the window from the entry state (weights before the
     update), back-propagate into the chunk's partial gradient ws_g[slot], then
     move the window (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the
     entry state becomes the re-run state after them)."""
-    one = theta.dtype.type(1)
-    zero = one - one
-    H, L, is_lstm = cfg[C_H], cfg[C_L], cfg[C_LSTM] != 0
+    ws_st, ws_a, ws_vec, ws_g, ws_i, ws_da = ws
+    zero = theta.dtype.type(0)
+    H, L, S = cfg[C_H], cfg[C_L], cfg[C_S]
     k1, k2 = cfg[C_K1], cfg[C_K2]
-    S = cfg[C_S]
     D = due.shape[0]
     j0 = ch * GRAD_CHUNK
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
     cst = ws_st[slot]
     cact = ws_a[slot]
+    si = ws_i[slot]
     if M > 0:
         for p in range(gp.shape[0]):
             gp[p] = zero
@@ -312,19 +484,24 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
         need_bw = M > 0 and mcnt[jj] > 0
         Tf = T if need_bw else d
         ent = entry[n]
+        c0 = cst[0]
+        for k in range(L):
+            for s in range(S):
+                for q in range(H):
+                    c0[k, s, q] = ent[k, s, q]
         for t in range(Tf):
-            src = ent if t == 0 else cst[t - 1]
-            dst = cst[t]
+            src = cst[t]
+            dst = cst[t + 1]
             for k in range(L):
                 for s in range(S):
                     for q in range(H):
                         dst[k, s, q] = src[k, s, q]
-            _stack_forward(win_u[n, t], dst, theta, wt, offs, wt_off, is_lstm, H, cact[t], one)
+            _stack_forward(win_u[n, t], dst, theta, wt, offs, wt_off, cfg, cact[t], si)
         if need_bw:
-            _window_backward(T, k1, Mf, ent, cst, cact, win_u[n], win_y[n], theta, offs, cfg,
-                             ws_vec[slot], gp)
+            _window_backward(T, Mf, cst, cact, win_u[n], win_y[n], theta, offs, cfg,
+                             ws_vec[slot], ws_da[slot], gp)
         if d > 0:
-            last = cst[d - 1]
+            last = cst[d]
             for k in range(L):
                 for s in range(S):
                     for q in range(H):
@@ -342,15 +519,15 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
             win_len[n] = T - d
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True, **_EXACT)
 def _update_chunks_par(g0, g1, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                       entry, win_u, win_y, win_len, ws_st, ws_a, ws_vec, ws_g):
+                       entry, win_u, win_y, win_len, ws):
     for ch in prange(g0, g1):
         _update_chunk(ch, ch - g0, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                      entry, win_u, win_y, win_len, ws_st, ws_a, ws_vec, ws_g)
+                      entry, win_u, win_y, win_len, ws)
 
 
-@njit(cache=True)
+@njit(**_EXACT)
 def _sum_squares(g):
     """||g||^2 accumulated in float64 over 8 interleaved partial sums (explicit,
     so the order is fixed without fast-math re-association, and it vectorises)."""
@@ -367,7 +544,7 @@ def _sum_squares(g):
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 
 
-@njit(cache=True)
+@njit(**_EXACT)
 def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
     """optim.apply_update in Numba (SPEC 4): clip_grad_norm_, then torch's SGD or
     Adam.  No fast-math here: the optimizer follows torch operation for operation."""
@@ -409,10 +586,11 @@ def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
     step_size = dt(lr / bc1)
     sq_bc2 = dt(math.sqrt(bc2))
     eps_ = dt(eps)
+    if wd != 0.0:
+        for p in range(P):
+            grad[p] = grad[p] + wd_ * theta[p]     # L2-style weight decay (grad is scratch)
     for p in range(P):
         g = grad[p]
-        if wd != 0.0:
-            g = g + wd_ * theta[p]
         m = opt_m[p] + c1 * (g - opt_m[p])          # exp_avg.lerp_(grad, 1 - beta1)
         v = opt_v[p] * b2_ + c2 * g * g            # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
         opt_m[p] = m
@@ -421,7 +599,7 @@ def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
         theta[p] -= step_size * (m / denom)        # param.addcdiv_(exp_avg, denom, -step_size)
 
 
-@njit(cache=True)
+@njit(**_EXACT)
 def refresh_wt(theta, wt, offs, wt_off, cfg):
     """wt <- per layer [W_ih^T; W_hh^T] from theta (after every weight change)."""
     I, H, L, GH = cfg[C_I], cfg[C_H], cfg[C_L], cfg[C_G] * cfg[C_H]
@@ -438,9 +616,9 @@ def refresh_wt(theta, wt, offs, wt_off, cfg):
                 wt[w0 + q * GH + r] = theta[w_hh + r * H + q]
 
 
-@njit(cache=True)
+@njit(**_EXACT)
 def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, offs, wt_off, cfg,
-            entry, win_u, win_y, win_len, ws_st, ws_a, ws_vec, ws_g, n_threads):
+            entry, win_u, win_y, win_len, ws, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
     clipping and the optimizer step (only if M > 0)."""
@@ -465,17 +643,18 @@ def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, offs, wt_off, c
         for p in range(P):
             grad[p] = zero
     n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
+    ws_g = ws[3]
     NB = ws_g.shape[0]
     g0 = 0
     while g0 < n_chunks:
         g1 = min(n_chunks, g0 + NB)
         if g1 - g0 > 1 and n_threads > 1:
             _update_chunks_par(g0, g1, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                               entry, win_u, win_y, win_len, ws_st, ws_a, ws_vec, ws_g)
+                               entry, win_u, win_y, win_len, ws)
         else:
             for ch in range(g0, g1):
                 _update_chunk(ch, ch - g0, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                              entry, win_u, win_y, win_len, ws_st, ws_a, ws_vec, ws_g)
+                              entry, win_u, win_y, win_len, ws)
         if M > 0:
             for ch in range(g0, g1):           # chunk order: independent of threads and NB
                 gp = ws_g[ch - g0]
@@ -489,10 +668,10 @@ def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, offs, wt_off, c
 
 # ---------------------------------------------------------------------------------
 # the driver
-@njit(cache=True)
+@njit(**_EXACT)
 def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, grad,
                state, entry, win_u, win_y, win_len, count, offs, wt_off, cfg,
-               ws_st, ws_a, ws_vec, ws_g, out, n_threads):
+               ws, out, n_threads):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
     Per call: forward every row (weights before the update), append (u, y) to
     each window, then one update if any listed series is due.  ``n_threads`` is
@@ -506,7 +685,8 @@ def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, 
     due_buf = np.empty(max_rows, dtype=np.int64)
     for c in range(C):
         lo, hi = offsets[c], offsets[c + 1]
-        forward_rows(lo, hi, series, U, state, theta, wt, offs, wt_off, cfg, ws_a, out, n_threads)
+        forward_rows(lo, hi, series, U, state, theta, wt, offs, wt_off, cfg, ws[1], ws[4], out,
+                     n_threads)
         nd = 0
         for r in range(lo, hi):
             n = series[r]
@@ -523,4 +703,4 @@ def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, 
         if nd > 0:
             due = np.sort(due_buf[:nd])
             _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, offs, wt_off, cfg,
-                    entry, win_u, win_y, win_len, ws_st, ws_a, ws_vec, ws_g, n_threads)
+                    entry, win_u, win_y, win_len, ws, n_threads)

@@ -59,15 +59,26 @@ class CPUBackend:
 
     # -- internals ----------------------------------------------------------------------
     def _alloc_workspace(self):
+        """Per-slot scratch (a slot = one chunk in flight or one block of forward
+        rows): re-run states cst (k2+1, L, S, H), activations (k2, L, A), the
+        backward's vectors, pre-activation gradients dA (L, 2, k2, G*H), the
+        chunk's partial gradient (P,) and the exp's integer scratch (G*H,)."""
         lay, dt = self.layout, self.dtype
         L, S, H, GH = lay.n_layers, lay.S, lay.hidden_size, lay.G * lay.hidden_size
-        n_vec = 2 * L * H + 3 * H + 2 * GH
-        per_slot = (lay.n_params + self.k2 * L * (S * H + self.A) + n_vec) * np.dtype(dt).itemsize
+        k2, P = self.k2, lay.n_params
+        n_vec = 4 * L * H
+        per_slot = (P + (k2 + 1) * L * S * H + k2 * L * self.A + n_vec + 2 * L * k2 * GH + GH) \
+            * np.dtype(dt).itemsize
         n_slots = max(1, min(2 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
-        self.ws_st = np.zeros((n_slots, self.k2, L, S, H), dtype=dt)
-        self.ws_a = np.zeros((n_slots, self.k2, L, self.A), dtype=dt)
-        self.ws_vec = np.zeros((n_slots, n_vec), dtype=dt)
-        self.ws_g = np.zeros((n_slots, lay.n_params), dtype=dt)
+        self.ws = (
+            np.zeros((n_slots, k2 + 1, L, S, H), dtype=dt),          # cst
+            np.zeros((n_slots, k2, L, self.A), dtype=dt),            # activations
+            np.zeros((n_slots, n_vec), dtype=dt),                    # dh | dc | dx | dh_total
+            np.zeros((n_slots, P), dtype=dt),                        # chunk partial gradient
+            # integer scratch of the vectorised exp (2^n in the exponent bits): same width as dt
+            np.zeros((n_slots, GH), dtype=np.int64 if np.dtype(dt).itemsize == 8 else np.int32),
+            np.zeros((n_slots, L, 2, k2, GH), dtype=dt),             # dA
+        )
 
     def _set_arrays(self, arrays, copy):
         a = {}
@@ -92,7 +103,7 @@ class CPUBackend:
         K.step_calls(series, U, Y, offsets, a["theta"], self.wt, a["opt_m"], a["opt_v"],
                      a["opt_step"], self.hyper, self.grad, a["state"], a["entry"], a["win_u"],
                      a["win_y"], a["win_len"], a["count"], self.offs, self.wt_off, self.cfg,
-                     self.ws_st, self.ws_a, self.ws_vec, self.ws_g, out, numba.get_num_threads())
+                     self.ws, out, numba.get_num_threads())
         return out
 
     def resize(self, n_series):
@@ -113,7 +124,8 @@ class CPUBackend:
         B = U.shape[0]
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
         K.forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.a["theta"], self.wt,
-                       self.offs, self.wt_off, self.cfg, self.ws_a, out, numba.get_num_threads())
+                       self.offs, self.wt_off, self.cfg, self.ws[1], self.ws[4], out,
+                       numba.get_num_threads())
         return out, new_state
 
     def get_states(self, series):
