@@ -39,6 +39,12 @@ from ._cellmath import FASTMATH, gru_cell_backward, lstm_cell_backward
 # Due series per gradient chunk.  Part of this backend's numerical contract:
 # changing it changes the last bits of every multi-series update.
 GRAD_CHUNK = 8
+# The chunk partial gradients use a kernel layout (GRAD_LAYOUT) in which every
+# weight matrix is transposed like ``wt`` - per layer W_ih^T (in_k, G*H) and
+# W_hh^T (H, G*H) at wt_off[k] - followed by the biases (b_ih, b_hh per layer,
+# G*H each) and the head (W (O, H), b (O,)).  ``perm[p]`` is the kernel-layout
+# index of theta[p]; cpu.grad_perm builds it.
+GRAD_LAYOUT = "wt matrices | per layer b_ih, b_hh | head W, head b"
 # Multiply-adds below which a call's forward stays on the calling thread
 # (launching a parallel region costs ~10 us; one series at H=32 is ~4k MACs).
 PAR_FORWARD_WORK = 1 << 18
@@ -50,8 +56,8 @@ _EXACT = dict(cache=True, error_model="numpy")
 _FAST = dict(cache=True, error_model="numpy", fastmath=FASTMATH)
 
 # Indices into the int64 ``cfg`` vector built by cpu.CPUBackend.
-(C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HW, C_HB, C_P) = range(13)
-N_CFG = 13
+(C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HW, C_HB, C_P, C_WTOT) = range(14)
+N_CFG = 14
 
 
 # ---------------------------------------------------------------------------------
@@ -271,18 +277,52 @@ def _head(h, theta, cfg, out_row):
 
 
 @njit(**_FAST)
-def _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, acts, si, out):
-    """Rows lo:hi: advance state[slots[r]] by one step on U[r]; out[r] = y_hat."""
-    L = cfg[C_L]
+def _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, acts, si, out,
+                  win_len, entry, cache):
+    """Rows lo:hi: advance state[slots[r]] by one step on U[r]; out[r] = y_hat.
+
+    With the activation cache on (``cache``'s arrays have a row per slot; only
+    when k1 = k2) the row's activations and new state go to the slot's cache
+    row for its window position, so that the update can skip the re-run (SPEC 4
+    allows reusing the forward when no update happened inside the window).
+    The cache is valid while every row of the window was computed with the
+    current weights version ``ver`` from a live state equal to the
+    window-entry state; the re-run would compute the very same numbers with
+    the very same code, so using it changes no bit."""
+    L, S, H = cfg[C_L], cfg[C_S], cfg[C_H]
+    c_st, c_act, c_ver, ver = cache
+    use = c_ver.shape[0] > 0
     for r in range(lo, hi):
-        st = state[slots[r]]
-        _stack_forward(U[r], st, theta, wt, offs, wt_off, cfg, acts, si)
+        n = slots[r]
+        st = state[n]
+        if use:
+            w = win_len[n]
+            if w == 0:                  # a window starts: is the live state its entry state?
+                same = True
+                en = entry[n]
+                c0 = c_st[n, 0]
+                for k in range(L):
+                    for s_ in range(S):
+                        for q in range(H):
+                            same = same and st[k, s_, q] == en[k, s_, q]
+                            c0[k, s_, q] = st[k, s_, q]
+                c_ver[n] = ver[0] if same else -1
+            elif c_ver[n] != ver[0]:
+                c_ver[n] = -1
+            _stack_forward(U[r], st, theta, wt, offs, wt_off, cfg, c_act[n, w], si)
+            c1 = c_st[n, w + 1]
+            for k in range(L):
+                for s_ in range(S):
+                    for q in range(H):
+                        c1[k, s_, q] = st[k, s_, q]
+        else:
+            _stack_forward(U[r], st, theta, wt, offs, wt_off, cfg, acts, si)
         _head(st[L - 1, 0], theta, cfg, out[r])
 
 
 @njit(parallel=True, **_EXACT)
 def _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i,
-                      out):
+                      out, win_len, entry, cache):
     """_forward_rows over nb blocks of rows in parallel (block b uses scratch slot b).
     Every row's arithmetic is its own, so the blocking changes no bit."""
     R = hi - lo
@@ -290,53 +330,48 @@ def _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg,
         r0 = lo + (R * b) // nb
         r1 = lo + (R * (b + 1)) // nb
         _forward_rows(r0, r1, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[b, 0],
-                      ws_i[b], out)
+                      ws_i[b], out, win_len, entry, cache)
 
 
 @njit(**_EXACT)
 def forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i, out,
-                 n_threads):
+                 win_len, entry, cache, n_threads):
     """Rows lo:hi of one call; parallel only when the work pays for the launch."""
     R = hi - lo
     nb = min(ws_a.shape[0], R)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
     if nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
         _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i,
-                          out)
+                          out, win_len, entry, cache)
     else:
         _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[0, 0],
-                      ws_i[0], out)
+                      ws_i[0], out, win_len, entry, cache)
 
 
 # ---------------------------------------------------------------------------------
 # backward worker: one series' window (SPEC 4)
 @njit(**_FAST)
-def _outer_acc(G, D, X, T):
-    """G[r, q] += sum_{t < T} D[t, r] * X[t, q], t ascending.  Unrolled by four
-    rows of t so each element of G is loaded and stored once per four FMAs; the
-    chain per element is the same sequence of FMAs as the plain loop."""
-    R, Q = G.shape
+def _outer_acc_T(GT, D, X, T):
+    """GT[q, r] += sum_{t < T} X[t, q] * D[t, r], t ascending: the transposed
+    weight gradient (G*H long rows, so the inner loop is long).  Unrolled by
+    four rows of t so each element is loaded and stored once per four FMAs;
+    the FMA chain per element is the plain loop's."""
+    Q, R = GT.shape
     T4 = T - T % 4
-    if Q == 1:                          # a (R, 1) block is one contiguous column
-        for t in range(T):
-            xt = X[t, 0]
-            for r in range(R):
-                G[r, 0] += D[t, r] * xt
-        return
-    for r in range(R):
+    for q in range(Q):
         for t in range(0, T4, 4):
-            d0, d1, d2, d3 = D[t, r], D[t + 1, r], D[t + 2, r], D[t + 3, r]
-            for q in range(Q):
-                g = G[r, q]
-                g += d0 * X[t, q]
-                g += d1 * X[t + 1, q]
-                g += d2 * X[t + 2, q]
-                g += d3 * X[t + 3, q]
-                G[r, q] = g
+            x0, x1, x2, x3 = X[t, q], X[t + 1, q], X[t + 2, q], X[t + 3, q]
+            for r in range(R):
+                g = GT[q, r]
+                g += x0 * D[t, r]
+                g += x1 * D[t + 1, r]
+                g += x2 * D[t + 2, r]
+                g += x3 * D[t + 3, r]
+                GT[q, r] = g
         for t in range(T4, T):
-            dt_ = D[t, r]
-            for q in range(Q):
-                G[r, q] += dt_ * X[t, q]
+            xt = X[t, q]
+            for r in range(R):
+                GT[q, r] += xt * D[t, r]
 
 
 @njit(**_FAST)
@@ -348,9 +383,9 @@ def _col_sums_acc(g, D, T):
 
 
 @njit(**_FAST)
-def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, cfg, vec, dA, gp):
+def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, wt_off, cfg, vec, dA, gp):
     """Back-propagate the masked loss of the last k1 of T re-run rows through
-    all T rows and add the gradient to gp (P,).
+    all T rows and add the gradient to gp (P,, kernel layout: GRAD_LAYOUT).
 
     cst (k2+1, L, S, H): cst[0] is the window-entry state (a constant, SPEC 4)
     and cst[t+1] the re-run state after row t; cact (k2, L, A) the re-run
@@ -367,8 +402,10 @@ def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, cfg, vec, dA, gp):
     GH = cfg[C_G] * H
     Wh = _mat(theta, cfg[C_HW], O, H)
     bh = theta[cfg[C_HB]:cfg[C_HB] + O]
-    gWh = _mat(gp, cfg[C_HW], O, H)
-    gbh = gp[cfg[C_HB]:cfg[C_HB] + O]
+    WTOT = cfg[C_WTOT]
+    ghw = WTOT + 2 * L * GH
+    gWh = _mat(gp, ghw, O, H)
+    gbh = gp[ghw + O * H:ghw + O * H + O]
     dh = _mat(vec, 0, L, H)
     dc = _mat(vec, L * H, L, H)
     o0 = 2 * L * H
@@ -439,31 +476,36 @@ def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, cfg, vec, dA, gp):
                 for q in range(H):
                     dxv[q] = zero
                 _axpy_rows(dxv, _mat(theta, offs[k, 0], GH, H), dai)
-    # weight and bias gradients of every layer, summed over the window's rows
+    # weight and bias gradients of every layer, summed over the window's rows,
+    # in the kernel layout of gp (see GRAD_LAYOUT)
     for k in range(L):
         nin = I if k == 0 else H
         D_i = dA[k, 0]
         D_h = dA[k, hs]
+        w0 = wt_off[k]
         if k == 0:
-            _outer_acc(_mat(gp, offs[k, 0], GH, nin), D_i, wu, T)
+            _outer_acc_T(_mat(gp, w0, nin, GH), D_i, wu, T)
         else:
-            _outer_acc(_mat(gp, offs[k, 0], GH, nin), D_i, cst[1:, k - 1, 0], T)
-        _outer_acc(_mat(gp, offs[k, 1], GH, H), D_h, cst[:, k, 0], T)
-        _col_sums_acc(gp[offs[k, 2]:offs[k, 2] + GH], D_i, T)
-        _col_sums_acc(gp[offs[k, 3]:offs[k, 3] + GH], D_h, T)
+            _outer_acc_T(_mat(gp, w0, nin, GH), D_i, cst[1:, k - 1, 0], T)
+        _outer_acc_T(_mat(gp, w0 + nin * GH, H, GH), D_h, cst[:, k, 0], T)
+        b0 = WTOT + 2 * k * GH
+        _col_sums_acc(gp[b0:b0 + GH], D_i, T)
+        _col_sums_acc(gp[b0 + GH:b0 + 2 * GH], D_h, T)
 
 
 # ---------------------------------------------------------------------------------
 # the update (SPEC 4)
 @njit(**_FAST)
 def _update_chunk(ch, slot, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                  entry, win_u, win_y, win_len, ws):
+                  entry, win_u, win_y, win_len, ws, cache):
     """Chunk ch of the sorted due list, on workspace slot ``slot``: for each of
     its series re-run the window from the entry state (weights before the
     update), back-propagate into the chunk's partial gradient ws_g[slot], then
     move the window (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the
-    entry state becomes the re-run state after them)."""
+    entry state becomes the re-run state after them).  A series whose window
+    is in the activation cache (see _forward_rows) skips the re-run."""
     ws_st, ws_a, ws_vec, ws_g, ws_i, ws_da = ws
+    c_st, c_act, c_ver, ver = cache
     zero = theta.dtype.type(0)
     H, L, S = cfg[C_H], cfg[C_L], cfg[C_S]
     k1, k2 = cfg[C_K1], cfg[C_K2]
@@ -484,24 +526,30 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
         need_bw = M > 0 and mcnt[jj] > 0
         Tf = T if need_bw else d
         ent = entry[n]
-        c0 = cst[0]
-        for k in range(L):
-            for s in range(S):
-                for q in range(H):
-                    c0[k, s, q] = ent[k, s, q]
-        for t in range(Tf):
-            src = cst[t]
-            dst = cst[t + 1]
+        if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
+            cst_n = c_st[n]             # the live forward already computed this window
+            cact_n = c_act[n]
+        else:
+            cst_n = cst
+            cact_n = cact
+            c0 = cst[0]
             for k in range(L):
                 for s in range(S):
                     for q in range(H):
-                        dst[k, s, q] = src[k, s, q]
-            _stack_forward(win_u[n, t], dst, theta, wt, offs, wt_off, cfg, cact[t], si)
+                        c0[k, s, q] = ent[k, s, q]
+            for t in range(Tf):
+                src = cst[t]
+                dst = cst[t + 1]
+                for k in range(L):
+                    for s in range(S):
+                        for q in range(H):
+                            dst[k, s, q] = src[k, s, q]
+                _stack_forward(win_u[n, t], dst, theta, wt, offs, wt_off, cfg, cact[t], si)
         if need_bw:
-            _window_backward(T, Mf, cst, cact, win_u[n], win_y[n], theta, offs, cfg,
-                             ws_vec[slot], ws_da[slot], gp)
+            _window_backward(T, Mf, cst_n, cact_n, win_u[n], win_y[n], theta, offs, wt_off,
+                             cfg, ws_vec[slot], ws_da[slot], gp)
         if d > 0:
-            last = cst[d]
+            last = cst_n[d]
             for k in range(L):
                 for s in range(S):
                     for q in range(H):
@@ -521,10 +569,10 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
 
 @njit(parallel=True, **_EXACT)
 def _update_chunks_par(g0, g1, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                       entry, win_u, win_y, win_len, ws):
+                       entry, win_u, win_y, win_len, ws, cache):
     for ch in prange(g0, g1):
         _update_chunk(ch, ch - g0, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                      entry, win_u, win_y, win_len, ws)
+                      entry, win_u, win_y, win_len, ws, cache)
 
 
 @njit(**_EXACT)
@@ -617,8 +665,8 @@ def refresh_wt(theta, wt, offs, wt_off, cfg):
 
 
 @njit(**_EXACT)
-def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, offs, wt_off, cfg,
-            entry, win_u, win_y, win_len, ws, n_threads):
+def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm, offs, wt_off, cfg,
+            entry, win_u, win_y, win_len, ws, cache, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
     clipping and the optimizer step (only if M > 0)."""
@@ -650,28 +698,29 @@ def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, offs, wt_off, c
         g1 = min(n_chunks, g0 + NB)
         if g1 - g0 > 1 and n_threads > 1:
             _update_chunks_par(g0, g1, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                               entry, win_u, win_y, win_len, ws)
+                               entry, win_u, win_y, win_len, ws, cache)
         else:
             for ch in range(g0, g1):
                 _update_chunk(ch, ch - g0, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
-                              entry, win_u, win_y, win_len, ws)
+                              entry, win_u, win_y, win_len, ws, cache)
         if M > 0:
             for ch in range(g0, g1):           # chunk order: independent of threads and NB
                 gp = ws_g[ch - g0]
                 for p in range(P):
-                    grad[p] += gp[p]
+                    grad[p] += gp[perm[p]]     # kernel layout -> theta layout
         g0 = g1
     if M > 0:
         apply_update(theta, grad, opt_m, opt_v, opt_step, hyper)
         refresh_wt(theta, wt, offs, wt_off, cfg)
+        cache[3][0] += 1                       # new weights: every cached window is stale
 
 
 # ---------------------------------------------------------------------------------
 # the driver
 @njit(**_EXACT)
-def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, grad,
+def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm,
                state, entry, win_u, win_y, win_len, count, offs, wt_off, cfg,
-               ws, out, n_threads):
+               ws, cache, out, n_threads):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
     Per call: forward every row (weights before the update), append (u, y) to
     each window, then one update if any listed series is due.  ``n_threads`` is
@@ -686,7 +735,7 @@ def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, 
     for c in range(C):
         lo, hi = offsets[c], offsets[c + 1]
         forward_rows(lo, hi, series, U, state, theta, wt, offs, wt_off, cfg, ws[1], ws[4], out,
-                     n_threads)
+                     win_len, entry, cache, n_threads)
         nd = 0
         for r in range(lo, hi):
             n = series[r]
@@ -702,5 +751,5 @@ def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, 
                 nd += 1
         if nd > 0:
             due = np.sort(due_buf[:nd])
-            _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, offs, wt_off, cfg,
-                    entry, win_u, win_y, win_len, ws, n_threads)
+            _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm, offs, wt_off, cfg,
+                    entry, win_u, win_y, win_len, ws, cache, n_threads)

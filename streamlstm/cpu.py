@@ -29,8 +29,38 @@ from .layout import ALL_ARRAYS, Layout, grow_series_arrays
 # Workspace slots: enough to keep every thread busy with a chunk, capped so the
 # per-slot partial gradients of a very large model stay small.
 _WORKSPACE_BYTES = 256 << 20
+# The activation cache (k1 = k2 only) keeps each series' forward activations for
+# its current window so that an update need not re-run it.  It costs
+# k2 * L * (S*H + A) numbers per series, so it is only kept while all slots fit
+# in this budget: many-series models keep the SPEC's lean per-series memory.
+ACTIVATION_CACHE_BYTES = 32 << 20
 
 _INT_ARRAYS = ("win_len", "count", "opt_step")
+
+
+def grad_perm(layout: Layout, wt_off) -> np.ndarray:
+    """perm[p] = index of theta[p] in the kernels' gradient layout
+    (_cpu_kernels.GRAD_LAYOUT: transposed weight matrices, then biases, then head)."""
+    L, H, GH, O = layout.n_layers, layout.hidden_size, layout.G * layout.hidden_size, \
+        layout.n_outputs
+    wtot = sum((layout.layer_input_size(k) + H) * GH for k in range(L))
+    perm = np.empty(layout.n_params, dtype=np.int64)
+    r = np.arange(GH)[:, None]
+    for k in range(L):
+        nin = layout.layer_input_size(k)
+        w_ih, w_hh, b_ih, b_hh = (int(o) for o in layout.offsets[k])
+        q = np.arange(nin)[None, :]
+        perm[w_ih:w_ih + GH * nin] = (wt_off[k] + q * GH + r).ravel()
+        q = np.arange(H)[None, :]
+        perm[w_hh:w_hh + GH * H] = (wt_off[k] + nin * GH + q * GH + r).ravel()
+        perm[b_ih:b_ih + GH] = wtot + 2 * k * GH + np.arange(GH)
+        perm[b_hh:b_hh + GH] = wtot + (2 * k + 1) * GH + np.arange(GH)
+    hw, hb = layout.head_offsets
+    head = wtot + 2 * L * GH
+    perm[hw:hw + O * H] = head + np.arange(O * H)
+    perm[hb:hb + O] = head + O * H + np.arange(O)
+    assert np.array_equal(np.sort(perm), np.arange(layout.n_params))
+    return perm
 
 
 class CPUBackend:
@@ -46,15 +76,18 @@ class CPUBackend:
         H, G, L, I = lay.hidden_size, lay.G, lay.n_layers, lay.n_inputs
         self.A = 5 * H if lay.cell == "lstm" else 6 * H
         hw, hb = lay.head_offsets
-        self.cfg = np.array([I, H, lay.n_outputs, L, G, lay.S, int(lay.cell == "lstm"),
-                             self.k1, self.k2, self.A, hw, hb, lay.n_params], dtype=np.int64)
-        assert self.cfg.shape[0] == K.N_CFG
-        self.offs = np.ascontiguousarray(lay.offsets, dtype=np.int64)
         sizes = [(lay.layer_input_size(k) + H) * G * H for k in range(L)]
         self.wt_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.wt = np.empty(int(sum(sizes)), dtype=self.dtype)
+        self.cfg = np.array([I, H, lay.n_outputs, L, G, lay.S, int(lay.cell == "lstm"),
+                             self.k1, self.k2, self.A, hw, hb, lay.n_params, self.wt.size],
+                            dtype=np.int64)
+        assert self.cfg.shape[0] == K.N_CFG
+        self.offs = np.ascontiguousarray(lay.offsets, dtype=np.int64)
+        self.perm = grad_perm(lay, self.wt_off)
         self.grad = np.zeros(lay.n_params, dtype=self.dtype)
         self._alloc_workspace()
+        self._ver = np.zeros(1, dtype=np.int64)     # weights version (activation cache)
         self._set_arrays(arrays, copy=False)
 
     # -- internals ----------------------------------------------------------------------
@@ -95,19 +128,35 @@ class CPUBackend:
                                   f"for k2={self.k2}; the arrays are corrupt or from another model")
         self.a = a
         K.refresh_wt(a["theta"], self.wt, self.offs, self.wt_off, self.cfg)
+        self._ver[0] += 1
+        self._alloc_cache()
+
+    def _alloc_cache(self):
+        lay, k2 = self.layout, self.k2
+        L, S, H = lay.n_layers, lay.S, lay.hidden_size
+        N = self.a["count"].shape[0]
+        per_series = ((k2 + 1) * L * S * H + k2 * L * self.A) * np.dtype(self.dtype).itemsize
+        on = self.k1 == self.k2 and N * per_series <= ACTIVATION_CACHE_BYTES
+        Nc = N if on else 0
+        self.cache = (np.zeros((Nc, k2 + 1, L, S, H), dtype=self.dtype),
+                      np.zeros((Nc, k2, L, self.A), dtype=self.dtype),
+                      np.full(Nc, -1, dtype=np.int64),
+                      self._ver)
+        self._no_cache = (self.cache[0][:0], self.cache[1][:0], self.cache[2][:0], self._ver)
 
     # -- contract -----------------------------------------------------------------------
     def step_calls(self, series, U, Y, offsets):
         a = self.a
         out = np.empty((U.shape[0], self.layout.n_outputs), dtype=self.dtype)
         K.step_calls(series, U, Y, offsets, a["theta"], self.wt, a["opt_m"], a["opt_v"],
-                     a["opt_step"], self.hyper, self.grad, a["state"], a["entry"], a["win_u"],
+                     a["opt_step"], self.hyper, self.grad, self.perm, a["state"], a["entry"], a["win_u"],
                      a["win_y"], a["win_len"], a["count"], self.offs, self.wt_off, self.cfg,
-                     self.ws, out, numba.get_num_threads())
+                     self.ws, self.cache, out, numba.get_num_threads())
         return out
 
     def resize(self, n_series):
         self.a.update(grow_series_arrays(self.a, self.layout, n_series, self.k2, self.dtype))
+        self._alloc_cache()             # fresh cache rows are invalid: windows re-run once
 
     def host_arrays(self):
         return self.a
@@ -125,7 +174,7 @@ class CPUBackend:
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
         K.forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.a["theta"], self.wt,
                        self.offs, self.wt_off, self.cfg, self.ws[1], self.ws[4], out,
-                       numba.get_num_threads())
+                       self.a["win_len"], self.a["entry"], self._no_cache, numba.get_num_threads())
         return out, new_state
 
     def get_states(self, series):
