@@ -1,0 +1,357 @@
+"""The Numba CPU backend against the NumPy reference (SPEC section 6) and its own
+bit-for-bit guarantees: run = repeated step, step_rows = one step per row,
+resume = uninterrupted, and independence of thread count, slot order, workspace
+size and activation cache."""
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import streamlstm
+from streamlstm import cpu as cpu_mod
+from streamlstm.errors import CheckpointError
+
+# float32 runs the same arithmetic in single precision, with a vectorised exp
+# instead of NumPy's: after 300 learning steps forecasts and weights stay within
+# this absolute tolerance of the float32 reference (measured <= 1e-7 on
+# forecasts and <= 9e-7 on weights; see
+# test_float32_matches_reference_float32).
+FLOAT32_ATOL = 1e-5
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make(backend, **kw):
+    cfg = dict(n_inputs=2, hidden_size=5, n_outputs=2, n_series=4, cell="lstm", n_layers=1,
+               k1=3, k2=3, optimizer=streamlstm.Adam(lr=1e-2), dtype="float64", seed=3)
+    cfg.update(kw)
+    return streamlstm.OnlineRNN(backend=backend, **cfg)
+
+
+def schedule(n_series, n_inputs, n_outputs, n_calls, seed, dtype=np.float64):
+    """A reproducible mix of calls: all slots, random subsets in random order,
+    missing targets (NaN) and calls without targets."""
+    rng = np.random.default_rng(seed)
+    calls = []
+    t = 0
+    for c in range(n_calls):
+        kind = rng.random()
+        if kind < 0.4:
+            idx = None
+            B = n_series
+        else:
+            B = int(rng.integers(1, n_series + 1))
+            idx = rng.permutation(n_series)[:B]
+        base = np.sin(0.3 * (t + np.arange(B)))[:, None]
+        u = (base + 0.3 * rng.normal(size=(B, n_inputs))).astype(dtype)
+        if rng.random() < 0.1:
+            y = None
+        else:
+            y = (np.cos(0.2 * t) + 0.5 * rng.normal(size=(B, n_outputs))).astype(dtype)
+            y[rng.random(y.shape) < 0.2] = np.nan
+        calls.append((u, y, idx))
+        t += 1
+    return calls
+
+
+def drive(net, calls):
+    return [net.step(u, y, series=idx) for u, y, idx in calls]
+
+
+def max_diff(a, b):
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def assert_arrays_close(net_a, net_b, atol):
+    A, B = net_a.arrays(), net_b.arrays()
+    for k in A:
+        a, b = A[k], B[k]
+        assert a.shape == b.shape, k
+        if np.issubdtype(a.dtype, np.integer):
+            np.testing.assert_array_equal(a, b, err_msg=k)
+        else:
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=k)
+            assert max_diff(np.nan_to_num(a), np.nan_to_num(b)) <= atol, (k, max_diff(np.nan_to_num(a), np.nan_to_num(b)))
+
+
+def assert_arrays_equal(net_a, net_b):
+    A, B = net_a.arrays(), net_b.arrays()
+    for k in A:
+        np.testing.assert_array_equal(A[k], B[k], err_msg=k)
+
+
+CONFIGS = {
+    "lstm1-k1=k2-adam-clip": dict(cell="lstm", n_layers=1, k1=4, k2=4, clip_norm=0.5),
+    "lstm2-k1<k2-sgdmom": dict(cell="lstm", n_layers=2, k1=3, k2=7,
+                               optimizer=streamlstm.SGD(lr=0.05, momentum=0.9)),
+    "gru1-k1=k2-sgd": dict(cell="gru", n_layers=1, k1=5, k2=5, optimizer=streamlstm.SGD(lr=0.1)),
+    "gru2-k1<k2-adam-clip": dict(cell="gru", n_layers=2, k1=2, k2=5, clip_norm=1.0,
+                                 optimizer=streamlstm.Adam(lr=5e-3, weight_decay=1e-3)),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_matches_reference_after_1000_steps(name):
+    kw = CONFIGS[name]
+    ref, cpu = make("reference", **kw), make("cpu", **kw)
+    calls = schedule(4, 2, 2, 1000, seed=list(CONFIGS).index(name))
+    ya, yb = drive(ref, calls), drive(cpu, calls)
+    assert ref.arrays()["opt_step"][0] > 100          # it really learned
+    worst = max(max_diff(a, b) for a, b in zip(ya, yb))
+    assert worst <= 1e-9, worst
+    assert_arrays_close(ref, cpu, 1e-9)
+
+
+def test_float32_matches_reference_float32():
+    kw = dict(dtype="float32", cell="lstm", n_layers=2, k1=3, k2=5)
+    ref, cpu = make("reference", **kw), make("cpu", **kw)
+    calls = schedule(4, 2, 2, 300, seed=7, dtype=np.float32)
+    ya, yb = drive(ref, calls), drive(cpu, calls)
+    assert all(y.dtype == np.float32 for y in yb)
+    assert cpu.arrays()["theta"].dtype == np.float32
+    worst = max(max_diff(a, b) for a, b in zip(ya, yb))
+    assert 0 < worst <= FLOAT32_ATOL, worst                # float32 really ran in float32
+    assert_arrays_close(ref, cpu, FLOAT32_ATOL)
+
+
+@pytest.mark.parametrize("cell,k1,k2", [("lstm", 4, 4), ("gru", 2, 5)])
+def test_run_equals_repeated_step_bit_for_bit(cell, k1, k2):
+    T, N = 40, 5
+    rng = np.random.default_rng(1)
+    U = rng.normal(size=(T, N, 2))
+    Y = rng.normal(size=(T, N, 2))
+    Y[rng.random(Y.shape) < 0.2] = np.nan
+    a, b = make("cpu", cell=cell, k1=k1, k2=k2, n_series=N), make("cpu", cell=cell, k1=k1, k2=k2, n_series=N)
+    ya = a.run(U, Y)
+    yb = np.stack([b.step(U[t], Y[t]) for t in range(T)])
+    np.testing.assert_array_equal(ya, yb)
+    assert_arrays_equal(a, b)
+
+
+def test_step_rows_equals_one_step_per_row():
+    N, R = 6, 300
+    rng = np.random.default_rng(2)
+    series = rng.integers(0, N, size=R)
+    U = rng.normal(size=(R, 2))
+    Y = rng.normal(size=(R, 2))
+    Y[rng.random(Y.shape) < 0.1] = np.nan
+    for k1, k2 in ((3, 3), (2, 4)):
+        a, b = make("cpu", k1=k1, k2=k2, n_series=N), make("cpu", k1=k1, k2=k2, n_series=N)
+        ya = a.step_rows(series, U, Y)
+        yb = np.concatenate([b.step(U[r:r + 1], Y[r:r + 1], series=[series[r]]) for r in range(R)])
+        np.testing.assert_array_equal(ya, yb)
+        assert_arrays_equal(a, b)
+
+
+def test_slot_order_does_not_matter():
+    N = 7
+    rng = np.random.default_rng(3)
+    a, b = make("cpu", n_series=N, k1=2, k2=4), make("cpu", n_series=N, k1=2, k2=4)
+    for t in range(30):
+        u, y = rng.normal(size=(N, 2)), rng.normal(size=(N, 2))
+        perm = rng.permutation(N)
+        ya = a.step(u, y)
+        yb = b.step(u[perm], y[perm], series=perm)
+        np.testing.assert_array_equal(ya[perm], yb)
+    assert_arrays_equal(a, b)
+
+
+def _many_series_run(n_threads, k1, k2, n_slots=None):
+    """Enough series for the parallel forward and many gradient chunks."""
+    N, T = 1500, 9
+    rng = np.random.default_rng(4)
+    U = rng.normal(size=(T, N, 1))
+    Y = rng.normal(size=(T, N, 1))
+    Y[rng.random(Y.shape) < 0.1] = np.nan
+    net = streamlstm.OnlineRNN(1, 8, 1, n_series=N, k1=k1, k2=k2, backend="cpu", seed=5)
+    if n_slots is not None:          # fewer workspace slots: chunks run in more groups
+        impl = net._impl
+        impl.ws = tuple(w[:n_slots].copy() for w in impl.ws)
+    old = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        out = net.run(U, Y)
+        perm = rng.permutation(N)     # and a subset call listing slots in shuffled order
+        out2 = net.step(U[0, perm[:700]], Y[0, perm[:700]], series=perm[:700])
+    finally:
+        numba.set_num_threads(old)
+    return out, out2, net
+
+
+@pytest.mark.parametrize("k1,k2", [(3, 3), (2, 4)])
+def test_threads_and_workspace_size_do_not_change_bits(k1, k2):
+    """Serial and parallel code paths (forward over row blocks, update over
+    gradient chunks) and any number of workspace slots give the same bits."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs numba with at least 2 threads")
+    o1, p1, n1 = _many_series_run(1, k1, k2)
+    o2, p2, n2 = _many_series_run(2, k1, k2)
+    o3, p3, n3 = _many_series_run(2, k1, k2, n_slots=1)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(o1, o3)
+    np.testing.assert_array_equal(p1, p3)
+    assert_arrays_equal(n1, n2)
+    assert_arrays_equal(n1, n3)
+
+
+def test_activation_cache_changes_no_bit(monkeypatch):
+    rng = np.random.default_rng(6)
+    N, T = 3, 50
+    U, Y = rng.normal(size=(T, N, 2)), rng.normal(size=(T, N, 2))
+    with_cache = make("cpu", n_series=N, k1=4, k2=4)
+    monkeypatch.setattr(cpu_mod, "ACTIVATION_CACHE_BYTES", 0)
+    without = make("cpu", n_series=N, k1=4, k2=4)
+    assert with_cache._impl.cache[2].shape[0] == N and without._impl.cache[2].shape[0] == 0
+    # subsets and single rows too, so that cached and re-run windows mix
+    for t in range(T):
+        idx = None if t % 3 else rng.permutation(N)[:2]
+        u, y = (U[t], Y[t]) if idx is None else (U[t, idx], Y[t, idx])
+        np.testing.assert_array_equal(with_cache.step(u, y, series=idx), without.step(u, y, series=idx))
+    assert_arrays_equal(with_cache, without)
+
+
+@pytest.mark.parametrize("k1,k2", [(4, 4), (2, 5)])
+def test_save_load_continue_equals_uninterrupted(tmp_path, k1, k2):
+    N = 3
+    calls = schedule(N, 2, 2, 60, seed=8)
+    a, b = make("cpu", n_series=N, k1=k1, k2=k2), make("cpu", n_series=N, k1=k1, k2=k2)
+    ya = drive(a, calls)
+    yb = drive(b, calls[:23])                  # stop in the middle of a window
+    b.save(tmp_path / "m.ckpt")
+    b = streamlstm.OnlineRNN.load(tmp_path / "m.ckpt")
+    assert b.backend == "cpu"
+    yb += drive(b, calls[23:])
+    for x, y in zip(ya, yb):
+        np.testing.assert_array_equal(x, y)
+    assert_arrays_equal(a, b)
+
+
+def test_resize_keeps_state_and_matches_reference():
+    ref, cpu = make("reference", n_series=2, k1=2, k2=3), make("cpu", n_series=2, k1=2, k2=3)
+    calls = schedule(2, 2, 2, 20, seed=9)
+    drive(ref, calls), drive(cpu, calls)
+    before = cpu.get_state()
+    ref.resize(5), cpu.resize(5)
+    np.testing.assert_array_equal(cpu.get_state([0, 1]), before)
+    assert np.all(cpu.get_state([2, 3, 4]) == 0)
+    calls = schedule(5, 2, 2, 40, seed=10)
+    ya, yb = drive(ref, calls), drive(cpu, calls)
+    assert max(max_diff(a, b) for a, b in zip(ya, yb)) <= 1e-12
+    assert_arrays_close(ref, cpu, 1e-12)
+
+
+@pytest.mark.parametrize("cell,L", [("lstm", 2), ("gru", 3)])
+def test_forward_and_get_states_match_reference(cell, L):
+    ref, cpu = make("reference", cell=cell, n_layers=L), make("cpu", cell=cell, n_layers=L)
+    calls = schedule(4, 2, 2, 15, seed=11)
+    drive(ref, calls), drive(cpu, calls)
+    assert max_diff(ref.get_state([3, 1]), cpu.get_state([3, 1])) <= 1e-12
+    rng = np.random.default_rng(12)
+    u = rng.normal(size=(4, 2))
+    yr, sr = ref.predict(u)
+    yc, sc = cpu.predict(u)
+    assert max_diff(yr, yc) <= 1e-12 and max_diff(sr, sc) <= 1e-12
+    state = rng.normal(size=sr.shape)
+    yr2, sr2 = ref.predict(u[:3], state=state[:3])
+    yc2, sc2 = cpu.predict(u[:3], state=state[:3])
+    assert max_diff(yr2, yc2) <= 1e-12 and max_diff(sr2, sc2) <= 1e-12
+    before = cpu.arrays()["state"].copy()
+    cpu.predict(u)                                     # side-effect free
+    np.testing.assert_array_equal(cpu.arrays()["state"], before)
+
+
+def test_per_series_memory_is_the_spec_arrays(monkeypatch):
+    """Nothing of size H per step is kept per series: beyond the SPEC arrays the
+    backend's own buffers do not grow with n_series (cache off past its budget)."""
+    monkeypatch.setattr(cpu_mod, "ACTIVATION_CACHE_BYTES", 0)
+
+    def owned(net):
+        impl = net._impl
+        extra = sum(w.nbytes for w in impl.ws) + sum(c.nbytes for c in impl.cache) \
+            + impl.wt.nbytes + impl.grad.nbytes
+        return sum(v.nbytes for v in impl.host_arrays().values()), extra
+
+    small, big = (streamlstm.OnlineRNN(1, 32, 1, n_series=n, k1=16, k2=16, dtype="float32",
+                                       backend="cpu") for n in (100, 1100))
+    (spec_s, extra_s), (spec_b, extra_b) = owned(small), owned(big)
+    assert extra_s == extra_b
+    per_series = (spec_b - spec_s) / 1000
+    # state + entry (2 x L*S*H) + k2 rows of (u, y) + two int64 counters
+    assert per_series == 2 * 64 * 4 + 16 * 2 * 4 + 16
+
+
+def test_inconsistent_window_length_is_refused():
+    net = make("cpu")
+    arrays = {k: v.copy() for k, v in net.arrays().items()}
+    arrays["win_len"][1] = 3                           # k2 = 3: at most 2 rows at rest
+    with pytest.raises(CheckpointError, match="slot 1 has win_len=3"):
+        net._impl.load_arrays(arrays)
+
+
+_CHILD = r"""
+import json, sys, numpy as np, streamlstm
+from streamlstm import _cpu_kernels as K
+net = streamlstm.OnlineRNN(2, 5, 2, n_series=4, k1=3, k2=3, backend="cpu", seed=3,
+                           optimizer=streamlstm.Adam(lr=1e-2))
+rng = np.random.default_rng(0)
+U, Y = rng.normal(size=(12, 4, 2)), rng.normal(size=(12, 4, 2))
+out = net.run(U, Y)
+print(json.dumps({"misses": sum(K.step_calls.stats.cache_misses.values()),
+                  "hits": sum(K.step_calls.stats.cache_hits.values()),
+                  "out": out.tolist(), "theta": net.arrays()["theta"].tolist()}))
+"""
+
+
+def test_second_process_loads_the_compiled_kernels_and_agrees():
+    """cache=True: a new process does not recompile, and the code it loads from
+    the cache computes exactly what this process computes."""
+    net = streamlstm.OnlineRNN(2, 5, 2, n_series=4, k1=3, k2=3, backend="cpu", seed=3,
+                               optimizer=streamlstm.Adam(lr=1e-2))
+    rng = np.random.default_rng(0)
+    U, Y = rng.normal(size=(12, 4, 2)), rng.normal(size=(12, 4, 2))
+    out = net.run(U, Y)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr
+    child = json.loads(res.stdout.strip().splitlines()[-1])
+    assert child["misses"] == 0 and child["hits"] >= 1
+    np.testing.assert_array_equal(np.array(child["out"]), out)
+    np.testing.assert_array_equal(np.array(child["theta"]), net.arrays()["theta"])
+
+
+def test_float32_kernels_do_no_double_arithmetic():
+    """A Python float literal in a kernel would silently promote float32 work to
+    float64; compile the per-step workers for float32 and read their LLVM IR."""
+    import re
+
+    from numba import njit
+
+    from streamlstm import _cpu_kernels as K
+
+    f32, H, L, S, k2, I, O = np.float32, 8, 1, 2, 4, 1, 1
+    GH, A = 4 * H, 5 * H
+    cfg = np.array([I, H, O, L, 4, S, 1, k2, k2, A, 0, 0, 0, (I + H) * GH], np.int64)
+    z = np.zeros
+    cases = [
+        (K._lstm_layer_forward, (z(1, f32), z(H, f32), z(H, f32), z((1, GH), f32), z((H, GH), f32),
+                                 z(GH, f32), z(GH, f32), z(6 * H, f32), z(GH, np.int32))),
+        (K._gru_layer_forward, (z(1, f32), z(H, f32), z((1, 3 * H), f32), z((H, 3 * H), f32),
+                                z(3 * H, f32), z(3 * H, f32), z(6 * H, f32), z(GH, np.int32))),
+        (K._window_backward, (3, f32(3), z((k2 + 1, L, S, H), f32), z((k2, L, A), f32),
+                              z((k2, I), f32), z((k2, O), f32), z(1000, f32), z((L, 4), np.int64),
+                              z(L, np.int64), cfg, z(4 * L * H, f32), z((L, 2, k2, GH), f32),
+                              z(1000, f32))),
+    ]
+    for fn, args in cases:
+        g = njit(**{k: v for k, v in K._FAST.items() if k != "cache"})(fn.py_func)
+        g.compile(tuple(numba.typeof(a) for a in args))
+        ir = g.inspect_llvm(g.signatures[0])
+        assert len(re.findall(r"= (?:fadd|fsub|fmul|fdiv)[^\n]* float ", ir)) > 50, fn.__name__
+        doubles = re.findall(r"= (?:fadd|fsub|fmul|fdiv|fpext)[^\n]*double[^\n]*", ir)
+        assert not doubles, (fn.__name__, doubles[:3])
