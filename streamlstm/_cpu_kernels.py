@@ -1,28 +1,38 @@
 """Private ``@njit`` kernels of the Numba CPU backend (``cpu.py`` is the launcher).
 
-Three layers, stumpy-style: workers that never allocate (one layer of one
-series, one window's backward), parallel launchers (``*_par``: ``prange`` over
-fixed blocks of rows or chunks of due series) and one driver, ``step_calls``,
-that runs all C calls of a ``step_calls`` request without going back to Python.
+Three layers, stumpy-style: workers that never allocate (a matrix-vector
+product for up to four series, one layer's pointwise cell math, one window's
+backward), parallel launchers (``*_par``: ``prange`` over fixed blocks of rows
+or chunks of due series) and one driver, ``step_calls``, that runs all C calls
+of a ``step_calls`` request without going back to Python.
 
-Everything works on flat arrays with the offsets of ``layout.py``: ``theta``
-(P,) holds the PyTorch-ordered weights, ``wt`` holds per layer the transposed
-stack [W_ih^T; W_hh^T] ((in_k + H) x G*H, refreshed after every update) so that
-the forward matrix-vector products run as AXPYs over G*H contiguous numbers
-(no horizontal reductions, and no summation order that could depend on
-anything but the series' own numbers).
+The weights are read from ``kp``, a copy of ``theta`` in the *kernel layout*
+(refreshed after every update; ``cpu.kernel_layout`` builds the map):
+
+    per layer k, at mo[k]:  W_ih^T (in_k rows) then W_hh^T (H rows), each row
+                            G*H long, zero-padded to GHp (a multiple of the SIMD
+                            width VL: 16 float32 / 8 float64 lanes)
+    per layer k, at bo[k]:  b_ih (GHp), b_hh (GHp)
+    at ho:                  head W (O, H) row-major, head b (O)
+
+so that a step's gate pre-activations are AXPYs of whole W^T rows kept in SIMD
+registers (``_cpu_simd``), and the same layout holds each chunk's partial
+gradient (summed into ``theta``'s layout through ``perm``).
 
 Shapes (cached buffers named as in llm.c): ``st`` (L, S, H) one series' state;
-``acts`` (L, A) one step's per-layer activations, A = 5H for LSTM
-(i, f, g, o, tanh c'), 6H for GRU (r, z, n, -, -, W_hn h + b_hn; the middle is
-scratch for the hidden-side pre-activations); ``cst`` (k2, L, S, H) the states
-after each re-run row; ``cact`` (k2, L, A) their activations.
+``act`` (L, A) one step's per-layer activations: LSTM [i f g o | pad | tanh c']
+(A = GHp + H), GRU [r z n | pad | W_h h + b_h] (A = 2 GHp, W_hn h + b_hn at
+GHp + 2H); ``cst`` (k2+1, L, S, H) the window-entry state and the re-run
+states after each row; ``cact`` (k2, L, A) their activations; ``dA`` (L, 2,
+k2*GHp) the pre-activation gradients of every row (input side, hidden side).
 
-Determinism (backend.py): a row's forward depends only on its own state and
-input; the gradient of an update is accumulated per chunk of ``GRAD_CHUNK`` due
-series (ascending slot order, series after series) and the chunk sums are
-added in chunk order, so neither the thread count, nor the order a call lists
-its slots, nor the number of workspace slots changes a bit.
+Determinism (backend.py): every multiply-add is an exactly rounded FMA in a
+fixed order per series (k ascending), so a series' forward is the same
+whether it is computed alone or in a block of four; the gradient of an update
+is accumulated per chunk of ``GRAD_CHUNK`` due series (ascending slot order)
+and the chunk sums are added in chunk order, so neither the thread count, nor
+the order a call lists its slots, nor the number of workspace slots changes a
+bit.  Reductions (dot products) use fixed pairwise trees.
 
 All arithmetic runs in the array dtype: constants are made with
 ``theta.dtype.type(...)``, never as Python float literals (which would promote
@@ -35,16 +45,11 @@ import numpy as np
 from numba import njit, prange
 
 from ._cellmath import FASTMATH, gru_cell_backward, lstm_cell_backward
+from ._cpu_simd import lanes, vadd, vfma, vhsum, vload, vsplat, vstore
 
 # Due series per gradient chunk.  Part of this backend's numerical contract:
 # changing it changes the last bits of every multi-series update.
 GRAD_CHUNK = 8
-# The chunk partial gradients use a kernel layout (GRAD_LAYOUT) in which every
-# weight matrix is transposed like ``wt`` - per layer W_ih^T (in_k, G*H) and
-# W_hh^T (H, G*H) at wt_off[k] - followed by the biases (b_ih, b_hh per layer,
-# G*H each) and the head (W (O, H), b (O,)).  ``perm[p]`` is the kernel-layout
-# index of theta[p]; cpu.grad_perm builds it.
-GRAD_LAYOUT = "wt matrices | per layer b_ih, b_hh | head W, head b"
 # Multiply-adds below which a call's forward stays on the calling thread
 # (launching a parallel region costs ~10 us; one series at H=32 is ~4k MACs).
 PAR_FORWARD_WORK = 1 << 18
@@ -56,7 +61,7 @@ _EXACT = dict(cache=True, error_model="numpy")
 _FAST = dict(cache=True, error_model="numpy", fastmath=FASTMATH)
 
 # Indices into the int64 ``cfg`` vector built by cpu.CPUBackend.
-(C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HW, C_HB, C_P, C_WTOT) = range(14)
+(C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HO, C_P, C_GHP, C_KP) = range(14)
 N_CFG = 14
 
 
@@ -160,79 +165,160 @@ def _vtanh(v, si):
 
 
 # ---------------------------------------------------------------------------------
-# forward workers
+# gate pre-activations: SIMD matrix-vector products over rows of W^T in kp
 @njit(**_FAST)
-def _axpy_rows(a, WT, x):
-    """a += W x with WT = W^T (len(x), len(a)) row-major: AXPYs over rows of WT.
-    Unrolled by four inputs so each a[r] is loaded and stored once per four
-    FMAs; the per-element FMA chain (k ascending) is the plain loop's."""
-    n = a.shape[0]
-    K = x.shape[0]
-    K4 = K - K % 4
-    for k in range(0, K4, 4):
-        x0, x1, x2, x3 = x[k], x[k + 1], x[k + 2], x[k + 3]
-        for r in range(n):
-            acc = a[r]
-            acc += x0 * WT[k, r]
-            acc += x1 * WT[k + 1, r]
-            acc += x2 * WT[k + 2, r]
-            acc += x3 * WT[k + 3, r]
-            a[r] = acc
-    for k in range(K4, K):
-        xk = x[k]
-        for r in range(n):
-            a[r] += xk * WT[k, r]
+def _mv1(o, oo, x, kp, w0, K, GHp, ba, bb, mode):
+    """One series: o[oo:oo+GHp] = init + sum_{k<K} x[k] * kp[w0 + k*GHp : +GHp].
+    init = kp[ba:] (mode 0), kp[ba:] + kp[bb:] (mode 1) or o itself (mode 2).
+    Blocks of four vectors stay in registers over k; every lane is an FMA chain
+    in k order (the same instructions _mv4 runs for each of its series)."""
+    VL = lanes(kp)
+    NV = GHp // VL
+    nb = NV // 4
+    for blk in range(nb):
+        c = blk * 4 * VL
+        if mode == 2:
+            a0, a1 = vload(o, oo + c), vload(o, oo + c + VL)
+            a2, a3 = vload(o, oo + c + 2 * VL), vload(o, oo + c + 3 * VL)
+        elif mode == 1:
+            a0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
+            a1 = vadd(vload(kp, ba + c + VL), vload(kp, bb + c + VL))
+            a2 = vadd(vload(kp, ba + c + 2 * VL), vload(kp, bb + c + 2 * VL))
+            a3 = vadd(vload(kp, ba + c + 3 * VL), vload(kp, bb + c + 3 * VL))
+        else:
+            a0, a1 = vload(kp, ba + c), vload(kp, ba + c + VL)
+            a2, a3 = vload(kp, ba + c + 2 * VL), vload(kp, ba + c + 3 * VL)
+        for k in range(K):
+            xs = vsplat(x[k])
+            r = w0 + k * GHp + c
+            a0 = vfma(xs, vload(kp, r), a0)
+            a1 = vfma(xs, vload(kp, r + VL), a1)
+            a2 = vfma(xs, vload(kp, r + 2 * VL), a2)
+            a3 = vfma(xs, vload(kp, r + 3 * VL), a3)
+        vstore(o, oo + c, a0)
+        vstore(o, oo + c + VL, a1)
+        vstore(o, oo + c + 2 * VL, a2)
+        vstore(o, oo + c + 3 * VL, a3)
+    for v in range(nb * 4, NV):
+        c = v * VL
+        if mode == 2:
+            a0 = vload(o, oo + c)
+        elif mode == 1:
+            a0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
+        else:
+            a0 = vload(kp, ba + c)
+        for k in range(K):
+            a0 = vfma(vsplat(x[k]), vload(kp, w0 + k * GHp + c), a0)
+        vstore(o, oo + c, a0)
 
 
 @njit(**_FAST)
-def _lstm_layer_forward(x, h, c, WihT, WhhT, b_ih, b_hh, act, si):
-    """SPEC 1 LSTM, one series, in place: (h, c) <- cell(x, h, c).
-    act (5H): i, f, g, o, tanh(c') afterwards (what the backward reads)."""
+def _mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
+    """_mv1 for four series at once: every W^T row block is loaded once for the
+    four (16 accumulators in registers), with the very same per-lane FMA chain."""
+    VL = lanes(kp)
+    NV = GHp // VL
+    nb = NV // 2
+    for blk in range(nb):                      # two vectors x four series
+        c = blk * 2 * VL
+        if mode == 2:
+            a00, a01 = vload(o0, oo + c), vload(o0, oo + c + VL)
+            a10, a11 = vload(o1, oo + c), vload(o1, oo + c + VL)
+            a20, a21 = vload(o2, oo + c), vload(o2, oo + c + VL)
+            a30, a31 = vload(o3, oo + c), vload(o3, oo + c + VL)
+        else:
+            if mode == 1:
+                b0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
+                b1 = vadd(vload(kp, ba + c + VL), vload(kp, bb + c + VL))
+            else:
+                b0, b1 = vload(kp, ba + c), vload(kp, ba + c + VL)
+            a00, a01, a10, a11, a20, a21, a30, a31 = b0, b1, b0, b1, b0, b1, b0, b1
+        for k in range(K):
+            r = w0 + k * GHp + c
+            w_0 = vload(kp, r)
+            w_1 = vload(kp, r + VL)
+            s0 = vsplat(x0[k])
+            a00 = vfma(s0, w_0, a00)
+            a01 = vfma(s0, w_1, a01)
+            s1 = vsplat(x1[k])
+            a10 = vfma(s1, w_0, a10)
+            a11 = vfma(s1, w_1, a11)
+            s2 = vsplat(x2[k])
+            a20 = vfma(s2, w_0, a20)
+            a21 = vfma(s2, w_1, a21)
+            s3 = vsplat(x3[k])
+            a30 = vfma(s3, w_0, a30)
+            a31 = vfma(s3, w_1, a31)
+        vstore(o0, oo + c, a00)
+        vstore(o0, oo + c + VL, a01)
+        vstore(o1, oo + c, a10)
+        vstore(o1, oo + c + VL, a11)
+        vstore(o2, oo + c, a20)
+        vstore(o2, oo + c + VL, a21)
+        vstore(o3, oo + c, a30)
+        vstore(o3, oo + c + VL, a31)
+    if NV % 2:
+        c = (NV - 1) * VL
+        if mode == 2:
+            a00, a10, a20, a30 = vload(o0, oo + c), vload(o1, oo + c), vload(o2, oo + c), \
+                vload(o3, oo + c)
+        else:
+            if mode == 1:
+                b0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
+            else:
+                b0 = vload(kp, ba + c)
+            a00, a10, a20, a30 = b0, b0, b0, b0
+        for k in range(K):
+            w_0 = vload(kp, w0 + k * GHp + c)
+            a00 = vfma(vsplat(x0[k]), w_0, a00)
+            a10 = vfma(vsplat(x1[k]), w_0, a10)
+            a20 = vfma(vsplat(x2[k]), w_0, a20)
+            a30 = vfma(vsplat(x3[k]), w_0, a30)
+        vstore(o0, oo + c, a00)
+        vstore(o1, oo + c, a10)
+        vstore(o2, oo + c, a20)
+        vstore(o3, oo + c, a30)
+
+
+# ---------------------------------------------------------------------------------
+# pointwise cell math of one series (SPEC 1), in place
+@njit(**_FAST)
+def _lstm_pointwise(h, c, act, GHp, si):
+    """act[0:4H] holds the pre-activations of (i, f, g, o): -> activations, then
+    c' = f c + i g, h' = o tanh(c'); tanh(c') kept at act[GHp:GHp+H]."""
     H = h.shape[0]
-    pre = act[0:4 * H]
-    for r in range(4 * H):
-        pre[r] = b_ih[r] + b_hh[r]
-    _axpy_rows(pre, WihT, x)
-    _axpy_rows(pre, WhhT, h)
     _vsigmoid(act[0:2 * H], si)               # i, f
     _vtanh(act[2 * H:3 * H], si)              # g
     _vsigmoid(act[3 * H:4 * H], si)           # o
     i = act[0:H]
     f = act[H:2 * H]
     g = act[2 * H:3 * H]
-    tc = act[4 * H:5 * H]
+    tc = act[GHp:GHp + H]
     for j in range(H):
-        c2 = f[j] * c[j] + i[j] * g[j]        # c' = f c + i g
+        c2 = f[j] * c[j] + i[j] * g[j]
         c[j] = c2
         tc[j] = c2
     _vtanh(tc, si)
     o = act[3 * H:4 * H]
     for j in range(H):
-        h[j] = o[j] * tc[j]                   # h' = o tanh(c')
+        h[j] = o[j] * tc[j]
 
 
 @njit(**_FAST)
-def _gru_layer_forward(x, h, WihT, WhhT, b_ih, b_hh, act, si):
-    """SPEC 1 GRU, one series, in place: h <- cell(x, h).  act (6H): the
-    input-side pre-activations [0, 3H) become r, z, n; [3H, 6H) holds the
-    hidden-side ones, of which W_hn h + b_hn at [5H, 6H) is read by the backward."""
+def _gru_pointwise(h, act, GHp, si):
+    """act[0:3H] = W_i x + b_i, act[GHp:GHp+3H] = W_h h + b_h (gates r, z, n) ->
+    r, z, n in act[0:3H] and h' = (1 - z) n + z h."""
     H = h.shape[0]
     one = act.dtype.type(1)
-    gi = act[0:3 * H]
-    gh = act[3 * H:6 * H]
-    for r in range(3 * H):
-        gi[r] = b_ih[r]
-        gh[r] = b_hh[r]
-    _axpy_rows(gi, WihT, x)
-    _axpy_rows(gh, WhhT, h)
     rz = act[0:2 * H]
+    gh = act[GHp:GHp + 3 * H]
     for j in range(2 * H):
         rz[j] = rz[j] + gh[j]                 # r, z = sigma(W_i x + b_i + W_h h + b_h)
     _vsigmoid(rz, si)
     r_ = act[0:H]
     z = act[H:2 * H]
     n = act[2 * H:3 * H]
-    ghn = act[5 * H:6 * H]
+    ghn = act[GHp + 2 * H:GHp + 3 * H]
     for j in range(H):
         n[j] = n[j] + r_[j] * ghn[j]          # n = tanh(W_in x + b_in + r (W_hn h + b_hn))
     _vtanh(n, si)
@@ -241,34 +327,74 @@ def _gru_layer_forward(x, h, WihT, WhhT, b_ih, b_hh, act, si):
 
 
 @njit(**_FAST)
-def _stack_forward(x0, st, theta, wt, offs, wt_off, cfg, acts, si):
-    """One time step of the whole stack for one series, in place on st (L, S, H);
-    layer k > 0 reads layer k-1's new h.  acts (L, A) receives the activations."""
-    I, H, L, GH = cfg[C_I], cfg[C_H], cfg[C_L], cfg[C_G] * cfg[C_H]
-    is_lstm = cfg[C_LSTM] != 0
-    for k in range(L):
-        if k == 0:
-            x = x0
-            nin = I
-        else:
-            x = st[k - 1, 0]
-            nin = H
-        WihT = _mat(wt, wt_off[k], nin, GH)
-        WhhT = _mat(wt, wt_off[k] + nin * GH, H, GH)
-        b_ih = theta[offs[k, 2]:offs[k, 2] + GH]
-        b_hh = theta[offs[k, 3]:offs[k, 3] + GH]
-        if is_lstm:
-            _lstm_layer_forward(x, st[k, 0], st[k, 1], WihT, WhhT, b_ih, b_hh, acts[k], si)
-        else:
-            _gru_layer_forward(x, st[k, 0], WihT, WhhT, b_ih, b_hh, acts[k], si)
+def _gates1(x, h, act, kp, k, nin, koff, cfg):
+    """Pre-activations of one layer for one series into act (see module doc)."""
+    H, GHp = cfg[C_H], cfg[C_GHP]
+    mo, bo = koff[k, 0], koff[k, 1]
+    if cfg[C_LSTM] != 0:
+        _mv1(act, 0, x, kp, mo, nin, GHp, bo, bo + GHp, 1)
+        _mv1(act, 0, h, kp, mo + nin * GHp, H, GHp, 0, 0, 2)
+    else:
+        _mv1(act, 0, x, kp, mo, nin, GHp, bo, 0, 0)
+        _mv1(act, GHp, h, kp, mo + nin * GHp, H, GHp, bo + GHp, 0, 0)
 
 
 @njit(**_FAST)
-def _head(h, theta, cfg, out_row):
+def _gates4(x0, x1, x2, x3, h0, h1, h2, h3, a0, a1, a2, a3, kp, k, nin, koff, cfg):
+    """_gates1 for four series sharing every weight load."""
+    H, GHp = cfg[C_H], cfg[C_GHP]
+    mo, bo = koff[k, 0], koff[k, 1]
+    if cfg[C_LSTM] != 0:
+        _mv4(a0, a1, a2, a3, 0, x0, x1, x2, x3, kp, mo, nin, GHp, bo, bo + GHp, 1)
+        _mv4(a0, a1, a2, a3, 0, h0, h1, h2, h3, kp, mo + nin * GHp, H, GHp, 0, 0, 2)
+    else:
+        _mv4(a0, a1, a2, a3, 0, x0, x1, x2, x3, kp, mo, nin, GHp, bo, 0, 0)
+        _mv4(a0, a1, a2, a3, GHp, h0, h1, h2, h3, kp, mo + nin * GHp, H, GHp, bo + GHp, 0, 0)
+
+
+@njit(**_FAST)
+def _pointwise(st, k, act, cfg, si):
+    if cfg[C_LSTM] != 0:
+        _lstm_pointwise(st[k, 0], st[k, 1], act, cfg[C_GHP], si)
+    else:
+        _gru_pointwise(st[k, 0], act, cfg[C_GHP], si)
+
+
+@njit(**_FAST)
+def _stack_forward1(x, st, acts, kp, koff, cfg, si):
+    """One time step of the whole stack for one series, in place on st (L, S, H);
+    layer k > 0 reads layer k-1's new h.  acts (L, A) receives the activations."""
+    for k in range(cfg[C_L]):
+        if k == 0:
+            _gates1(x, st[0, 0], acts[0], kp, 0, cfg[C_I], koff, cfg)
+        else:
+            _gates1(st[k - 1, 0], st[k, 0], acts[k], kp, k, cfg[C_H], koff, cfg)
+        _pointwise(st, k, acts[k], cfg, si)
+
+
+@njit(**_FAST)
+def _stack_forward4(x0, x1, x2, x3, s0, s1, s2, s3, c0, c1, c2, c3, kp, koff, cfg, si):
+    """_stack_forward1 for four series, layer by layer."""
+    for k in range(cfg[C_L]):
+        if k == 0:
+            _gates4(x0, x1, x2, x3, s0[0, 0], s1[0, 0], s2[0, 0], s3[0, 0],
+                    c0[0], c1[0], c2[0], c3[0], kp, 0, cfg[C_I], koff, cfg)
+        else:
+            _gates4(s0[k - 1, 0], s1[k - 1, 0], s2[k - 1, 0], s3[k - 1, 0],
+                    s0[k, 0], s1[k, 0], s2[k, 0], s3[k, 0],
+                    c0[k], c1[k], c2[k], c3[k], kp, k, cfg[C_H], koff, cfg)
+        _pointwise(s0, k, c0[k], cfg, si)
+        _pointwise(s1, k, c1[k], cfg, si)
+        _pointwise(s2, k, c2[k], cfg, si)
+        _pointwise(s3, k, c3[k], cfg, si)
+
+
+@njit(**_FAST)
+def _head(h, kp, cfg, out_row):
     """y_hat = W_head h + b_head (SPEC 1)."""
-    H, O = cfg[C_H], cfg[C_O]
-    W = _mat(theta, cfg[C_HW], O, H)
-    b = theta[cfg[C_HB]:cfg[C_HB] + O]
+    H, O, ho = cfg[C_H], cfg[C_O], cfg[C_HO]
+    W = _mat(kp, ho, O, H)
+    b = kp[ho + O * H:ho + O * H + O]
     for o in range(O):
         acc = W[o, 0] * h[0]
         for j in range(1, H):
@@ -277,141 +403,218 @@ def _head(h, theta, cfg, out_row):
 
 
 @njit(**_FAST)
-def _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, acts, si, out,
+def _cache_row_start(n, st, entry, win_len, cache, L, S, H):
+    """Activation cache (k1 = k2 only): returns the cache row of slot n's next
+    window position, after updating its validity.  The cache stays valid while
+    every row of the window is computed with the current weights version from
+    a live state equal to the window-entry state; the re-run would then compute
+    the same numbers with the same code, so the update may use the cache."""
+    c_st, c_act, c_ver, ver = cache
+    w = win_len[n]
+    if w == 0:                          # a window starts: is the live state its entry state?
+        same = True
+        en = entry[n]
+        c0 = c_st[n, 0]
+        for k in range(L):
+            for s_ in range(S):
+                for q in range(H):
+                    same = same and st[k, s_, q] == en[k, s_, q]
+                    c0[k, s_, q] = st[k, s_, q]
+        c_ver[n] = ver[0] if same else -1
+    elif c_ver[n] != ver[0]:
+        c_ver[n] = -1
+    return w
+
+
+@njit(**_FAST)
+def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, si, out,
                   win_len, entry, cache):
     """Rows lo:hi: advance state[slots[r]] by one step on U[r]; out[r] = y_hat.
-
-    With the activation cache on (``cache``'s arrays have a row per slot; only
-    when k1 = k2) the row's activations and new state go to the slot's cache
-    row for its window position, so that the update can skip the re-run (SPEC 4
-    allows reusing the forward when no update happened inside the window).
-    The cache is valid while every row of the window was computed with the
-    current weights version ``ver`` from a live state equal to the
-    window-entry state; the re-run would compute the very same numbers with
-    the very same code, so using it changes no bit."""
+    Rows go four at a time through _stack_forward4 (acts4 (4, L, A) scratch).
+    With the activation cache on, activations and states go to the slot's cache
+    row instead (see _cache_row_start) so that the update can skip the re-run."""
     L, S, H = cfg[C_L], cfg[C_S], cfg[C_H]
     c_st, c_act, c_ver, ver = cache
     use = c_ver.shape[0] > 0
-    for r in range(lo, hi):
-        n = slots[r]
-        st = state[n]
+    r = lo
+    while r < hi:
+        m = min(4, hi - r)
+        n0 = slots[r]
+        n1 = slots[r + 1] if m > 1 else n0
+        n2 = slots[r + 2] if m > 2 else n0
+        n3 = slots[r + 3] if m > 3 else n0
         if use:
-            w = win_len[n]
-            if w == 0:                  # a window starts: is the live state its entry state?
-                same = True
-                en = entry[n]
-                c0 = c_st[n, 0]
+            w0 = _cache_row_start(n0, state[n0], entry, win_len, cache, L, S, H)
+            a0 = c_act[n0, w0]
+            a1, a2, a3 = a0, a0, a0
+            if m > 1:
+                w1 = _cache_row_start(n1, state[n1], entry, win_len, cache, L, S, H)
+                a1 = c_act[n1, w1]
+            if m > 2:
+                w2 = _cache_row_start(n2, state[n2], entry, win_len, cache, L, S, H)
+                a2 = c_act[n2, w2]
+            if m > 3:
+                w3 = _cache_row_start(n3, state[n3], entry, win_len, cache, L, S, H)
+                a3 = c_act[n3, w3]
+        else:
+            a0, a1, a2, a3 = acts4[0], acts4[1], acts4[2], acts4[3]
+        if m == 4:
+            _stack_forward4(U[r], U[r + 1], U[r + 2], U[r + 3], state[n0], state[n1],
+                            state[n2], state[n3], a0, a1, a2, a3, kp, koff, cfg, si)
+        else:
+            _stack_forward1(U[r], state[n0], a0, kp, koff, cfg, si)
+            if m > 1:
+                _stack_forward1(U[r + 1], state[n1], a1, kp, koff, cfg, si)
+            if m > 2:
+                _stack_forward1(U[r + 2], state[n2], a2, kp, koff, cfg, si)
+        for j in range(m):
+            n = slots[r + j]
+            st = state[n]
+            if use:
+                c1 = c_st[n, win_len[n] + 1]
                 for k in range(L):
                     for s_ in range(S):
                         for q in range(H):
-                            same = same and st[k, s_, q] == en[k, s_, q]
-                            c0[k, s_, q] = st[k, s_, q]
-                c_ver[n] = ver[0] if same else -1
-            elif c_ver[n] != ver[0]:
-                c_ver[n] = -1
-            _stack_forward(U[r], st, theta, wt, offs, wt_off, cfg, c_act[n, w], si)
-            c1 = c_st[n, w + 1]
-            for k in range(L):
-                for s_ in range(S):
-                    for q in range(H):
-                        c1[k, s_, q] = st[k, s_, q]
-        else:
-            _stack_forward(U[r], st, theta, wt, offs, wt_off, cfg, acts, si)
-        _head(st[L - 1, 0], theta, cfg, out[r])
+                            c1[k, s_, q] = st[k, s_, q]
+            _head(st[L - 1, 0], kp, cfg, out[r + j])
+        r += m
 
 
 @njit(parallel=True, **_EXACT)
-def _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i,
-                      out, win_len, entry, cache):
+def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, ws_i, out,
+                      win_len, entry, cache):
     """_forward_rows over nb blocks of rows in parallel (block b uses scratch slot b).
     Every row's arithmetic is its own, so the blocking changes no bit."""
     R = hi - lo
     for b in prange(nb):
         r0 = lo + (R * b) // nb
         r1 = lo + (R * (b + 1)) // nb
-        _forward_rows(r0, r1, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[b, 0],
-                      ws_i[b], out, win_len, entry, cache)
+        _forward_rows(r0, r1, slots, U, state, kp, koff, cfg, ws_a[b, 0:4], ws_i[b], out,
+                      win_len, entry, cache)
 
 
 @njit(**_EXACT)
-def forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i, out,
+def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, ws_i, out,
                  win_len, entry, cache, n_threads):
     """Rows lo:hi of one call; parallel only when the work pays for the launch."""
     R = hi - lo
-    nb = min(ws_a.shape[0], R)
+    nb = min(ws_a.shape[0], (R + 3) // 4)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
     if nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
-        _forward_rows_par(lo, hi, nb, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a, ws_i,
-                          out, win_len, entry, cache)
+        _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, ws_i, out,
+                          win_len, entry, cache)
     else:
-        _forward_rows(lo, hi, slots, U, state, theta, wt, offs, wt_off, cfg, ws_a[0, 0],
-                      ws_i[0], out, win_len, entry, cache)
+        _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0, 0:4], ws_i[0], out,
+                      win_len, entry, cache)
 
 
 # ---------------------------------------------------------------------------------
-# backward worker: one series' window (SPEC 4)
+# backward workers: one series' window (SPEC 4)
 @njit(**_FAST)
-def _outer_acc_T(GT, D, X, T):
-    """GT[q, r] += sum_{t < T} X[t, q] * D[t, r], t ascending: the transposed
-    weight gradient (G*H long rows, so the inner loop is long).  Unrolled by
-    four rows of t so each element is loaded and stored once per four FMAs;
-    the FMA chain per element is the plain loop's."""
-    Q, R = GT.shape
-    T4 = T - T % 4
-    for q in range(Q):
-        for t in range(0, T4, 4):
-            x0, x1, x2, x3 = X[t, q], X[t + 1, q], X[t + 2, q], X[t + 3, q]
-            for r in range(R):
-                g = GT[q, r]
-                g += x0 * D[t, r]
-                g += x1 * D[t + 1, r]
-                g += x2 * D[t + 2, r]
-                g += x3 * D[t + 3, r]
-                GT[q, r] = g
-        for t in range(T4, T):
-            xt = X[t, q]
-            for r in range(R):
-                GT[q, r] += xt * D[t, r]
+def _dots_acc(out, kp, r0, GHp, D, d0):
+    """out[q] += <kp[r0 + q*GHp : +GHp], D[d0 : d0+GHp]> for every q: W^T rows
+    against a pre-activation gradient (W^T da).  Lanes accumulate by FMA in
+    vector order, then reduce in a fixed pairwise tree; four rows share the
+    loads of D."""
+    VL = lanes(kp)
+    NV = GHp // VL
+    Q = out.shape[0]
+    zero = vsplat(out.dtype.type(0))
+    Q4 = Q - Q % 4
+    for q in range(0, Q4, 4):
+        r = r0 + q * GHp
+        a0, a1, a2, a3 = zero, zero, zero, zero
+        for v in range(NV):
+            d = vload(D, d0 + v * VL)
+            a0 = vfma(vload(kp, r + v * VL), d, a0)
+            a1 = vfma(vload(kp, r + GHp + v * VL), d, a1)
+            a2 = vfma(vload(kp, r + 2 * GHp + v * VL), d, a2)
+            a3 = vfma(vload(kp, r + 3 * GHp + v * VL), d, a3)
+        out[q] += vhsum(a0)
+        out[q + 1] += vhsum(a1)
+        out[q + 2] += vhsum(a2)
+        out[q + 3] += vhsum(a3)
+    for q in range(Q4, Q):
+        r = r0 + q * GHp
+        a0 = zero
+        for v in range(NV):
+            a0 = vfma(vload(kp, r + v * VL), vload(D, d0 + v * VL), a0)
+        out[q] += vhsum(a0)
 
 
 @njit(**_FAST)
-def _col_sums_acc(g, D, T):
-    """g[r] += sum_{t < T} D[t, r] (bias gradients)."""
-    for t in range(T):
-        for r in range(g.shape[0]):
-            g[r] += D[t, r]
+def _outer_acc(gp, g0, GHp, D, X, T):
+    """gp[g0 + q*GHp : +GHp] += sum_{t<T} X[t, q] * D[t*GHp : +GHp] for every q:
+    one weight gradient (W^T layout) summed over the window's rows, each row
+    block held in registers over t (one load and store per element per window)."""
+    VL = lanes(gp)
+    NV = GHp // VL
+    nb = NV // 4
+    for q in range(X.shape[1]):
+        row = g0 + q * GHp
+        for blk in range(nb):
+            c = row + blk * 4 * VL
+            e = blk * 4 * VL
+            a0, a1 = vload(gp, c), vload(gp, c + VL)
+            a2, a3 = vload(gp, c + 2 * VL), vload(gp, c + 3 * VL)
+            for t in range(T):
+                xs = vsplat(X[t, q])
+                d = t * GHp + e
+                a0 = vfma(xs, vload(D, d), a0)
+                a1 = vfma(xs, vload(D, d + VL), a1)
+                a2 = vfma(xs, vload(D, d + 2 * VL), a2)
+                a3 = vfma(xs, vload(D, d + 3 * VL), a3)
+            vstore(gp, c, a0)
+            vstore(gp, c + VL, a1)
+            vstore(gp, c + 2 * VL, a2)
+            vstore(gp, c + 3 * VL, a3)
+        for v in range(nb * 4, NV):
+            c = row + v * VL
+            a0 = vload(gp, c)
+            for t in range(T):
+                a0 = vfma(vsplat(X[t, q]), vload(D, t * GHp + v * VL), a0)
+            vstore(gp, c, a0)
 
 
 @njit(**_FAST)
-def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, wt_off, cfg, vec, dA, gp):
+def _bias_acc(gp, b0, GHp, D, T):
+    """gp[b0 : b0+GHp] += sum_{t<T} D[t*GHp : +GHp] (a bias gradient)."""
+    VL = lanes(gp)
+    for v in range(GHp // VL):
+        a = vload(gp, b0 + v * VL)
+        for t in range(T):
+            a = vadd(a, vload(D, t * GHp + v * VL))
+        vstore(gp, b0 + v * VL, a)
+
+
+@njit(**_FAST)
+def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
     """Back-propagate the masked loss of the last k1 of T re-run rows through
-    all T rows and add the gradient to gp (P,, kernel layout: GRAD_LAYOUT).
+    all T rows and add the gradient to gp (kernel layout).
 
     cst (k2+1, L, S, H): cst[0] is the window-entry state (a constant, SPEC 4)
     and cst[t+1] the re-run state after row t; cact (k2, L, A) the re-run
-    activations; wu (k2, I), wy (k2, O) the window.  dA (L, 2, k2, G*H) receives
+    activations; wu (k2, I), wy (k2, O) the window.  dA (L, 2, k2*GHp) receives
     the pre-activation gradients of every row (input side, hidden side; the
     same for LSTM), from which the weight gradients are formed after the time
     loop as sums over t.  vec is scratch: dh (L, H) | dc (L, H) | dxv (H) | dht (H).
     """
-    one = theta.dtype.type(1)
+    one = kp.dtype.type(1)
     two = one + one
     zero = one - one
     I, H, O, L, k1 = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L], cfg[C_K1]
+    GHp, ho = cfg[C_GHP], cfg[C_HO]
     is_lstm = cfg[C_LSTM] != 0
-    GH = cfg[C_G] * H
-    Wh = _mat(theta, cfg[C_HW], O, H)
-    bh = theta[cfg[C_HB]:cfg[C_HB] + O]
-    WTOT = cfg[C_WTOT]
-    ghw = WTOT + 2 * L * GH
-    gWh = _mat(gp, ghw, O, H)
-    gbh = gp[ghw + O * H:ghw + O * H + O]
+    Wh = _mat(kp, ho, O, H)
+    bh = kp[ho + O * H:ho + O * H + O]
+    gWh = _mat(gp, ho, O, H)
+    gbh = gp[ho + O * H:ho + O * H + O]
     dh = _mat(vec, 0, L, H)
     dc = _mat(vec, L * H, L, H)
     o0 = 2 * L * H
     dxv = vec[o0:o0 + H]
     dht = vec[o0 + H:o0 + 2 * H]
-    hs = 1 if not is_lstm else 0       # LSTM: one pre-activation feeds both sides
+    hs = 0 if is_lstm else 1           # LSTM: one pre-activation feeds both sides
     for q in range(2 * L * H):
         vec[q] = zero
     for t in range(T - 1, -1, -1):
@@ -430,20 +633,22 @@ def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, wt_off, cfg, vec, dA
                     for q in range(H):
                         gWh[o, q] += d * htop[q]
                         dxv[q] += d * Wh[o, q]
+        d0 = t * GHp
         for k in range(L - 1, -1, -1):
             prev = cst[t, k]
             act = cact[t, k]
             dhk = dh[k]
             dck = dc[k]
-            dai = dA[k, 0, t]
-            dah = dA[k, hs, t]
+            D_i = dA[k, 0]
+            D_h = dA[k, hs]
             for q in range(H):
                 dht[q] = dhk[q] + dxv[q]
             if is_lstm:
                 ai, af, ag = act[0:H], act[H:2 * H], act[2 * H:3 * H]
-                ao, atc = act[3 * H:4 * H], act[4 * H:5 * H]
+                ao, atc = act[3 * H:4 * H], act[GHp:GHp + H]
                 cp = prev[1]
-                d_i, d_f, d_g, d_o = dai[0:H], dai[H:2 * H], dai[2 * H:3 * H], dai[3 * H:4 * H]
+                d_i, d_f = D_i[d0:d0 + H], D_i[d0 + H:d0 + 2 * H]
+                d_g, d_o = D_i[d0 + 2 * H:d0 + 3 * H], D_i[d0 + 3 * H:d0 + 4 * H]
                 for j in range(H):
                     di, df, dg, do, dcp = lstm_cell_backward(
                         dht[j], dck[j], ai[j], af[j], ag[j], ao[j], cp[j], atc[j], one)
@@ -455,10 +660,11 @@ def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, wt_off, cfg, vec, dA
                 for q in range(H):
                     dhk[q] = zero
             else:
-                ar, az, an, aghn = act[0:H], act[H:2 * H], act[2 * H:3 * H], act[5 * H:6 * H]
+                ar, az, an = act[0:H], act[H:2 * H], act[2 * H:3 * H]
+                aghn = act[GHp + 2 * H:GHp + 3 * H]
                 hp0 = prev[0]
-                i_r, i_z, i_n = dai[0:H], dai[H:2 * H], dai[2 * H:3 * H]
-                h_r, h_z, h_n = dah[0:H], dah[H:2 * H], dah[2 * H:3 * H]
+                i_r, i_z, i_n = D_i[d0:d0 + H], D_i[d0 + H:d0 + 2 * H], D_i[d0 + 2 * H:d0 + 3 * H]
+                h_r, h_z, h_n = D_h[d0:d0 + H], D_h[d0 + H:d0 + 2 * H], D_h[d0 + 2 * H:d0 + 3 * H]
                 for j in range(H):
                     dar, daz, dan, dhn, dhdir = gru_cell_backward(
                         dht[j], ar[j], az[j], an[j], aghn[j], hp0[j], one)
@@ -469,109 +675,129 @@ def _window_backward(T, Mf, cst, cact, wu, wy, theta, offs, wt_off, cfg, vec, dA
                     h_z[j] = daz
                     h_n[j] = dhn
                     dhk[j] = dhdir             # the direct z * dh' part of dh_prev
-            # into the previous step: dh_prev += W_hh^T da_h (W_hh is (GH, H) row-major)
-            _axpy_rows(dhk, _mat(theta, offs[k, 1], GH, H), dah)
-            # into the layer below at this step: dx = W_ih^T da
+            nin = I if k == 0 else H
+            mo = koff[k, 0]
+            # into the previous step: dh_prev += W_hh^T da_h
+            _dots_acc(dhk, kp, mo + nin * GHp, GHp, D_h, d0)
+            # into the layer below at this step: dx = W_ih^T da (not below layer 0)
             if k > 0:
                 for q in range(H):
                     dxv[q] = zero
-                _axpy_rows(dxv, _mat(theta, offs[k, 0], GH, H), dai)
-    # weight and bias gradients of every layer, summed over the window's rows,
-    # in the kernel layout of gp (see GRAD_LAYOUT)
+                _dots_acc(dxv, kp, mo, GHp, D_i, d0)
+    # weight and bias gradients of every layer, summed over the window's rows
     for k in range(L):
         nin = I if k == 0 else H
+        mo, bo = koff[k, 0], koff[k, 1]
         D_i = dA[k, 0]
         D_h = dA[k, hs]
-        w0 = wt_off[k]
         if k == 0:
-            _outer_acc_T(_mat(gp, w0, nin, GH), D_i, wu, T)
+            _outer_acc(gp, mo, GHp, D_i, wu, T)
         else:
-            _outer_acc_T(_mat(gp, w0, nin, GH), D_i, cst[1:, k - 1, 0], T)
-        _outer_acc_T(_mat(gp, w0 + nin * GH, H, GH), D_h, cst[:, k, 0], T)
-        b0 = WTOT + 2 * k * GH
-        _col_sums_acc(gp[b0:b0 + GH], D_i, T)
-        _col_sums_acc(gp[b0 + GH:b0 + 2 * GH], D_h, T)
+            _outer_acc(gp, mo, GHp, D_i, cst[1:, k - 1, 0], T)
+        _outer_acc(gp, mo + nin * GHp, GHp, D_h, cst[:, k, 0], T)
+        _bias_acc(gp, bo, GHp, D_i, T)
+        _bias_acc(gp, bo + GHp, GHp, D_h, T)
 
 
 # ---------------------------------------------------------------------------------
 # the update (SPEC 4)
 @njit(**_FAST)
-def _update_chunk(ch, slot, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
+def _copy_state(dst, src, L, S, H):
+    for k in range(L):
+        for s in range(S):
+            for q in range(H):
+                dst[k, s, q] = src[k, s, q]
+
+
+@njit(**_FAST)
+def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                   entry, win_u, win_y, win_len, ws, cache):
     """Chunk ch of the sorted due list, on workspace slot ``slot``: for each of
     its series re-run the window from the entry state (weights before the
-    update), back-propagate into the chunk's partial gradient ws_g[slot], then
-    move the window (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the
-    entry state becomes the re-run state after them).  A series whose window
-    is in the activation cache (see _forward_rows) skips the re-run."""
-    ws_st, ws_a, ws_vec, ws_g, ws_i, ws_da = ws
+    update; four series at a time), back-propagate into the chunk's partial
+    gradient ws_g[slot] (series in ascending order), then move the window
+    (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the entry state becomes
+    the re-run state after them).  A series whose window is in the activation
+    cache (see _cache_row_start) skips the re-run."""
+    ws_st, ws_a, ws_vec, ws_g, ws_i, ws_da, ws_f = ws
     c_st, c_act, c_ver, ver = cache
-    zero = theta.dtype.type(0)
+    zero = kp.dtype.type(0)
     H, L, S = cfg[C_H], cfg[C_L], cfg[C_S]
     k1, k2 = cfg[C_K1], cfg[C_K2]
     D = due.shape[0]
     j0 = ch * GRAD_CHUNK
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
-    cst = ws_st[slot]
-    cact = ws_a[slot]
     si = ws_i[slot]
     if M > 0:
         for p in range(gp.shape[0]):
             gp[p] = zero
-    for jj in range(j0, j1):
-        n = due[jj]
-        T = win_len[n]
-        d = max(0, T + k1 - k2)
-        need_bw = M > 0 and mcnt[jj] > 0
-        Tf = T if need_bw else d
-        ent = entry[n]
-        if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
-            cst_n = c_st[n]             # the live forward already computed this window
-            cact_n = c_act[n]
-        else:
-            cst_n = cst
-            cact_n = cact
-            c0 = cst[0]
-            for k in range(L):
-                for s in range(S):
-                    for q in range(H):
-                        c0[k, s, q] = ent[k, s, q]
-            for t in range(Tf):
-                src = cst[t]
-                dst = cst[t + 1]
-                for k in range(L):
-                    for s in range(S):
-                        for q in range(H):
-                            dst[k, s, q] = src[k, s, q]
-                _stack_forward(win_u[n, t], dst, theta, wt, offs, wt_off, cfg, cact[t], si)
-        if need_bw:
-            _window_backward(T, Mf, cst_n, cact_n, win_u[n], win_y[n], theta, offs, wt_off,
-                             cfg, ws_vec[slot], ws_da[slot], gp)
-        if d > 0:
-            last = cst_n[d]
-            for k in range(L):
-                for s in range(S):
-                    for q in range(H):
-                        ent[k, s, q] = last[k, s, q]
-            wu, wy = win_u[n], win_y[n]
-            for t in range(T - d):
-                for q in range(wu.shape[1]):
-                    wu[t, q] = wu[t + d, q]
-                for q in range(wy.shape[1]):
-                    wy[t, q] = wy[t + d, q]
-            nan = theta.dtype.type(np.nan)
-            for t in range(T - d, k2):
-                for q in range(wy.shape[1]):
-                    wy[t, q] = nan
-            win_len[n] = T - d
+    tf = np.zeros(4, dtype=np.int64)           # rows to re-run per group position
+    for g0 in range(j0, j1, 4):
+        m = min(4, j1 - g0)
+        tmax = 0
+        for s in range(4):
+            tf[s] = 0
+        for s in range(m):
+            n = due[g0 + s]
+            T = win_len[n]
+            d = max(0, T + k1 - k2)
+            need_bw = M > 0 and mcnt[g0 + s] > 0
+            cached = c_ver.shape[0] > 0 and c_ver[n] == ver[0]
+            if not cached:
+                tf[s] = T if need_bw else d
+                _copy_state(ws_st[slot, s, 0], entry[n], L, S, H)
+                tmax = max(tmax, tf[s])
+        for t in range(tmax):                   # re-run, four series in step when possible
+            if tf[0] > t and tf[1] > t and tf[2] > t and tf[3] > t:
+                for s in range(4):
+                    _copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
+                n0, n1, n2, n3 = due[g0], due[g0 + 1], due[g0 + 2], due[g0 + 3]
+                _stack_forward4(win_u[n0, t], win_u[n1, t], win_u[n2, t], win_u[n3, t],
+                                ws_st[slot, 0, t + 1], ws_st[slot, 1, t + 1],
+                                ws_st[slot, 2, t + 1], ws_st[slot, 3, t + 1],
+                                ws_a[slot, 0, t], ws_a[slot, 1, t], ws_a[slot, 2, t],
+                                ws_a[slot, 3, t], kp, koff, cfg, si)
+            else:
+                for s in range(m):
+                    if tf[s] > t:
+                        _copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
+                        _stack_forward1(win_u[due[g0 + s], t], ws_st[slot, s, t + 1],
+                                        ws_a[slot, s, t], kp, koff, cfg, si)
+        for s in range(m):                      # backward and window move, in slot order
+            n = due[g0 + s]
+            T = win_len[n]
+            d = max(0, T + k1 - k2)
+            need_bw = M > 0 and mcnt[g0 + s] > 0
+            if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
+                cst_n = c_st[n]
+                cact_n = c_act[n]
+            else:
+                cst_n = ws_st[slot, s]
+                cact_n = ws_a[slot, s]
+            if need_bw:
+                _window_backward(T, Mf, cst_n, cact_n, win_u[n], win_y[n], kp, koff, cfg,
+                                 ws_vec[slot], ws_da[slot], gp)
+            if d > 0:
+                _copy_state(entry[n], cst_n[d], L, S, H)
+                wu, wy = win_u[n], win_y[n]
+                for t in range(T - d):
+                    for q in range(wu.shape[1]):
+                        wu[t, q] = wu[t + d, q]
+                    for q in range(wy.shape[1]):
+                        wy[t, q] = wy[t + d, q]
+                nan = kp.dtype.type(np.nan)
+                for t in range(T - d, k2):
+                    for q in range(wy.shape[1]):
+                        wy[t, q] = nan
+                win_len[n] = T - d
 
 
 @njit(parallel=True, **_EXACT)
-def _update_chunks_par(g0, g1, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
+def _update_chunks_par(g0, g1, due, mcnt, M, Mf, kp, koff, cfg,
                        entry, win_u, win_y, win_len, ws, cache):
     for ch in prange(g0, g1):
-        _update_chunk(ch, ch - g0, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
+        _update_chunk(ch, ch - g0, due, mcnt, M, Mf, kp, koff, cfg,
                       entry, win_u, win_y, win_len, ws, cache)
 
 
@@ -648,24 +874,14 @@ def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
 
 
 @njit(**_EXACT)
-def refresh_wt(theta, wt, offs, wt_off, cfg):
-    """wt <- per layer [W_ih^T; W_hh^T] from theta (after every weight change)."""
-    I, H, L, GH = cfg[C_I], cfg[C_H], cfg[C_L], cfg[C_G] * cfg[C_H]
-    for k in range(L):
-        nin = I if k == 0 else H
-        w0 = wt_off[k]
-        w_ih, w_hh = offs[k, 0], offs[k, 1]
-        for r in range(GH):
-            for q in range(nin):
-                wt[w0 + q * GH + r] = theta[w_ih + r * nin + q]
-        w0 += nin * GH
-        for r in range(GH):
-            for q in range(H):
-                wt[w0 + q * GH + r] = theta[w_hh + r * H + q]
+def refresh_kp(theta, kp, perm):
+    """kp <- theta in the kernel layout (after every weight change); padding stays 0."""
+    for p in range(theta.shape[0]):
+        kp[perm[p]] = theta[p]
 
 
 @njit(**_EXACT)
-def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm, offs, wt_off, cfg,
+def _update(due, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm, koff, cfg,
             entry, win_u, win_y, win_len, ws, cache, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
@@ -697,11 +913,11 @@ def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm, offs, wt_
     while g0 < n_chunks:
         g1 = min(n_chunks, g0 + NB)
         if g1 - g0 > 1 and n_threads > 1:
-            _update_chunks_par(g0, g1, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
+            _update_chunks_par(g0, g1, due, mcnt, M, Mf, kp, koff, cfg,
                                entry, win_u, win_y, win_len, ws, cache)
         else:
             for ch in range(g0, g1):
-                _update_chunk(ch, ch - g0, due, mcnt, M, Mf, theta, wt, offs, wt_off, cfg,
+                _update_chunk(ch, ch - g0, due, mcnt, M, Mf, kp, koff, cfg,
                               entry, win_u, win_y, win_len, ws, cache)
         if M > 0:
             for ch in range(g0, g1):           # chunk order: independent of threads and NB
@@ -711,15 +927,15 @@ def _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm, offs, wt_
         g0 = g1
     if M > 0:
         apply_update(theta, grad, opt_m, opt_v, opt_step, hyper)
-        refresh_wt(theta, wt, offs, wt_off, cfg)
+        refresh_kp(theta, kp, perm)
         cache[3][0] += 1                       # new weights: every cached window is stale
 
 
 # ---------------------------------------------------------------------------------
 # the driver
 @njit(**_EXACT)
-def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm,
-               state, entry, win_u, win_y, win_len, count, offs, wt_off, cfg,
+def step_calls(series, U, Y, offsets, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm,
+               state, entry, win_u, win_y, win_len, count, koff, cfg,
                ws, cache, out, n_threads):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
     Per call: forward every row (weights before the update), append (u, y) to
@@ -734,7 +950,7 @@ def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, 
     due_buf = np.empty(max_rows, dtype=np.int64)
     for c in range(C):
         lo, hi = offsets[c], offsets[c + 1]
-        forward_rows(lo, hi, series, U, state, theta, wt, offs, wt_off, cfg, ws[1], ws[4], out,
+        forward_rows(lo, hi, series, U, state, kp, koff, cfg, ws[6], ws[4], out,
                      win_len, entry, cache, n_threads)
         nd = 0
         for r in range(lo, hi):
@@ -751,5 +967,5 @@ def step_calls(series, U, Y, offsets, theta, wt, opt_m, opt_v, opt_step, hyper, 
                 nd += 1
         if nd > 0:
             due = np.sort(due_buf[:nd])
-            _update(due, theta, wt, opt_m, opt_v, opt_step, hyper, grad, perm, offs, wt_off, cfg,
+            _update(due, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm, koff, cfg,
                     entry, win_u, win_y, win_len, ws, cache, n_threads)

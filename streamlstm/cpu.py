@@ -5,17 +5,18 @@
 One ``step_calls`` request - a single ``step``, a whole ``run(U, Y)`` of T steps
 or a micro-batched ``step_rows`` - is ONE compiled call: the loop over calls,
 rows and due series never comes back to Python.  The forward of a call runs
-its rows in parallel when there is enough work; an update runs its due series
-in parallel chunks.  Results do not depend on the thread count (see
-``_cpu_kernels``).
+its rows four at a time (sharing every weight load) and in parallel blocks
+when there is enough work; an update runs its due series in parallel chunks.
+Results do not depend on the thread count (see ``_cpu_kernels``).
 
-The backend owns the model arrays of ``layout.ALL_ARRAYS`` plus three derived
-buffers that are never saved: ``wt`` (the transposed recurrent weights, a
-function of ``theta``), ``grad`` (P,) and a workspace of ``n_slots`` slots, each
-with one chunk's partial gradient (P,) and one window's re-run states and
-activations (k2 x L x (S*H + A)).  Per series nothing is kept beyond the SPEC
-arrays, so memory is the state, the window-entry state and k2 rows of (u, y).
-Not thread-safe: one model is stepped by one Python thread at a time.
+Besides the arrays of ``layout.ALL_ARRAYS`` the backend owns buffers that are
+never saved: ``kp`` (the weights in the kernels' layout, a function of
+``theta``), ``grad`` (P,), a workspace of ``n_slots`` slots (each one chunk's
+partial gradient and four windows' re-run states and activations) and, for
+small models with k1 = k2, the activation cache.  Per series nothing is kept
+beyond the SPEC arrays once the cache is off, so memory is the state, the
+window-entry state and k2 rows of (u, y).  Not thread-safe: one model is
+stepped by one Python thread at a time.
 """
 from __future__ import annotations
 
@@ -38,29 +39,45 @@ ACTIVATION_CACHE_BYTES = 32 << 20
 _INT_ARRAYS = ("win_len", "count", "opt_step")
 
 
-def grad_perm(layout: Layout, wt_off) -> np.ndarray:
-    """perm[p] = index of theta[p] in the kernels' gradient layout
-    (_cpu_kernels.GRAD_LAYOUT: transposed weight matrices, then biases, then head)."""
-    L, H, GH, O = layout.n_layers, layout.hidden_size, layout.G * layout.hidden_size, \
-        layout.n_outputs
-    wtot = sum((layout.layer_input_size(k) + H) * GH for k in range(L))
+def simd_lanes(dtype) -> int:
+    """Numbers per 512-bit SIMD vector of the kernels (_cpu_simd)."""
+    return 512 // (8 * np.dtype(dtype).itemsize)
+
+
+def kernel_layout(layout: Layout, dtype):
+    """The kernels' weight layout (see ``_cpu_kernels``): returns
+    ``(koff (L, 2) int64 [matrix offset, bias offset], head offset, size,
+    GHp, perm)`` where ``perm[p]`` is the kernel-layout index of ``theta[p]``
+    and every W^T row is zero-padded from G*H to GHp numbers."""
+    L, H, O = layout.n_layers, layout.hidden_size, layout.n_outputs
+    GH = layout.G * H
+    VL = simd_lanes(dtype)
+    GHp = -(-GH // VL) * VL
+    koff = np.zeros((L, 2), dtype=np.int64)
+    off = 0
+    for k in range(L):
+        koff[k, 0] = off
+        off += (layout.layer_input_size(k) + H) * GHp
+    for k in range(L):
+        koff[k, 1] = off
+        off += 2 * GHp
+    ho = off
+    size = ho + O * H + O
     perm = np.empty(layout.n_params, dtype=np.int64)
     r = np.arange(GH)[:, None]
     for k in range(L):
         nin = layout.layer_input_size(k)
         w_ih, w_hh, b_ih, b_hh = (int(o) for o in layout.offsets[k])
-        q = np.arange(nin)[None, :]
-        perm[w_ih:w_ih + GH * nin] = (wt_off[k] + q * GH + r).ravel()
-        q = np.arange(H)[None, :]
-        perm[w_hh:w_hh + GH * H] = (wt_off[k] + nin * GH + q * GH + r).ravel()
-        perm[b_ih:b_ih + GH] = wtot + 2 * k * GH + np.arange(GH)
-        perm[b_hh:b_hh + GH] = wtot + (2 * k + 1) * GH + np.arange(GH)
+        mo, bo = int(koff[k, 0]), int(koff[k, 1])
+        perm[w_ih:w_ih + GH * nin] = (mo + np.arange(nin)[None, :] * GHp + r).ravel()
+        perm[w_hh:w_hh + GH * H] = (mo + (nin + np.arange(H)[None, :]) * GHp + r).ravel()
+        perm[b_ih:b_ih + GH] = bo + np.arange(GH)
+        perm[b_hh:b_hh + GH] = bo + GHp + np.arange(GH)
     hw, hb = layout.head_offsets
-    head = wtot + 2 * L * GH
-    perm[hw:hw + O * H] = head + np.arange(O * H)
-    perm[hb:hb + O] = head + O * H + np.arange(O)
-    assert np.array_equal(np.sort(perm), np.arange(layout.n_params))
-    return perm
+    perm[hw:hw + O * H] = ho + np.arange(O * H)
+    perm[hb:hb + O] = ho + O * H + np.arange(O)
+    assert np.unique(perm).size == perm.size and perm.max() < size
+    return koff, ho, size, GHp, perm
 
 
 class CPUBackend:
@@ -73,18 +90,14 @@ class CPUBackend:
         self.hyper = np.ascontiguousarray(hyper, dtype=np.float64)
         self.dtype = np.dtype(dtype).type
         lay = layout
-        H, G, L, I = lay.hidden_size, lay.G, lay.n_layers, lay.n_inputs
-        self.A = 5 * H if lay.cell == "lstm" else 6 * H
-        hw, hb = lay.head_offsets
-        sizes = [(lay.layer_input_size(k) + H) * G * H for k in range(L)]
-        self.wt_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.wt = np.empty(int(sum(sizes)), dtype=self.dtype)
-        self.cfg = np.array([I, H, lay.n_outputs, L, G, lay.S, int(lay.cell == "lstm"),
-                             self.k1, self.k2, self.A, hw, hb, lay.n_params, self.wt.size],
-                            dtype=np.int64)
+        H = lay.hidden_size
+        self.koff, ho, size, self.GHp, self.perm = kernel_layout(lay, self.dtype)
+        self.A = self.GHp + H if lay.cell == "lstm" else 2 * self.GHp
+        self.kp = np.zeros(size, dtype=self.dtype)
+        self.cfg = np.array([lay.n_inputs, H, lay.n_outputs, lay.n_layers, lay.G, lay.S,
+                             int(lay.cell == "lstm"), self.k1, self.k2, self.A, ho,
+                             lay.n_params, self.GHp, size], dtype=np.int64)
         assert self.cfg.shape[0] == K.N_CFG
-        self.offs = np.ascontiguousarray(lay.offsets, dtype=np.int64)
-        self.perm = grad_perm(lay, self.wt_off)
         self.grad = np.zeros(lay.n_params, dtype=self.dtype)
         self._alloc_workspace()
         self._ver = np.zeros(1, dtype=np.int64)     # weights version (activation cache)
@@ -93,24 +106,27 @@ class CPUBackend:
     # -- internals ----------------------------------------------------------------------
     def _alloc_workspace(self):
         """Per-slot scratch (a slot = one chunk in flight or one block of forward
-        rows): re-run states cst (k2+1, L, S, H), activations (k2, L, A), the
-        backward's vectors, pre-activation gradients dA (L, 2, k2, G*H), the
-        chunk's partial gradient (P,) and the exp's integer scratch (G*H,)."""
+        rows): four windows' re-run states (k2+1, L, S, H) and activations
+        (k2, L, A), the backward's vectors, pre-activation gradients dA
+        (L, 2, k2*GHp), the chunk's partial gradient (kernel layout), the exp's
+        integer scratch and four rows of forward activations."""
         lay, dt = self.layout, self.dtype
-        L, S, H, GH = lay.n_layers, lay.S, lay.hidden_size, lay.G * lay.hidden_size
-        k2, P = self.k2, lay.n_params
+        L, S, H, GHp, k2 = lay.n_layers, lay.S, lay.hidden_size, self.GHp, self.k2
+        KP = self.kp.size
         n_vec = 4 * L * H
-        per_slot = (P + (k2 + 1) * L * S * H + k2 * L * self.A + n_vec + 2 * L * k2 * GH + GH) \
-            * np.dtype(dt).itemsize
+        per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
+                    + 2 * L * k2 * GHp + GHp + 4 * L * self.A) * np.dtype(dt).itemsize
         n_slots = max(1, min(2 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
+        itype = np.int64 if np.dtype(dt).itemsize == 8 else np.int32
         self.ws = (
-            np.zeros((n_slots, k2 + 1, L, S, H), dtype=dt),          # cst
-            np.zeros((n_slots, k2, L, self.A), dtype=dt),            # activations
+            np.zeros((n_slots, 4, k2 + 1, L, S, H), dtype=dt),       # re-run states
+            np.zeros((n_slots, 4, k2, L, self.A), dtype=dt),         # re-run activations
             np.zeros((n_slots, n_vec), dtype=dt),                    # dh | dc | dx | dh_total
-            np.zeros((n_slots, P), dtype=dt),                        # chunk partial gradient
-            # integer scratch of the vectorised exp (2^n in the exponent bits): same width as dt
-            np.zeros((n_slots, GH), dtype=np.int64 if np.dtype(dt).itemsize == 8 else np.int32),
-            np.zeros((n_slots, L, 2, k2, GH), dtype=dt),             # dA
+            np.zeros((n_slots, KP), dtype=dt),                       # chunk partial gradient
+            # the vectorised exp's integer scratch (2^n in the exponent bits), dt's width
+            np.zeros((n_slots, GHp), dtype=itype),
+            np.zeros((n_slots, L, 2, k2 * GHp), dtype=dt),           # dA (pads stay 0)
+            np.zeros((n_slots, 4, L, self.A), dtype=dt),             # forward activations
         )
 
     def _set_arrays(self, arrays, copy):
@@ -127,7 +143,7 @@ class CPUBackend:
             raise CheckpointError(f"series slot {n} has win_len={int(wl[n])}, outside 0..{self.k2 - 1} "
                                   f"for k2={self.k2}; the arrays are corrupt or from another model")
         self.a = a
-        K.refresh_wt(a["theta"], self.wt, self.offs, self.wt_off, self.cfg)
+        K.refresh_kp(a["theta"], self.kp, self.perm)
         self._ver[0] += 1
         self._alloc_cache()
 
@@ -148,9 +164,9 @@ class CPUBackend:
     def step_calls(self, series, U, Y, offsets):
         a = self.a
         out = np.empty((U.shape[0], self.layout.n_outputs), dtype=self.dtype)
-        K.step_calls(series, U, Y, offsets, a["theta"], self.wt, a["opt_m"], a["opt_v"],
-                     a["opt_step"], self.hyper, self.grad, self.perm, a["state"], a["entry"], a["win_u"],
-                     a["win_y"], a["win_len"], a["count"], self.offs, self.wt_off, self.cfg,
+        K.step_calls(series, U, Y, offsets, a["theta"], self.kp, a["opt_m"], a["opt_v"],
+                     a["opt_step"], self.hyper, self.grad, self.perm, a["state"], a["entry"],
+                     a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
                      self.ws, self.cache, out, numba.get_num_threads())
         return out
 
@@ -172,9 +188,9 @@ class CPUBackend:
         U = np.ascontiguousarray(U, dtype=self.dtype)
         B = U.shape[0]
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
-        K.forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.a["theta"], self.wt,
-                       self.offs, self.wt_off, self.cfg, self.ws[1], self.ws[4], out,
-                       self.a["win_len"], self.a["entry"], self._no_cache, numba.get_num_threads())
+        K.forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.kp, self.koff,
+                       self.cfg, self.ws[6], self.ws[4], out, self.a["win_len"], self.a["entry"],
+                       self._no_cache, numba.get_num_threads())
         return out, new_state
 
     def get_states(self, series):
