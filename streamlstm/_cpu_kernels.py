@@ -6,8 +6,9 @@ backward), parallel launchers (``*_par``: ``prange`` over fixed blocks of rows
 or chunks of due series) and one driver, ``step_calls``, that runs all C calls
 of a ``step_calls`` request without going back to Python.
 
-The weights are read from ``kp``, a copy of ``theta`` in the *kernel layout*
-(refreshed after every update; ``cpu.kernel_layout`` builds the map):
+The weights live in ``kp``, ``theta`` in the *kernel layout* (``cpu.kernel_layout``
+builds the map; the backend converts to PyTorch's layout only when the arrays
+are read), and so do the optimizer moments ``km``, ``kv`` and the gradients:
 
     per layer k, at mo[k]:  W_ih^T (in_k rows) then W_hh^T (H rows), each row
                             G*H long, zero-padded to GHp (a multiple of the SIMD
@@ -16,8 +17,8 @@ The weights are read from ``kp``, a copy of ``theta`` in the *kernel layout*
     at ho:                  head W (O, H) row-major, head b (O)
 
 so that a step's gate pre-activations are AXPYs of whole W^T rows kept in SIMD
-registers (``_cpu_simd``), and the same layout holds each chunk's partial
-gradient (summed into ``theta``'s layout through ``perm``).
+registers (``_cpu_simd``).  The optimizer is elementwise, so it runs on these
+arrays unchanged (padding stays exactly 0: zero gradient, zero moments).
 
 Shapes (cached buffers named as in llm.c): ``st`` (L, S, H) one series' state;
 ``act`` (L, A) one step's per-layer activations: LSTM [i f g o | pad | tanh c']
@@ -45,7 +46,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._cellmath import FASTMATH, gru_cell_backward, lstm_cell_backward
-from ._cpu_simd import lanes, vadd, vfma, vhsum, vload, vsplat, vstore
+from ._cpu_simd import (lanes, sigmoid, tanh, vadd, vfma, vhsum, vload, vload_n, vmul, vsplat,
+                        vstore, vstore_n, vsub)
 
 # Due series per gradient chunk.  Part of this backend's numerical contract:
 # changing it changes the last bits of every multi-series update.
@@ -58,110 +60,12 @@ PAR_FORWARD_WORK = 1 << 18
 # without it every division carries a Python-style zero check that keeps LLVM
 # from vectorising the loop around it (sigmoid, Adam).
 _EXACT = dict(cache=True, error_model="numpy")
-_FAST = dict(cache=True, error_model="numpy", fastmath=FASTMATH)
+_FAST = dict(cache=True, error_model="numpy", fastmath=FASTMATH, _nrt=False)
+_FAST_NRT = dict(cache=True, error_model="numpy", fastmath=FASTMATH)
 
 # Indices into the int64 ``cfg`` vector built by cpu.CPUBackend.
 (C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HO, C_P, C_GHP, C_KP) = range(14)
 N_CFG = 14
-
-
-# ---------------------------------------------------------------------------------
-# views: every hot loop indexes a view with a loop counter starting at 0, which
-# lets LLVM drop Numba's negative-index wraparound and vectorise
-@njit(**_EXACT)
-def _mat(a, off, rows, cols):
-    """(rows, cols) row-major view of the flat a[off:]."""
-    return a[off:off + rows * cols].reshape((rows, cols))
-
-
-# ---------------------------------------------------------------------------------
-# vectorisable exp for the gate nonlinearities.  libm's exp/tanh are scalar
-# calls (~10-20 ns each, no SVML here) and were most of a step's time; this is
-# Cody-Waite range reduction exp(x) = 2^n p(r), r = x - n ln2, |r| <= ln2/2,
-# with a Taylor polynomial (degree 13 for float64, 7 for float32: truncation
-# below half an ulp) and 2^n built in the exponent bits of the integer
-# scratch ``si`` (int64 / int32, read back through a float view).  Measured
-# error over [-40, 40]: sigmoid <= 2.2e-16 abs / 4.8e-16 rel (float64) and
-# 8.9e-8 abs (float32); tanh = 2 sigmoid(2x) - 1 <= 3.3e-16 abs (float64).
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.693359375                 # few mantissa bits: n * _LN2_HI is exact
-_LN2_LO = -2.1219444005469058277e-4   # ln 2 - _LN2_HI
-
-
-@njit(**_FAST)
-def _vexp_neg_split(v, kf, si):
-    """v[j] <- p(r_j) and si[j] <- bits of 2^n_j, so that v[j] * si.view(float)[j]
-    = exp(-kf * v[j]).  The argument is clamped to the normal range (the
-    sigmoid/tanh built on it are saturated there anyway)."""
-    dt = v.dtype.type
-    one = dt(1)
-    half = dt(0.5)
-    kneg = -dt(kf)
-    log2e = dt(_LOG2E)
-    c1 = dt(_LN2_HI)
-    c2 = dt(_LN2_LO)
-    ity = si.dtype.type
-    if v.itemsize == 8:
-        xmin, xmax = dt(-708.0), dt(709.0)
-        for j in range(v.shape[0]):
-            x = kneg * v[j]
-            x = xmin if x < xmin else x
-            x = xmax if x > xmax else x
-            n = np.floor(x * log2e + half)
-            r = (x - n * c1) - n * c2
-            p = dt(1.0 / 6227020800.0)
-            p = p * r + dt(1.0 / 479001600.0)
-            p = p * r + dt(1.0 / 39916800.0)
-            p = p * r + dt(1.0 / 3628800.0)
-            p = p * r + dt(1.0 / 362880.0)
-            p = p * r + dt(1.0 / 40320.0)
-            p = p * r + dt(1.0 / 5040.0)
-            p = p * r + dt(1.0 / 720.0)
-            p = p * r + dt(1.0 / 120.0)
-            p = p * r + dt(1.0 / 24.0)
-            p = p * r + dt(1.0 / 6.0)
-            p = p * r + half
-            p = p * r + one
-            v[j] = p * r + one
-            si[j] = (ity(n) + ity(1023)) << ity(52)
-    else:
-        xmin, xmax = dt(-87.0), dt(88.0)
-        for j in range(v.shape[0]):
-            x = kneg * v[j]
-            x = xmin if x < xmin else x
-            x = xmax if x > xmax else x
-            n = np.floor(x * log2e + half)
-            r = (x - n * c1) - n * c2
-            p = dt(1.0 / 5040.0)
-            p = p * r + dt(1.0 / 720.0)
-            p = p * r + dt(1.0 / 120.0)
-            p = p * r + dt(1.0 / 24.0)
-            p = p * r + dt(1.0 / 6.0)
-            p = p * r + half
-            p = p * r + one
-            v[j] = p * r + one
-            si[j] = (ity(n) + ity(127)) << ity(23)
-
-
-@njit(**_FAST)
-def _vsigmoid(v, si):
-    """v <- 1 / (1 + exp(-v)) elementwise (SPEC 1 sigma)."""
-    one = v.dtype.type(1)
-    _vexp_neg_split(v, 1, si)
-    sf = si.view(v.dtype)
-    for j in range(v.shape[0]):
-        v[j] = one / (one + v[j] * sf[j])
-
-
-@njit(**_FAST)
-def _vtanh(v, si):
-    """v <- tanh(v) = 2 / (1 + exp(-2v)) - 1 elementwise."""
-    one = v.dtype.type(1)
-    two = one + one
-    _vexp_neg_split(v, 2, si)
-    sf = si.view(v.dtype)
-    for j in range(v.shape[0]):
-        v[j] = two / (one + v[j] * sf[j]) - one
 
 
 # ---------------------------------------------------------------------------------
@@ -283,47 +187,71 @@ def _mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
 # ---------------------------------------------------------------------------------
 # pointwise cell math of one series (SPEC 1), in place
 @njit(**_FAST)
-def _lstm_pointwise(h, c, act, GHp, si):
+def _lstm_pointwise(h, c, act, GHp):
     """act[0:4H] holds the pre-activations of (i, f, g, o): -> activations, then
-    c' = f c + i g, h' = o tanh(c'); tanh(c') kept at act[GHp:GHp+H]."""
+    c' = f c + i g, h' = o tanh(c'); tanh(c') kept at act[GHp:GHp+H].  Whole
+    SIMD vectors, then a masked one for the last H % VL units (the state rows
+    h, c are exactly H long)."""
     H = h.shape[0]
-    _vsigmoid(act[0:2 * H], si)               # i, f
-    _vtanh(act[2 * H:3 * H], si)              # g
-    _vsigmoid(act[3 * H:4 * H], si)           # o
-    i = act[0:H]
-    f = act[H:2 * H]
-    g = act[2 * H:3 * H]
-    tc = act[GHp:GHp + H]
-    for j in range(H):
-        c2 = f[j] * c[j] + i[j] * g[j]
-        c[j] = c2
-        tc[j] = c2
-    _vtanh(tc, si)
-    o = act[3 * H:4 * H]
-    for j in range(H):
-        h[j] = o[j] * tc[j]
+    VL = lanes(act)
+    for j in range(0, H, VL):
+        m = min(VL, H - j)
+        if m == VL:
+            cp = vload(c, j)
+        else:
+            cp = vload_n(c, j, m)
+        i = sigmoid(vload(act, j))
+        f = sigmoid(vload(act, H + j))
+        g = tanh(vload(act, 2 * H + j))
+        o = sigmoid(vload(act, 3 * H + j))
+        c2 = vfma(f, cp, vmul(i, g))          # c' = f c + i g
+        tc = tanh(c2)
+        h2 = vmul(o, tc)                      # h' = o tanh(c')
+        if m == VL:
+            vstore(act, j, i)
+            vstore(act, H + j, f)
+            vstore(act, 2 * H + j, g)
+            vstore(act, 3 * H + j, o)
+            vstore(act, GHp + j, tc)
+            vstore(c, j, c2)
+            vstore(h, j, h2)
+        else:                                 # never write past a gate's block
+            vstore_n(act, j, i, m)
+            vstore_n(act, H + j, f, m)
+            vstore_n(act, 2 * H + j, g, m)
+            vstore_n(act, 3 * H + j, o, m)
+            vstore_n(act, GHp + j, tc, m)
+            vstore_n(c, j, c2, m)
+            vstore_n(h, j, h2, m)
 
 
 @njit(**_FAST)
-def _gru_pointwise(h, act, GHp, si):
+def _gru_pointwise(h, act, GHp):
     """act[0:3H] = W_i x + b_i, act[GHp:GHp+3H] = W_h h + b_h (gates r, z, n) ->
-    r, z, n in act[0:3H] and h' = (1 - z) n + z h."""
+    r, z, n in act[0:3H] and h' = (1 - z) n + z h (SIMD as _lstm_pointwise)."""
     H = h.shape[0]
-    one = act.dtype.type(1)
-    rz = act[0:2 * H]
-    gh = act[GHp:GHp + 3 * H]
-    for j in range(2 * H):
-        rz[j] = rz[j] + gh[j]                 # r, z = sigma(W_i x + b_i + W_h h + b_h)
-    _vsigmoid(rz, si)
-    r_ = act[0:H]
-    z = act[H:2 * H]
-    n = act[2 * H:3 * H]
-    ghn = act[GHp + 2 * H:GHp + 3 * H]
-    for j in range(H):
-        n[j] = n[j] + r_[j] * ghn[j]          # n = tanh(W_in x + b_in + r (W_hn h + b_hn))
-    _vtanh(n, si)
-    for j in range(H):
-        h[j] = (one - z[j]) * n[j] + z[j] * h[j]
+    VL = lanes(act)
+    one = vsplat(act.dtype.type(1))
+    for j in range(0, H, VL):
+        m = min(VL, H - j)
+        if m == VL:
+            hp = vload(h, j)
+        else:
+            hp = vload_n(h, j, m)
+        r = sigmoid(vadd(vload(act, j), vload(act, GHp + j)))
+        z = sigmoid(vadd(vload(act, H + j), vload(act, GHp + H + j)))
+        n = tanh(vfma(r, vload(act, GHp + 2 * H + j), vload(act, 2 * H + j)))
+        h2 = vfma(z, hp, vmul(vsub(one, z), n))       # h' = (1 - z) n + z h
+        if m == VL:
+            vstore(act, j, r)
+            vstore(act, H + j, z)
+            vstore(act, 2 * H + j, n)
+            vstore(h, j, h2)
+        else:
+            vstore_n(act, j, r, m)
+            vstore_n(act, H + j, z, m)
+            vstore_n(act, 2 * H + j, n, m)
+            vstore_n(h, j, h2, m)
 
 
 @njit(**_FAST)
@@ -353,15 +281,15 @@ def _gates4(x0, x1, x2, x3, h0, h1, h2, h3, a0, a1, a2, a3, kp, k, nin, koff, cf
 
 
 @njit(**_FAST)
-def _pointwise(st, k, act, cfg, si):
+def _pointwise(st, k, act, cfg):
     if cfg[C_LSTM] != 0:
-        _lstm_pointwise(st[k, 0], st[k, 1], act, cfg[C_GHP], si)
+        _lstm_pointwise(st[k, 0], st[k, 1], act, cfg[C_GHP])
     else:
-        _gru_pointwise(st[k, 0], act, cfg[C_GHP], si)
+        _gru_pointwise(st[k, 0], act, cfg[C_GHP])
 
 
 @njit(**_FAST)
-def _stack_forward1(x, st, acts, kp, koff, cfg, si):
+def _stack_forward1(x, st, acts, kp, koff, cfg):
     """One time step of the whole stack for one series, in place on st (L, S, H);
     layer k > 0 reads layer k-1's new h.  acts (L, A) receives the activations."""
     for k in range(cfg[C_L]):
@@ -369,11 +297,11 @@ def _stack_forward1(x, st, acts, kp, koff, cfg, si):
             _gates1(x, st[0, 0], acts[0], kp, 0, cfg[C_I], koff, cfg)
         else:
             _gates1(st[k - 1, 0], st[k, 0], acts[k], kp, k, cfg[C_H], koff, cfg)
-        _pointwise(st, k, acts[k], cfg, si)
+        _pointwise(st, k, acts[k], cfg)
 
 
 @njit(**_FAST)
-def _stack_forward4(x0, x1, x2, x3, s0, s1, s2, s3, c0, c1, c2, c3, kp, koff, cfg, si):
+def _stack_forward4(x0, x1, x2, x3, s0, s1, s2, s3, c0, c1, c2, c3, kp, koff, cfg):
     """_stack_forward1 for four series, layer by layer."""
     for k in range(cfg[C_L]):
         if k == 0:
@@ -383,17 +311,17 @@ def _stack_forward4(x0, x1, x2, x3, s0, s1, s2, s3, c0, c1, c2, c3, kp, koff, cf
             _gates4(s0[k - 1, 0], s1[k - 1, 0], s2[k - 1, 0], s3[k - 1, 0],
                     s0[k, 0], s1[k, 0], s2[k, 0], s3[k, 0],
                     c0[k], c1[k], c2[k], c3[k], kp, k, cfg[C_H], koff, cfg)
-        _pointwise(s0, k, c0[k], cfg, si)
-        _pointwise(s1, k, c1[k], cfg, si)
-        _pointwise(s2, k, c2[k], cfg, si)
-        _pointwise(s3, k, c3[k], cfg, si)
+        _pointwise(s0, k, c0[k], cfg)
+        _pointwise(s1, k, c1[k], cfg)
+        _pointwise(s2, k, c2[k], cfg)
+        _pointwise(s3, k, c3[k], cfg)
 
 
 @njit(**_FAST)
 def _head(h, kp, cfg, out_row):
     """y_hat = W_head h + b_head (SPEC 1)."""
     H, O, ho = cfg[C_H], cfg[C_O], cfg[C_HO]
-    W = _mat(kp, ho, O, H)
+    W = kp[ho:ho + O * H].reshape((O, H))
     b = kp[ho + O * H:ho + O * H + O]
     for o in range(O):
         acc = W[o, 0] * h[0]
@@ -427,7 +355,7 @@ def _cache_row_start(n, st, entry, win_len, cache, L, S, H):
 
 
 @njit(**_FAST)
-def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, si, out,
+def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, out,
                   win_len, entry, cache):
     """Rows lo:hi: advance state[slots[r]] by one step on U[r]; out[r] = y_hat.
     Rows go four at a time through _stack_forward4 (acts4 (4, L, A) scratch).
@@ -460,13 +388,13 @@ def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, si, out,
             a0, a1, a2, a3 = acts4[0], acts4[1], acts4[2], acts4[3]
         if m == 4:
             _stack_forward4(U[r], U[r + 1], U[r + 2], U[r + 3], state[n0], state[n1],
-                            state[n2], state[n3], a0, a1, a2, a3, kp, koff, cfg, si)
+                            state[n2], state[n3], a0, a1, a2, a3, kp, koff, cfg)
         else:
-            _stack_forward1(U[r], state[n0], a0, kp, koff, cfg, si)
+            _stack_forward1(U[r], state[n0], a0, kp, koff, cfg)
             if m > 1:
-                _stack_forward1(U[r + 1], state[n1], a1, kp, koff, cfg, si)
+                _stack_forward1(U[r + 1], state[n1], a1, kp, koff, cfg)
             if m > 2:
-                _stack_forward1(U[r + 2], state[n2], a2, kp, koff, cfg, si)
+                _stack_forward1(U[r + 2], state[n2], a2, kp, koff, cfg)
         for j in range(m):
             n = slots[r + j]
             st = state[n]
@@ -481,7 +409,7 @@ def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, si, out,
 
 
 @njit(parallel=True, **_EXACT)
-def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, ws_i, out,
+def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
                       win_len, entry, cache):
     """_forward_rows over nb blocks of rows in parallel (block b uses scratch slot b).
     Every row's arithmetic is its own, so the blocking changes no bit."""
@@ -489,22 +417,22 @@ def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, ws_i, ou
     for b in prange(nb):
         r0 = lo + (R * b) // nb
         r1 = lo + (R * (b + 1)) // nb
-        _forward_rows(r0, r1, slots, U, state, kp, koff, cfg, ws_a[b, 0:4], ws_i[b], out,
+        _forward_rows(r0, r1, slots, U, state, kp, koff, cfg, ws_a[b], out,
                       win_len, entry, cache)
 
 
 @njit(**_EXACT)
-def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, ws_i, out,
+def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, out,
                  win_len, entry, cache, n_threads):
     """Rows lo:hi of one call; parallel only when the work pays for the launch."""
     R = hi - lo
     nb = min(ws_a.shape[0], (R + 3) // 4)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
     if nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
-        _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, ws_i, out,
+        _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
                           win_len, entry, cache)
     else:
-        _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0, 0:4], ws_i[0], out,
+        _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0], out,
                       win_len, entry, cache)
 
 
@@ -605,12 +533,12 @@ def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
     I, H, O, L, k1 = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L], cfg[C_K1]
     GHp, ho = cfg[C_GHP], cfg[C_HO]
     is_lstm = cfg[C_LSTM] != 0
-    Wh = _mat(kp, ho, O, H)
+    Wh = kp[ho:ho + O * H].reshape((O, H))
     bh = kp[ho + O * H:ho + O * H + O]
-    gWh = _mat(gp, ho, O, H)
+    gWh = gp[ho:ho + O * H].reshape((O, H))
     gbh = gp[ho + O * H:ho + O * H + O]
-    dh = _mat(vec, 0, L, H)
-    dc = _mat(vec, L * H, L, H)
+    dh = vec[0:L * H].reshape((L, H))
+    dc = vec[L * H:2 * L * H].reshape((L, H))
     o0 = 2 * L * H
     dxv = vec[o0:o0 + H]
     dht = vec[o0 + H:o0 + 2 * H]
@@ -709,7 +637,7 @@ def _copy_state(dst, src, L, S, H):
                 dst[k, s, q] = src[k, s, q]
 
 
-@njit(**_FAST)
+@njit(**_FAST_NRT)
 def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                   entry, win_u, win_y, win_len, ws, cache):
     """Chunk ch of the sorted due list, on workspace slot ``slot``: for each of
@@ -719,7 +647,7 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
     (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the entry state becomes
     the re-run state after them).  A series whose window is in the activation
     cache (see _cache_row_start) skips the re-run."""
-    ws_st, ws_a, ws_vec, ws_g, ws_i, ws_da, ws_f = ws
+    ws_st, ws_a, ws_vec, ws_g, ws_da, ws_f = ws
     c_st, c_act, c_ver, ver = cache
     zero = kp.dtype.type(0)
     H, L, S = cfg[C_H], cfg[C_L], cfg[C_S]
@@ -728,7 +656,6 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
     j0 = ch * GRAD_CHUNK
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
-    si = ws_i[slot]
     if M > 0:
         for p in range(gp.shape[0]):
             gp[p] = zero
@@ -757,13 +684,13 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                                 ws_st[slot, 0, t + 1], ws_st[slot, 1, t + 1],
                                 ws_st[slot, 2, t + 1], ws_st[slot, 3, t + 1],
                                 ws_a[slot, 0, t], ws_a[slot, 1, t], ws_a[slot, 2, t],
-                                ws_a[slot, 3, t], kp, koff, cfg, si)
+                                ws_a[slot, 3, t], kp, koff, cfg)
             else:
                 for s in range(m):
                     if tf[s] > t:
                         _copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
                         _stack_forward1(win_u[due[g0 + s], t], ws_st[slot, s, t + 1],
-                                        ws_a[slot, s, t], kp, koff, cfg, si)
+                                        ws_a[slot, s, t], kp, koff, cfg)
         for s in range(m):                      # backward and window move, in slot order
             n = due[g0 + s]
             T = win_len[n]
@@ -874,14 +801,7 @@ def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
 
 
 @njit(**_EXACT)
-def refresh_kp(theta, kp, perm):
-    """kp <- theta in the kernel layout (after every weight change); padding stays 0."""
-    for p in range(theta.shape[0]):
-        kp[perm[p]] = theta[p]
-
-
-@njit(**_EXACT)
-def _update(due, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm, koff, cfg,
+def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
             entry, win_u, win_y, win_len, ws, cache, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
@@ -900,9 +820,9 @@ def _update(due, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm, koff, cfg
                     cnt += 1
         mcnt[jj] = cnt
         M += cnt
-    Mf = theta.dtype.type(M)
+    Mf = kp.dtype.type(M)
     zero = Mf - Mf
-    P = theta.shape[0]
+    P = kp.shape[0]
     if M > 0:
         for p in range(P):
             grad[p] = zero
@@ -923,18 +843,17 @@ def _update(due, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm, koff, cfg
             for ch in range(g0, g1):           # chunk order: independent of threads and NB
                 gp = ws_g[ch - g0]
                 for p in range(P):
-                    grad[p] += gp[perm[p]]     # kernel layout -> theta layout
+                    grad[p] += gp[p]
         g0 = g1
     if M > 0:
-        apply_update(theta, grad, opt_m, opt_v, opt_step, hyper)
-        refresh_kp(theta, kp, perm)
+        apply_update(kp, grad, km, kv, opt_step, hyper)
         cache[3][0] += 1                       # new weights: every cached window is stale
 
 
 # ---------------------------------------------------------------------------------
 # the driver
 @njit(**_EXACT)
-def step_calls(series, U, Y, offsets, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm,
+def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
                state, entry, win_u, win_y, win_len, count, koff, cfg,
                ws, cache, out, n_threads):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
@@ -943,6 +862,7 @@ def step_calls(series, U, Y, offsets, theta, kp, opt_m, opt_v, opt_step, hyper, 
     numba.get_num_threads() of the caller (read in Python: calling it here would
     keep the driver out of the on-disk cache); 1 keeps everything serial."""
     k1 = cfg[C_K1]
+    work_row = cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
     C = offsets.shape[0] - 1
     max_rows = 0
     for c in range(C):
@@ -950,8 +870,14 @@ def step_calls(series, U, Y, offsets, theta, kp, opt_m, opt_v, opt_step, hyper, 
     due_buf = np.empty(max_rows, dtype=np.int64)
     for c in range(C):
         lo, hi = offsets[c], offsets[c + 1]
-        forward_rows(lo, hi, series, U, state, kp, koff, cfg, ws[6], ws[4], out,
-                     win_len, entry, cache, n_threads)
+        R = hi - lo
+        nb = min(ws[5].shape[0], (R + 3) // 4)
+        if nb > 1 and n_threads > 1 and R * work_row >= PAR_FORWARD_WORK:
+            _forward_rows_par(lo, hi, nb, series, U, state, kp, koff, cfg, ws[5], out,
+                              win_len, entry, cache)
+        else:
+            _forward_rows(lo, hi, series, U, state, kp, koff, cfg, ws[5][0], out,
+                          win_len, entry, cache)
         nd = 0
         for r in range(lo, hi):
             n = series[r]
@@ -967,5 +893,5 @@ def step_calls(series, U, Y, offsets, theta, kp, opt_m, opt_v, opt_step, hyper, 
                 nd += 1
         if nd > 0:
             due = np.sort(due_buf[:nd])
-            _update(due, theta, kp, opt_m, opt_v, opt_step, hyper, grad, perm, koff, cfg,
+            _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                     entry, win_u, win_y, win_len, ws, cache, n_threads)

@@ -9,9 +9,11 @@ its rows four at a time (sharing every weight load) and in parallel blocks
 when there is enough work; an update runs its due series in parallel chunks.
 Results do not depend on the thread count (see ``_cpu_kernels``).
 
-Besides the arrays of ``layout.ALL_ARRAYS`` the backend owns buffers that are
-never saved: ``kp`` (the weights in the kernels' layout, a function of
-``theta``), ``grad`` (P,), a workspace of ``n_slots`` slots (each one chunk's
+The weights and optimizer moments live in the kernels' layout (``kp``, ``km``,
+``kv``: ``theta``, ``opt_m``, ``opt_v`` with every W^T row padded to a SIMD
+multiple); ``host_arrays()`` converts them to PyTorch's layout when they are
+read.  Besides these the backend owns buffers that are never saved: ``grad``,
+a workspace of ``n_slots`` slots (each one chunk's
 partial gradient and four windows' re-run states and activations) and, for
 small models with k1 = k2, the activation cache.  Per series nothing is kept
 beyond the SPEC arrays once the cache is off, so memory is the state, the
@@ -93,12 +95,14 @@ class CPUBackend:
         H = lay.hidden_size
         self.koff, ho, size, self.GHp, self.perm = kernel_layout(lay, self.dtype)
         self.A = self.GHp + H if lay.cell == "lstm" else 2 * self.GHp
-        self.kp = np.zeros(size, dtype=self.dtype)
+        self.kp = np.zeros(size, dtype=self.dtype)      # theta, kernel layout
+        self.km = np.zeros(size, dtype=self.dtype)      # opt_m
+        self.kv = np.zeros(size, dtype=self.dtype)      # opt_v
         self.cfg = np.array([lay.n_inputs, H, lay.n_outputs, lay.n_layers, lay.G, lay.S,
                              int(lay.cell == "lstm"), self.k1, self.k2, self.A, ho,
                              lay.n_params, self.GHp, size], dtype=np.int64)
         assert self.cfg.shape[0] == K.N_CFG
-        self.grad = np.zeros(lay.n_params, dtype=self.dtype)
+        self.grad = np.zeros(size, dtype=self.dtype)
         self._alloc_workspace()
         self._ver = np.zeros(1, dtype=np.int64)     # weights version (activation cache)
         self._set_arrays(arrays, copy=False)
@@ -108,23 +112,20 @@ class CPUBackend:
         """Per-slot scratch (a slot = one chunk in flight or one block of forward
         rows): four windows' re-run states (k2+1, L, S, H) and activations
         (k2, L, A), the backward's vectors, pre-activation gradients dA
-        (L, 2, k2*GHp), the chunk's partial gradient (kernel layout), the exp's
-        integer scratch and four rows of forward activations."""
+        (L, 2, k2*GHp), the chunk's partial gradient (kernel layout) and four
+        rows of forward activations."""
         lay, dt = self.layout, self.dtype
         L, S, H, GHp, k2 = lay.n_layers, lay.S, lay.hidden_size, self.GHp, self.k2
         KP = self.kp.size
         n_vec = 4 * L * H
         per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
-                    + 2 * L * k2 * GHp + GHp + 4 * L * self.A) * np.dtype(dt).itemsize
+                    + 2 * L * k2 * GHp + 4 * L * self.A) * np.dtype(dt).itemsize
         n_slots = max(1, min(2 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
-        itype = np.int64 if np.dtype(dt).itemsize == 8 else np.int32
         self.ws = (
             np.zeros((n_slots, 4, k2 + 1, L, S, H), dtype=dt),       # re-run states
             np.zeros((n_slots, 4, k2, L, self.A), dtype=dt),         # re-run activations
             np.zeros((n_slots, n_vec), dtype=dt),                    # dh | dc | dx | dh_total
             np.zeros((n_slots, KP), dtype=dt),                       # chunk partial gradient
-            # the vectorised exp's integer scratch (2^n in the exponent bits), dt's width
-            np.zeros((n_slots, GHp), dtype=itype),
             np.zeros((n_slots, L, 2, k2 * GHp), dtype=dt),           # dA (pads stay 0)
             np.zeros((n_slots, 4, L, self.A), dtype=dt),             # forward activations
         )
@@ -142,8 +143,9 @@ class CPUBackend:
             n = int(np.flatnonzero((wl < 0) | (wl >= self.k2))[0])
             raise CheckpointError(f"series slot {n} has win_len={int(wl[n])}, outside 0..{self.k2 - 1} "
                                   f"for k2={self.k2}; the arrays are corrupt or from another model")
+        for name, k_arr in (("theta", self.kp), ("opt_m", self.km), ("opt_v", self.kv)):
+            k_arr[self.perm] = a.pop(name)         # padding stays 0
         self.a = a
-        K.refresh_kp(a["theta"], self.kp, self.perm)
         self._ver[0] += 1
         self._alloc_cache()
 
@@ -164,8 +166,8 @@ class CPUBackend:
     def step_calls(self, series, U, Y, offsets):
         a = self.a
         out = np.empty((U.shape[0], self.layout.n_outputs), dtype=self.dtype)
-        K.step_calls(series, U, Y, offsets, a["theta"], self.kp, a["opt_m"], a["opt_v"],
-                     a["opt_step"], self.hyper, self.grad, self.perm, a["state"], a["entry"],
+        K.step_calls(series, U, Y, offsets, self.kp, self.km, self.kv,
+                     a["opt_step"], self.hyper, self.grad, a["state"], a["entry"],
                      a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
                      self.ws, self.cache, out, numba.get_num_threads())
         return out
@@ -175,7 +177,9 @@ class CPUBackend:
         self._alloc_cache()             # fresh cache rows are invalid: windows re-run once
 
     def host_arrays(self):
-        return self.a
+        out = dict(self.a)
+        out["theta"], out["opt_m"], out["opt_v"] = (k[self.perm] for k in (self.kp, self.km, self.kv))
+        return {k: out[k] for k in ALL_ARRAYS}
 
     def load_arrays(self, arrays):
         self._set_arrays(arrays, copy=True)
@@ -189,7 +193,7 @@ class CPUBackend:
         B = U.shape[0]
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
         K.forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.kp, self.koff,
-                       self.cfg, self.ws[6], self.ws[4], out, self.a["win_len"], self.a["entry"],
+                       self.cfg, self.ws[5], out, self.a["win_len"], self.a["entry"],
                        self._no_cache, numba.get_num_threads())
         return out, new_state
 

@@ -327,7 +327,8 @@ def test_second_process_loads_the_compiled_kernels_and_agrees():
 
 def test_float32_kernels_do_no_double_arithmetic():
     """A Python float literal in a kernel would silently promote float32 work to
-    float64; compile the per-step workers for float32 and read their LLVM IR."""
+    float64; compile the workers of a step and of an update for float32 and
+    read their LLVM IR."""
     import re
 
     from numba import njit
@@ -338,17 +339,22 @@ def test_float32_kernels_do_no_double_arithmetic():
         net = streamlstm.OnlineRNN(2, 8, 1, n_series=1, cell=cell, n_layers=2, k1=3, k2=4,
                                    dtype="float32", backend="cpu")
         b = net._impl
-        cst, cact, vec, gp, si, dA, fwd = (w[0] for w in b.ws)
+        cst, cact, vec, gp, dA = b.ws[0][0, 0], b.ws[1][0, 0], b.ws[2][0], b.ws[3][0], b.ws[4][0]
+        act, h, c = cact[0, 0], cst[0, 0, 0], cst[0, 0, -1]
         cases = [
-            (K._stack_forward1, (np.zeros(2, np.float32), cst[0, 0], cact[0, 0], b.kp, b.koff,
-                                 b.cfg, si)),
-            (K._window_backward, (3, np.float32(3), cst[0], cact[0], net.arrays()["win_u"][0],
+            (K._mv4, (act, act, act, act, 0, h, h, h, h, b.kp, 0, 8, b.GHp, 0, 0, 1)),
+            (K._lstm_pointwise if cell == "lstm" else K._gru_pointwise,
+             (h, c, act, b.GHp) if cell == "lstm" else (h, act, b.GHp)),
+            (K._window_backward, (3, np.float32(3), cst, cact, net.arrays()["win_u"][0],
                                   net.arrays()["win_y"][0], b.kp, b.koff, b.cfg, vec, dA, gp)),
+            (K._dots_acc, (h, b.kp, 0, b.GHp, act, 0)),
+            (K._outer_acc, (gp, 0, b.GHp, dA[0, 0], cst[:, 0, 0], 3)),
         ]
         for fn, args in cases:
             g = njit(**{k: v for k, v in K._FAST.items() if k != "cache"})(fn.py_func)
             g.compile(tuple(numba.typeof(a) for a in args))
             ir = g.inspect_llvm(g.signatures[0])
-            assert len(re.findall(r"= (?:fadd|fsub|fmul|fdiv)[^\n]* float ", ir)) > 20, fn.__name__
-            doubles = re.findall(r"= (?:fadd|fsub|fmul|fdiv|fpext)[^\n]*double[^\n]*", ir)
+            ops = re.findall(r"= (?:fadd|fsub|fmul|fdiv|fneg|fpext|(?:tail )?call)[^\n]*", ir)
+            assert sum("float" in op for op in ops) > 3, (cell, fn.__name__)
+            doubles = [op for op in ops if "double" in op and "@Py" not in op]  # not the wrapper
             assert not doubles, (cell, fn.__name__, doubles[:3])
