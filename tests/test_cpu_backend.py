@@ -182,12 +182,14 @@ def _many_series_run(n_threads, k1, k2, n_slots=None):
     return out, out2, net
 
 
-@pytest.mark.parametrize("k1,k2", [(3, 3), (2, 4)])
-def test_threads_and_workspace_size_do_not_change_bits(k1, k2):
+@pytest.mark.parametrize("k1,k2,cache", [(3, 3, True), (3, 3, False), (2, 4, False)])
+def test_threads_and_workspace_size_do_not_change_bits(k1, k2, cache, monkeypatch):
     """Serial and parallel code paths (forward over row blocks, update over
-    gradient chunks) and any number of workspace slots give the same bits."""
+    gradient chunks), with and without the activation cache, and any number of
+    workspace slots give the same bits."""
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs numba with at least 2 threads")
+    monkeypatch.setattr(cpu_mod, "ACTIVATION_CACHE_BYTES", (1 << 30) if cache else 0)
     o1, p1, n1 = _many_series_run(1, k1, k2)
     o2, p2, n2 = _many_series_run(2, k1, k2)
     o3, p3, n3 = _many_series_run(2, k1, k2, n_slots=1)
@@ -197,6 +199,7 @@ def test_threads_and_workspace_size_do_not_change_bits(k1, k2):
     np.testing.assert_array_equal(p1, p3)
     assert_arrays_equal(n1, n2)
     assert_arrays_equal(n1, n3)
+    assert (n1._impl.cache[2].shape[0] > 0) == cache
 
 
 def test_activation_cache_changes_no_bit(monkeypatch):
