@@ -818,7 +818,6 @@ def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
     k1 = cfg[C_K1]
     D = due.shape[0]
     mcnt = np.empty(D, dtype=np.int64)
-    M = 0
     for jj in range(D):
         n = due[jj]
         T = win_len[n]
@@ -828,7 +827,7 @@ def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                 if not math.isnan(win_y[n, t, o]):
                     cnt += 1
         mcnt[jj] = cnt
-        M += cnt
+    M = mcnt.sum()                  # (not a literal-typed 0: one compiled chunk kernel)
     Mf = kp.dtype.type(M)
     zero = Mf - Mf
     P = kp.shape[0]
@@ -838,8 +837,7 @@ def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
     n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     NB = ws_g.shape[0]
-    g0 = 0
-    while g0 < n_chunks:
+    for g0 in range(0, n_chunks, NB):          # groups of at most NB chunks in flight
         g1 = min(n_chunks, g0 + NB)
         if g1 - g0 > 1 and n_threads > 1:
             _update_chunks_par(g0, g1, due, mcnt, M, Mf, kp, koff, cfg,
@@ -853,7 +851,6 @@ def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                 gp = ws_g[ch - g0]
                 for p in range(P):
                     grad[p] += gp[p]
-        g0 = g1
     if M > 0:
         apply_update(kp, grad, km, kv, opt_step, hyper)
         cache[3][0] += 1                       # new weights: every cached window is stale
