@@ -484,30 +484,57 @@ def _dots_acc(out, kp, r0, GHp, D, d0):
 @njit(**_FAST)
 def _outer_acc(gp, g0, GHp, D, X, T):
     """gp[g0 + q*GHp : +GHp] += sum_{t<T} X[t, q] * D[t*GHp : +GHp] for every q:
-    one weight gradient (W^T layout) summed over the window's rows, each row
-    block held in registers over t (one load and store per element per window)."""
+    one weight gradient (W^T layout) summed over the window's rows.  Blocks of
+    two rows q x four vectors stay in registers over t (one load and store per
+    element per window; each load of D serves two rows)."""
     VL = lanes(gp)
     NV = GHp // VL
     nb = NV // 4
-    for q in range(X.shape[1]):
-        row = g0 + q * GHp
+    Q = X.shape[1]
+    for q in range(0, Q - Q % 2, 2):
+        r0 = g0 + q * GHp
+        r1 = r0 + GHp
         for blk in range(nb):
-            c = row + blk * 4 * VL
             e = blk * 4 * VL
-            a0, a1 = vload(gp, c), vload(gp, c + VL)
-            a2, a3 = vload(gp, c + 2 * VL), vload(gp, c + 3 * VL)
+            a0, a1 = vload(gp, r0 + e), vload(gp, r0 + e + VL)
+            a2, a3 = vload(gp, r0 + e + 2 * VL), vload(gp, r0 + e + 3 * VL)
+            b0, b1 = vload(gp, r1 + e), vload(gp, r1 + e + VL)
+            b2, b3 = vload(gp, r1 + e + 2 * VL), vload(gp, r1 + e + 3 * VL)
             for t in range(T):
-                xs = vsplat(X[t, q])
+                xa = vsplat(X[t, q])
+                xb = vsplat(X[t, q + 1])
                 d = t * GHp + e
-                a0 = vfma(xs, vload(D, d), a0)
-                a1 = vfma(xs, vload(D, d + VL), a1)
-                a2 = vfma(xs, vload(D, d + 2 * VL), a2)
-                a3 = vfma(xs, vload(D, d + 3 * VL), a3)
-            vstore(gp, c, a0)
-            vstore(gp, c + VL, a1)
-            vstore(gp, c + 2 * VL, a2)
-            vstore(gp, c + 3 * VL, a3)
+                d0, d1, d2, d3 = vload(D, d), vload(D, d + VL), vload(D, d + 2 * VL), \
+                    vload(D, d + 3 * VL)
+                a0 = vfma(xa, d0, a0)
+                a1 = vfma(xa, d1, a1)
+                a2 = vfma(xa, d2, a2)
+                a3 = vfma(xa, d3, a3)
+                b0 = vfma(xb, d0, b0)
+                b1 = vfma(xb, d1, b1)
+                b2 = vfma(xb, d2, b2)
+                b3 = vfma(xb, d3, b3)
+            vstore(gp, r0 + e, a0)
+            vstore(gp, r0 + e + VL, a1)
+            vstore(gp, r0 + e + 2 * VL, a2)
+            vstore(gp, r0 + e + 3 * VL, a3)
+            vstore(gp, r1 + e, b0)
+            vstore(gp, r1 + e + VL, b1)
+            vstore(gp, r1 + e + 2 * VL, b2)
+            vstore(gp, r1 + e + 3 * VL, b3)
         for v in range(nb * 4, NV):
+            c = v * VL
+            a0, b0 = vload(gp, r0 + c), vload(gp, r1 + c)
+            for t in range(T):
+                d0 = vload(D, t * GHp + c)
+                a0 = vfma(vsplat(X[t, q]), d0, a0)
+                b0 = vfma(vsplat(X[t, q + 1]), d0, b0)
+            vstore(gp, r0 + c, a0)
+            vstore(gp, r1 + c, b0)
+    if Q % 2:
+        q = Q - 1
+        row = g0 + q * GHp
+        for v in range(NV):
             c = row + v * VL
             a0 = vload(gp, c)
             for t in range(T):

@@ -124,7 +124,7 @@ class CPUBackend:
         n_vec = 4 * L * H
         per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
                     + 2 * L * k2 * GHp + 4 * L * self.A) * np.dtype(dt).itemsize
-        n_slots = max(1, min(2 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
+        n_slots = max(1, min(4 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
         self.ws = (
             np.zeros((n_slots, 4, k2 + 1, L, S, H), dtype=dt),       # re-run states
             np.zeros((n_slots, 4, k2, L, self.A), dtype=dt),         # re-run activations
