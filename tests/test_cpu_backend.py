@@ -361,3 +361,20 @@ def test_float32_kernels_do_no_double_arithmetic():
             assert sum("float" in op for op in ops) > 3, (cell, fn.__name__)
             doubles = [op for op in ops if "double" in op and "@Py" not in op]  # not the wrapper
             assert not doubles, (cell, fn.__name__, doubles[:3])
+
+
+@pytest.mark.parametrize("dtype,cell,H,L,k1,k2", [
+    ("float64", "lstm", 19, 3, 1, 1),        # a row of units ends mid-SIMD-vector
+    ("float64", "gru", 37, 2, 3, 6),
+    ("float32", "gru", 19, 3, 2, 2),
+    ("float32", "lstm", 33, 1, 5, 8),
+])
+def test_odd_sizes_match_reference(dtype, cell, H, L, k1, k2):
+    kw = dict(n_inputs=3, hidden_size=H, n_outputs=2, n_series=5, cell=cell, n_layers=L, k1=k1,
+              k2=k2, dtype=dtype, clip_norm=1.0)
+    ref, cpu = make("reference", **kw), make("cpu", **kw)
+    calls = schedule(5, 3, 2, 120, seed=13, dtype=np.dtype(dtype).type)
+    ya, yb = drive(ref, calls), drive(cpu, calls)
+    tol = 1e-9 if dtype == "float64" else FLOAT32_ATOL
+    assert max(max_diff(a, b) for a, b in zip(ya, yb)) <= tol
+    assert_arrays_close(ref, cpu, tol)
