@@ -43,8 +43,8 @@ TINY = 1e-12         # relative floor on a scale, so a constant series does not 
 # Columns of the per-series target state ``ystat`` (N, 6): the level scaler
 # (count, EW mean, EW variance of values), the change scaler (count, EW mean
 # square of one-step changes) and the last observed value.
-Y_N, Y_MEAN, Y_VAR, Y_DN, Y_DSQ, Y_LEVEL = range(6)
-N_YSTAT = 6
+Y_N, Y_MEAN, Y_VAR, Y_DN, Y_DSQ, Y_LEVEL, Y_TREND = range(7)
+N_YSTAT = 7
 # Columns of the per-series per-feature state ``xstat`` (N, F, 3).
 X_N, X_MEAN, X_VAR = range(3)
 
@@ -66,8 +66,9 @@ def _floor(s, ref):
 
 @njit(cache=True)
 def _level_scale(ystat_row):
-    """(mean, s) of the series' values; s <= 0 while fewer than 2 were seen."""
-    m = ystat_row[Y_MEAN]
+    """(center, s): the smoothed level one step ahead (level + trend) and the
+    RMS of values around it; s <= 0 while fewer than 2 values were seen."""
+    m = ystat_row[Y_MEAN] + ystat_row[Y_TREND]
     if ystat_row[Y_N] < 2.0:
         return m, -1.0
     return m, _floor(math.sqrt(ystat_row[Y_VAR]), m)
@@ -170,7 +171,7 @@ def _update_x(xstat_row, x_row, alpha_min):
 
 
 @njit(cache=True)
-def _push_y(hist_row, ystat_row, y, alpha_min):
+def _push_y(hist_row, ystat_row, y, alpha_min, trend):
     """Fold an observed (finite) or missing (NaN) value into the series' state."""
     P = hist_row.shape[0]
     prev = hist_row[P - 1]
@@ -184,16 +185,43 @@ def _push_y(hist_row, ystat_row, y, alpha_min):
         n, _, dsq = _ew(ystat_row[Y_DN], 0.0, ystat_row[Y_DSQ], y - prev, alpha_min)
         ystat_row[Y_DN] = n
         ystat_row[Y_DSQ] = dsq
-    n, m, v = _ew(ystat_row[Y_N], ystat_row[Y_MEAN], ystat_row[Y_VAR], y, alpha_min)
-    ystat_row[Y_N] = n
-    ystat_row[Y_MEAN] = m
-    ystat_row[Y_VAR] = v
+    _holt(ystat_row, y, alpha_min, trend)
     ystat_row[Y_LEVEL] = y
 
 
 @njit(cache=True)
-def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff, alpha_min,
-               n_x_first, U, T, level, scale):
+def _holt(ystat_row, y, alpha_min, trend):
+    """Holt's linear smoothing in error-correction form with the adaptive weight
+    a = max(1/n, alpha_min), trend gain a^2 (Brown's double exponential smoothing):
+    e = y - (L + T);  L <- L + T + a e;  T <- T + a^2 e;  V <- EW mean of e^2.
+    Centring on L + T instead of a plain mean keeps a trending series (airline
+    passengers) centred instead of lagging half a window behind.  The error is
+    winsorized at WINSOR sqrt(V) once established (robust to outliers)."""
+    n = ystat_row[Y_N] + 1.0
+    ystat_row[Y_N] = n
+    if n == 1.0:
+        ystat_row[Y_MEAN] = y
+        ystat_row[Y_TREND] = 0.0
+        ystat_row[Y_VAR] = 0.0
+        return
+    a = max(1.0 / n, alpha_min)
+    var = ystat_row[Y_VAR]
+    e = y - (ystat_row[Y_MEAN] + ystat_row[Y_TREND])
+    if n > WINSOR_AFTER and var > 0.0:
+        lim = WINSOR * math.sqrt(var)
+        if e > lim:
+            e = lim
+        elif e < -lim:
+            e = -lim
+    ystat_row[Y_VAR] = (1.0 - a) * (var + a * e * e)
+    ystat_row[Y_MEAN] += ystat_row[Y_TREND] + a * e
+    if trend:
+        ystat_row[Y_TREND] += a * a * e
+
+
+@njit(cache=True)
+def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff, trend,
+               alpha_min, n_x_first, U, T, level, scale):
     """The learning pass over R rows in arrival order (each row for ``slots[r]``).
 
     Writes the network input ``U[r]``, the scaled target ``T[r]`` (NaN = no loss:
@@ -221,7 +249,7 @@ def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff,
             else:
                 t = _clip((yr - lv) / s)
         T[r] = t
-        _push_y(hist[n], ystat[n], yr, alpha_min)
+        _push_y(hist[n], ystat[n], yr, alpha_min, trend)
         pos[n] += 1
 
 
@@ -253,6 +281,7 @@ def rollout_push(hist, ystat, pos, values, diff):
         hist[b, P - 1] = values[b]
         if not math.isnan(values[b]):
             ystat[b, Y_LEVEL] = values[b]
+        ystat[b, Y_MEAN] += ystat[b, Y_TREND]      # the smoothed level moves on by its trend
         pos[b] += 1
 
 
@@ -267,10 +296,11 @@ class SeriesFeatures:
 
     ARRAYS = ("hist", "ystat", "xstat", "xlast", "pos")
 
-    def __init__(self, lags, periods, n_features, differencing, window):
+    def __init__(self, lags, periods, n_features, differencing, window, trend=True):
         self.lags = np.asarray(lags, dtype=np.int64)
         self.periods = np.asarray(periods, dtype=np.float64)
         self.diff = bool(differencing)
+        self.trend = bool(trend)
         self.alpha_min = 1.0 / float(window)
         self.n_features = int(n_features)
         self.P = max(1, int(self.lags.max(initial=0)) + (1 if self.diff else 0))
@@ -324,7 +354,7 @@ class SeriesFeatures:
         scale = np.empty(R)
         a = self.a
         learn_rows(slots, y, X, a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"],
-                   self.lags, self.periods, self.diff, self.alpha_min, self.n_x_first,
+                   self.lags, self.periods, self.diff, self.trend, self.alpha_min, self.n_x_first,
                    U, T, level, scale)
         return U, T, level, scale
 

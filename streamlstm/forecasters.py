@@ -164,13 +164,14 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
     def __init__(self, hidden_size: int = 16, n_layers: int = 1, lr: float = 0.01, k1: int = 1,
                  k2: int = 16, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
                  differencing: bool = False, scale_window: int = 32,
-                 clip_norm: float | None = None, backend: str = "cpu", dtype: str = "float64",
-                 seed: int = 0):
+                 clip_norm: float | None = None, trend: bool = False, backend: str = "cpu",
+                 dtype: str = "float64", seed: int = 0):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.lr = lr
         self.k1 = k1
         self.k2 = k2
+        self.trend = trend
         self.seasonality = seasonality
         self.lags = lags
         self.differencing = differencing
@@ -212,7 +213,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         else:
             lags = self.lags
         self._core = self._new_core(lags=lags, seasonality=period,
-                                    differencing=self.differencing)
+                                    differencing=self.differencing, trend=self.trend)
 
     # -- River API ---------------------------------------------------------------------
     def learn_one(self, y, x=None):

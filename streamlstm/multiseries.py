@@ -87,6 +87,9 @@ class MultiSeriesForecaster:
         Effective memory, in rows, of the per-series scalers.
     clip_norm
         Gradient-norm clipping (``torch.nn.utils.clip_grad_norm_``), or None.
+    trend
+        Centre the scaled values on a smoothed level *plus trend* (Holt/Brown)
+        rather than on a smoothed level only.
 
     Examples
     --------
@@ -107,7 +110,7 @@ class MultiSeriesForecaster:
     def __init__(self, cell="lstm", hidden_size=32, n_layers=1, k1=1, k2=16, optimizer=None,
                  features=None, horizon=1, backend="cpu", dtype="float64", seed=0,
                  lags=(1,), seasonality=None, differencing=True, scale_window=64,
-                 clip_norm=1.0):
+                 clip_norm=1.0, trend=False):
         self.cell = cell
         self.hidden_size = hidden_size
         self.n_layers = n_layers
@@ -124,6 +127,7 @@ class MultiSeriesForecaster:
         self.differencing = differencing
         self.scale_window = scale_window
         self.clip_norm = clip_norm
+        self.trend = trend
 
         self._features = self._check_features(features)
         self._horizon = _check_positive_int("horizon", horizon)
@@ -131,7 +135,7 @@ class MultiSeriesForecaster:
         self._periods = self._check_periods(seasonality)
         self._window = _check_positive_int("scale_window", scale_window)
         self._feats = SeriesFeatures(self._lags, self._periods, len(self._features),
-                                     bool(differencing), self._window)
+                                     bool(differencing), self._window, bool(trend))
         opt = Adam(lr=DEFAULT_LR) if optimizer is None else optimizer
         self._net = OnlineRNN(n_inputs=self._feats.n_inputs, hidden_size=hidden_size,
                               n_outputs=1, n_series=0, cell=cell, n_layers=n_layers, k1=k1,
@@ -491,7 +495,7 @@ class MultiSeriesForecaster:
                 "backend": self.backend, "dtype": self.dtype, "seed": self.seed,
                 "lags": list(self._lags), "seasonality": list(self._periods),
                 "differencing": bool(self.differencing), "scale_window": self._window,
-                "clip_norm": self.clip_norm}
+                "clip_norm": self.clip_norm, "trend": bool(self.trend)}
 
     def _parts(self):
         """(meta, arrays): everything needed to rebuild this model bit for bit."""
