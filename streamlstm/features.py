@@ -39,6 +39,7 @@ CLIP = 8.0           # scaled inputs/targets are clipped to [-CLIP, CLIP]
 WINSOR = 4.0         # scaler updates are winsorized at mean +- WINSOR * s ...
 WINSOR_AFTER = 4.0   # ... once a scaler has seen this many values
 TINY = 1e-12         # relative floor on a scale, so a constant series does not divide by 0
+SCALE_MEMORY = 4.0   # the spread of a series is tracked over 4x the window of its level
 
 # Columns of the per-series target state ``ystat`` (N, 6): the level scaler
 # (count, EW mean, EW variance of values), the change scaler (count, EW mean
@@ -213,7 +214,11 @@ def _holt(ystat_row, y, alpha_min, trend):
             e = lim
         elif e < -lim:
             e = -lim
-    ystat_row[Y_VAR] = (1.0 - a) * (var + a * e * e)
+    # The level must follow the series; its spread is a steadier property and a
+    # longer memory keeps one burst (WaterFlow's dropouts) from shrinking every
+    # scaled input for a whole window afterwards.
+    av = max(1.0 / n, alpha_min / SCALE_MEMORY)
+    ystat_row[Y_VAR] = (1.0 - av) * (var + av * e * e)
     ystat_row[Y_MEAN] += ystat_row[Y_TREND] + a * e
     if trend:
         ystat_row[Y_TREND] += a * a * e

@@ -38,6 +38,8 @@ __all__ = ["LSTMForecaster", "GRUForecaster", "LSTMRegressor", "MultiSeriesForec
 
 # Rows held back while ``seasonality="auto"`` waits for a second timestamp.
 _MAX_PENDING = 3
+# forecast() rolls through at most this many unasked-for steps to reach xs's first datetime.
+_MAX_LEAD = 1000
 _DAY = 86400.0
 _CYCLES = (_DAY, 7 * _DAY, 365.25 * _DAY)     # day, week, year
 
@@ -164,14 +166,15 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
     def __init__(self, hidden_size: int = 16, n_layers: int = 1, lr: float = 0.01, k1: int = 1,
                  k2: int = 16, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
                  differencing: bool = False, scale_window: int = 32,
-                 clip_norm: float | None = None, trend: bool = False, backend: str = "cpu",
-                 dtype: str = "float64", seed: int = 0):
+                 clip_norm: float | None = None, trend: bool = False, align_to_xs: bool = True,
+                 backend: str = "cpu", dtype: str = "float64", seed: int = 0):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.lr = lr
         self.k1 = k1
         self.k2 = k2
         self.trend = trend
+        self.align_to_xs = align_to_xs
         self.seasonality = seasonality
         self.lags = lags
         self.differencing = differencing
@@ -189,6 +192,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         self._reset_state()
         self._pending = []             # (y, xnum) held while the period is unknown
         self._first_time = None
+        self._last_time = None         # datetime of the newest learned value
+        self._step_seconds = None      # sampling step, from the first two datetimes
         self.period_ = None            # the seasonal period in use (None: none)
 
     # -- building the core once the period is known ------------------------------------
@@ -203,7 +208,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
             return False, None
         step = _seconds_between(self._first_time, t)
         if step is not None and step > 0:
-            return True, season_from_step(step / (len(self._pending) - 1))
+            self._step_seconds = step / (len(self._pending) - 1)
+            return True, season_from_step(self._step_seconds)
         return len(self._pending) >= _MAX_PENDING, None
 
     def _build(self, period):
@@ -221,11 +227,14 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         numeric values are used, datetimes set ``seasonality="auto"``)."""
         yv = _target(y)
         xnum = _numeric(x)
+        t = _find_time(x)
+        if t is not None:
+            self._last_time = t
         if self._core is not None:
             self._learn_row(yv, xnum)
             return
         self._pending.append((yv, xnum))
-        decided, period = self._decide_period(_find_time(x))
+        decided, period = self._decide_period(t)
         if decided:
             self._build(period)
             rows, self._pending = self._pending, []
@@ -245,7 +254,27 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         if self._core is None:
             last = next((yy for yy, _ in reversed(self._pending) if not math.isnan(yy)), 0.0)
             return [last] * horizon
-        return self._core.forecast(horizon, series=0, xs=self._future(xs, horizon))[0]
+        lead = self._lead(xs)
+        X = self._future(xs, horizon)
+        if lead:
+            if X is not None:
+                X = np.concatenate([np.repeat(X[:1], lead, axis=0), X])
+            return self._core.forecast(lead + horizon, series=0, xs=X)[0][lead:]
+        return self._core.forecast(horizon, series=0, xs=X)[0]
+
+    def _lead(self, xs):
+        """Steps between the newest learned value and the first forecast asked for,
+        minus one, from the datetimes in ``xs`` (0 without them).  River's
+        ``evaluate`` asks for the values 2..h+1 steps after the last learned one:
+        rolling on through the gap forecasts the times that are actually asked for."""
+        if not (self.align_to_xs and xs and self._last_time is not None and self._step_seconds):
+            return 0
+        t0 = _find_time(xs[0])
+        gap = None if t0 is None else _seconds_between(self._last_time, t0)
+        if gap is None:
+            return 0
+        k = int(round(gap / self._step_seconds))
+        return k - 1 if 1 < k <= _MAX_LEAD else 0
 
     @classmethod
     def _unit_test_params(cls):
