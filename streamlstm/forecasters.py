@@ -164,8 +164,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
     _CELL = "lstm"
 
     def __init__(self, hidden_size: int = 16, n_layers: int = 1, lr: float = 0.01, k1: int = 1,
-                 k2: int = 16, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
-                 differencing: bool = False, scale_window: int = 32,
+                 k2: int = 8, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
+                 differencing: bool = False, scale_window: int = 16,
                  clip_norm: float | None = None, trend: bool = False, align_to_xs: bool = True,
                  backend: str = "cpu", dtype: str = "float64", seed: int = 0):
         self.hidden_size = hidden_size
@@ -327,17 +327,32 @@ class LSTMForecaster(_RecurrentForecaster):
 
     Examples
     --------
-    >>> from river import datasets, metrics, time_series
+    The raw monthly series (in the hundreds, ``x`` holding a datetime), no tuning:
+
+    >>> from river import datasets, evaluate, metrics
     >>> import streamlstm
     >>> model = streamlstm.LSTMForecaster()
-    >>> time_series.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=12)
-    +1  MAE: ...
-    ...
-    +12 MAE: ...
+    >>> evaluate.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=12)
+    +1  MAE: 19.36
+    +2  MAE: 20.07
+    +3  MAE: 20.15
+    +4  MAE: 20.69
+    +5  MAE: 21.17
+    +6  MAE: 21.39
+    +7  MAE: 21.83
+    +8  MAE: 21.97
+    +9  MAE: 22.39
+    +10 MAE: 23.54
+    +11 MAE: 25.57
+    +12 MAE: 31.08
+
+    (River's ``HoltWinters`` docstring scores 25.90 ... 33.98 on the same run.)
+    The seasonal period came from the monthly datetimes:
+
     >>> model.period_
     12
-    >>> [round(v) for v in model.forecast(horizon=3)]
-    [...]
+    >>> [round(v) for v in model.forecast(horizon=3)]   # Jan..Mar 1961
+    [393, 405, 428]
 
     """
 
@@ -355,8 +370,8 @@ class GRUForecaster(_RecurrentForecaster):
     >>> model = streamlstm.GRUForecaster(seasonality=None)
     >>> for t in range(200):
     ...     model.learn_one(500.0 + 50.0 * math.sin(t / 3.0))
-    >>> [round(v, 1) for v in model.forecast(horizon=3)]
-    [...]
+    >>> [round(v, 1) for v in model.forecast(horizon=3)]    # truth: 468.0, 457.2, 451.1
+    [464.7, 450.8, 441.6]
 
     """
 
@@ -380,18 +395,21 @@ class LSTMRegressor(_SingleSeries, base.Regressor):
 
     Examples
     --------
-    >>> from river import datasets, evaluate, metrics, preprocessing
+    >>> from river import datasets, dummy, evaluate, metrics, stats
     >>> import streamlstm
     >>> model = streamlstm.LSTMRegressor()
     >>> evaluate.progressive_val_score(datasets.TrumpApproval(), model, metrics.MAE())
-    MAE: ...
+    MAE: 0.48
+    >>> evaluate.progressive_val_score(datasets.TrumpApproval(),
+    ...                                dummy.StatisticRegressor(stats.Mean()), metrics.MAE())
+    MAE: 1.57
 
     """
 
     _CELL = "lstm"
 
     def __init__(self, hidden_size: int = 16, n_layers: int = 1, lr: float = 0.01, k1: int = 1,
-                 k2: int = 16, autoregressive: bool = False, scale_window: int = 32,
+                 k2: int = 8, autoregressive: bool = False, scale_window: int = 16,
                  clip_norm: float | None = None, backend: str = "cpu", dtype: str = "float64",
                  seed: int = 0):
         self.hidden_size = hidden_size
