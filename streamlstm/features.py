@@ -363,9 +363,19 @@ class SeriesFeatures:
                    U, T, level, scale)
         return U, T, level, scale
 
+    def view(self, slots):
+        """The listed series' state for reading (views where possible; do not write)."""
+        if slots.shape[0] == 1:
+            s = int(slots[0])
+            return {k: self.a[k][s:s + 1] for k in self.ARRAYS}
+        return {k: self.a[k][slots] for k in self.ARRAYS}
+
     def snapshot(self, slots):
         """Copies of the listed series' state, for side-effect-free rollouts."""
-        return {k: self.a[k][slots].copy() for k in self.ARRAYS}
+        if slots.shape[0] == 1:                     # one series: basic slices are cheaper
+            s = int(slots[0])
+            return {k: self.a[k][s:s + 1].copy() for k in self.ARRAYS}
+        return {k: self.a[k][slots] for k in self.ARRAYS}     # fancy indexing copies
 
     def fold_x(self, snap, X):
         """Fold one row of features per snapshot row into the (copied) scalers."""
@@ -385,8 +395,12 @@ class SeriesFeatures:
         rollout_push(snap["hist"], snap["ystat"], snap["pos"], values, self.diff)
 
 
+@njit(cache=True)
 def to_raw(yhat, level, scale):
-    """Map scaled network outputs back to raw units; NaN where the series has no
-    value yet (nothing to anchor a forecast on)."""
-    out = level + yhat * np.where(scale > 0.0, scale, 0.0)
+    """Map scaled network outputs (B,) back to raw units: ``level + s * yhat``
+    (just ``level`` while the series has no scale yet; NaN while it has no value)."""
+    out = np.empty(level.shape[0])
+    for b in range(level.shape[0]):
+        s = scale[b]
+        out[b] = level[b] + yhat[b] * s if s > 0.0 else level[b]
     return out

@@ -147,6 +147,15 @@ class _SingleSeries:
         self._core._learn(self._SLOT, np.array([y]), X)
         self._n_learned += 1
 
+    def _forecast_one(self, horizon, X):
+        """Forecasts of the one series, ``X`` (horizon, F) raw features or None."""
+        core = self._core
+        if X is None:
+            Xf = core._future_x(None, [0], self._SLOT, horizon, core.n_features)
+        else:
+            Xf = X[None]
+        return core._forecast_slots(self._SLOT, horizon, Xf)[0].tolist()
+
     def _future(self, xs, horizon):
         F = len(self._feature_names)
         if xs is None or F == 0:
@@ -259,8 +268,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         if lead:
             if X is not None:
                 X = np.concatenate([np.repeat(X[:1], lead, axis=0), X])
-            return self._core.forecast(lead + horizon, series=0, xs=X)[0][lead:]
-        return self._core.forecast(horizon, series=0, xs=X)[0]
+            return self._forecast_one(lead + horizon, X)[lead:]
+        return self._forecast_one(horizon, X)
 
     def _lead(self, xs):
         """Steps between the newest learned value and the first forecast asked for,
@@ -434,7 +443,7 @@ class LSTMRegressor(_SingleSeries, base.Regressor):
     def predict_one(self, x):
         if self._core is None:
             return 0.0
-        return self._core.forecast(1, series=0, xs=self._future([x], 1))[0][0]
+        return self._forecast_one(1, self._future([x], 1))[0]
 
     @classmethod
     def _unit_test_params(cls):

@@ -33,6 +33,7 @@ FORMAT = 1
 DEFAULT_LR = 3e-3
 # Rows per chunk in learn_many/replay: bounds memory and paces the progress bar.
 CHUNK_ROWS = 1 << 16
+_ONE_CALL = np.array([0, 1], dtype=np.int64)
 # learn_many shows a progress bar on its own from this many rows (on a terminal).
 PROGRESS_ROWS = 200_000
 
@@ -296,14 +297,39 @@ class MultiSeriesForecaster:
 
     def _learn(self, slots, y, X):
         U, T, level, scale = self._feats.learn(slots, y, X)
-        yhat = self._net.step_rows(slots, U, T[:, None])
-        return to_raw(yhat[:, 0].astype(np.float64), level, scale)
+        yhat = self._step_rows(slots, U, T[:, None])
+        return to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale)
+
+    # The network is driven through the backend contract (backend.py) directly:
+    # the rows are built here, valid by construction (slots in range, targets
+    # finite or NaN), so OnlineRNN's argument checks - most of the cost of one
+    # small call - are skipped.  Should a non-finite input ever come out of the
+    # features, the checked method is called instead and raises its clear error.
+    def _step_rows(self, slots, U, T):
+        """``OnlineRNN.step_rows`` (same grouping, same bits), unchecked."""
+        net = self._net
+        if not np.isfinite(U).all():
+            return net.step_rows(slots, U, T)
+        impl, dt = net._impl, net._np_dtype
+        offsets = _ONE_CALL if slots.size == 1 else group_rows(slots, impl.host_counts(), net.k1)
+        return impl.step_calls(slots, np.ascontiguousarray(U, dtype=dt),
+                               np.ascontiguousarray(T, dtype=dt), offsets)
+
+    def _get_state(self, slots):
+        return self._net._impl.get_states(slots)
+
+    def _forward(self, U, state):
+        """``OnlineRNN.predict`` from a given state (pure), unchecked."""
+        net = self._net
+        if not np.isfinite(U).all():
+            return net.predict(U, state=state)
+        return net._impl.forward(state, np.ascontiguousarray(U, dtype=net._np_dtype))
 
     def _learn_group(self, slots, y, X, horizon):
         """One group of distinct slots: roll out ``horizon`` steps from the state
         before the rows, then learn from them."""
         snap = self._feats.snapshot(slots)
-        state = self._net.get_state(slots)
+        state = self._get_state(slots)
         fc = self._rollout(snap, state, horizon, lambda j: X, fold_first=X)
         fc[:, 0] = self._learn(slots, y, X)
         return fc
@@ -318,8 +344,8 @@ class MultiSeriesForecaster:
             self._feats.fold_x(snap, fold_first)
         for j in range(horizon):
             U, level, scale = self._feats.rollout_step(snap, x_at(j))
-            yhat, state = self._net.predict(U, state=state)
-            v = to_raw(yhat[:, 0].astype(np.float64), level, scale)
+            yhat, state = self._forward(U, state)
+            v = to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale)
             out[:, j] = v
             self._feats.rollout_push(snap, v)
         return out
@@ -346,10 +372,18 @@ class MultiSeriesForecaster:
             return {}
         F = len(self._features)
         Xf = self._future_x(xs, ids, slots, h, F)
-        snap = self._feats.snapshot(slots)
-        state = self._net.get_state(slots)
-        out = self._rollout(snap, state, h, lambda j: Xf[:, j])
+        out = self._forecast_slots(slots, h, Xf)
         return {i: out[k].tolist() for k, i in enumerate(ids)}
+
+    def _forecast_slots(self, slots, h, Xf):
+        """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
+        if h == 1:   # nothing is fed back: read the live feature state, no copy needed
+            U, level, scale = self._feats.rollout_step(self._feats.view(slots), Xf[:, 0])
+            yhat, _ = self._forward(U, self._get_state(slots))
+            return to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level,
+                          scale)[:, None]
+        snap = self._feats.snapshot(slots)
+        return self._rollout(snap, self._get_state(slots), h, lambda j: Xf[:, j])
 
     def _future_x(self, xs, ids, slots, h, F):
         """(B, h, F) raw future features (NaN = absent)."""
