@@ -2,18 +2,20 @@
 exogenous features, lag inputs and seasonal-position inputs.
 
 The recurrent core (``OnlineRNN``) learns best on inputs and targets of order one;
-real series are in the hundreds (AirlinePassengers), drift, and have their own
-scale each.  So every series keeps its own small *feature state* and the network
-works in a scaled, by default differenced, space:
+real series are in the hundreds (AirlinePassengers), drift, have outliers
+(WaterFlow's dropouts to a quarter of the usual flow) and each their own scale.
+So every series keeps a small *feature state* and the network works in a scaled
+space (measured choices: bench/accuracy.py):
 
-* target ``y_t``: with ``differencing`` the network predicts the next change
-  ``(y_t - y_{t-1}) / s`` where ``s`` is the series' running RMS of past changes;
-  without it, the z-score ``(y_t - m) / s`` with the running mean/std of past
-  values.  The forecast is mapped back with the same ``(level, s)`` (``level`` =
-  ``y_{t-1}`` resp. ``m``).  A network that outputs 0 is thus the naive (resp.
-  mean) forecaster, which is where learning starts from.
+* target: by default the value's z-score ``(y_t - c) / s`` around the series'
+  smoothed level ``c`` (``trend=True``: level + trend, Holt/Brown), with ``s``
+  the RMS of values around it; with ``differencing``, the change
+  ``(y_t - y_{t-1}) / s_d`` scaled by the RMS of past changes.  Forecasts map
+  back with the same ``(level, s)``, so a network that outputs 0 forecasts the
+  smoothed level (resp. the last value): learning starts from a sane forecaster.
 * lag inputs: the same scaled quantity ``l`` steps back, for ``l`` in ``lags``
-  (``hist`` keeps the last ``max(lags) + 1`` raw values of each series).
+  (``hist`` keeps the last raw values of each series); with ``differencing``,
+  also where the last value sits around the level (mean reversion).
 * seasonal position: ``sin/cos(2 pi pos / p)`` for each period ``p`` in
   ``seasonality``, ``pos`` being the series' own row count.
 * exogenous features: z-scored with the series' running mean/variance (the row's
@@ -21,10 +23,12 @@ works in a scaled, by default differenced, space:
 
 Scalers are *adaptive exponential* averages: weight ``max(1/n, 1/window)`` on the
 n-th observation, i.e. the plain mean until ``window`` observations, then an
-exponentially weighted one, so they start unbiased and follow drift.  Scaled
-values are clipped to ``[-CLIP, CLIP]`` so that one outlier cannot blow up the
-network's state.  Statistics are updated only with the series' own rows, in
-arrival order, so the result does not depend on how rows are batched.
+exponentially weighted one, so they start unbiased and follow drift.  The spread
+is tracked over ``SCALE_MEMORY`` times the level's window, and updates are
+winsorized once a scaler is established, so one outlier moves a scaler a little
+while a lasting shift is adopted within a few dozen values.  Scaled values are
+clipped to ``[-CLIP, CLIP]``.  Statistics are updated only with the series' own
+rows, in arrival order, so nothing depends on how rows are batched.
 
 The kernels here are ``@njit`` row loops; ``SeriesFeatures`` owns the arrays.
 """
@@ -69,6 +73,8 @@ def _floor(s, ref):
 def _level_scale(ystat_row):
     """(center, s): the smoothed level one step ahead (level + trend) and the
     RMS of values around it; s <= 0 while fewer than 2 values were seen."""
+    if ystat_row[Y_N] < 1.0:
+        return np.nan, -1.0                        # no value yet: nothing to centre on
     m = ystat_row[Y_MEAN] + ystat_row[Y_TREND]
     if ystat_row[Y_N] < 2.0:
         return m, -1.0
@@ -276,7 +282,7 @@ def rollout_inputs(hist, ystat, xstat, X, pos, lags, periods, diff, n_x_first, U
 
 
 @njit(cache=True)
-def rollout_push(hist, ystat, pos, values, diff):
+def rollout_push(hist, ystat, pos, values):
     """Feed a rollout step's forecasts back as if observed (copies only): shift
     ``hist`` and move the level; the scale statistics stay frozen."""
     P = hist.shape[1]
@@ -392,7 +398,7 @@ class SeriesFeatures:
         return U, level, scale
 
     def rollout_push(self, snap, values):
-        rollout_push(snap["hist"], snap["ystat"], snap["pos"], values, self.diff)
+        rollout_push(snap["hist"], snap["ystat"], snap["pos"], values)
 
 
 @njit(cache=True)

@@ -30,7 +30,7 @@ from .optim import SGD, Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "MultiSeriesForecaster"
 FORMAT = 1
-DEFAULT_LR = 3e-3
+DEFAULT_LR = 1e-2
 # Rows per chunk in learn_many/replay: bounds memory and paces the progress bar.
 CHUNK_ROWS = 1 << 16
 _ONE_CALL = np.array([0, 1], dtype=np.int64)
@@ -67,9 +67,12 @@ class MultiSeriesForecaster:
         The recurrent network (``"lstm"`` or ``"gru"``).
     k1, k2
         Truncated BPTT: a series triggers an update every ``k1`` of its rows,
-        back-propagating through its last ``k2`` rows (SPEC section 4).
+        back-propagating through its last ``k2`` rows (SPEC section 4).  With
+        many series the shared weights are updated by some series at most rows
+        anyway; a larger ``k1`` lets the rows in between run as one batched
+        call.  (A single short series wants ``k1=1``, as ``LSTMForecaster``.)
     optimizer
-        ``streamlstm.Adam``/``SGD``; default ``Adam(lr=3e-3)``.
+        ``streamlstm.Adam``/``SGD``; default ``Adam(lr=1e-2)``.
     features
         Names of the numeric exogenous features (columns of ``X``), or None.
     horizon
@@ -108,10 +111,10 @@ class MultiSeriesForecaster:
     (['a', 'b'], 2)
     """
 
-    def __init__(self, cell="lstm", hidden_size=32, n_layers=1, k1=1, k2=16, optimizer=None,
+    def __init__(self, cell="lstm", hidden_size=16, n_layers=1, k1=8, k2=16, optimizer=None,
                  features=None, horizon=1, backend="cpu", dtype="float64", seed=0,
-                 lags=(1,), seasonality=None, differencing=True, scale_window=64,
-                 clip_norm=1.0, trend=False):
+                 lags=(1,), seasonality=None, differencing=False, scale_window=16,
+                 clip_norm=None, trend=False):
         self.cell = cell
         self.hidden_size = hidden_size
         self.n_layers = n_layers
