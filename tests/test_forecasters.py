@@ -198,3 +198,17 @@ def test_regressor_in_a_pipeline_with_progressive_validation():
     mean = evaluate.progressive_val_score(data, dummy.StatisticRegressor(stats.Mean()),
                                           metrics.MAE())
     assert mae.get() < mean.get()
+
+
+def test_alphabet_example_learns_the_transitions_and_needs_its_state(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "alphabet.py"
+    spec = importlib.util.spec_from_file_location("alphabet_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--backend", BACKEND]) == 0
+    out = capsys.readouterr().out
+    assert "26/26 transitions right" in out
+    assert "A..J then 'K': predicts 'L'" in out
+    assert "input 'K':     predicts 'L'" not in out      # a fresh state alone has no context
