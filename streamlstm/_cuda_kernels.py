@@ -253,29 +253,23 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                         acc += state[n, L - 1, 0, k] * theta[head_w + o * H + k]
                     yhat[row, o] = acc + theta[head_b + o]
             if append != 0:
-                # SPEC 3 step 2: (u, y) joins the window (the window never holds
-                # more than k2 rows: it moves every k1 <= k2 steps).
-                for p in range(tid, RB * (I + O), nthr):
-                    r = p // (I + O)
-                    q = p - r * (I + O)
+                # SPEC 3 step 2: (u, y) joins the window, one thread per row (the
+                # window never holds more than k2 rows: it moves every k1 <= k2 steps).
+                # No other phase touches the window, so no syncthreads is needed; the
+                # next tile's rows are other slots (and their scratch use starts after
+                # every thread has passed this tile's last syncthreads).
+                for r in range(tid, RB, nthr):
                     row = base + r
                     if row < hi:
                         n = series[s0 + row - lo]
                         w = win_len[n]
                         if w < K2:
-                            if q < I:
+                            for q in range(I):
                                 win_u[n, w, q] = U[row, q]
-                            else:
-                                win_y[n, w, q - I] = Y[row, q - I]
-                cuda.syncthreads()
-                for r in range(tid, RB, nthr):
-                    row = base + r
-                    if row < hi:
-                        n = series[s0 + row - lo]
-                        if win_len[n] < K2:
-                            win_len[n] += 1
+                            for q in range(O):
+                                win_y[n, w, q] = Y[row, q]
+                            win_len[n] = w + 1
                         count[n] += 1
-            cuda.syncthreads()
 
     def window_fb(due, dlo, n_rows, entry, win_u, win_y, win_len, wt, theta, offs, head_w,
                   head_b, cache, dy, carry, dxb, tlen, M, k1, rows_per_block):
@@ -568,13 +562,19 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                         acc += dy[c, t, qr]
             partial[sg, p] = acc
 
-    def grad_accumulate(partial, n_segs, grad, M):
-        """grad += partial[0] + partial[1] + ... in segment order."""
+    def grad_accumulate(partial, n_segs, grad, first, M):
+        """grad (+)= partial[0] + partial[1] + ... in segment order; the first chunk
+        of an update overwrites (so grad needs no zeroing launch)."""
         if M[0] == 0:
             return
         for p in range(cuda.grid(1), grad.shape[0], cuda.gridsize(1)):
-            acc = grad[p]
-            for sg in range(n_segs):
+            if first != 0:
+                acc = partial[0, p]
+                s_lo = 1
+            else:
+                acc = grad[p]
+                s_lo = 0
+            for sg in range(s_lo, n_segs):
                 acc += partial[sg, p]
             grad[p] = acc
 
@@ -616,17 +616,10 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                     j = e2 - s * H
                     entry[n, l, s, j] = cache[c, d - 1, l, s * H + j]
 
-    def update_begin(grad, M):
-        """Zero the gradient accumulator and the target count M."""
-        i0 = cuda.grid(1)
-        if i0 == 0:
-            M[0] = 0
-        for p in range(i0, grad.shape[0], cuda.gridsize(1)):
-            grad[p] = ZERO
-
     def count_targets(due, dlo, n_due, win_y, win_len, k1, M):
         """M += present targets in the last k1 rows of every due window (integer
-        atomics: exact in any order)."""
+        atomics: exact in any order).  M is 0 on entry: ``optimizer_step`` of
+        the previous update (or the backend's construction) zeroed it."""
         O = win_y.shape[2]
         for i in range(cuda.grid(1), n_due, cuda.gridsize(1)):
             n = due[dlo + i]
@@ -642,10 +635,11 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                 cuda.atomic.add(M, 0, cnt)
 
     def update_prepare(grad, hyper, opt_step, upd, M):
-        """One block of NORM_LANES threads.  If M > 0: the clip coefficient
+        """One block (any size).  If M > 0: the clip coefficient
         min(1, c / (||g||_2 + 1e-6)) (clip_grad_norm_), the optimizer step count
         and torch's bias corrections, into ``upd``; else mark "no update" (SPEC 4:
-        the step count does not move)."""
+        the step count does not move).  Lane k of the norm sums the squares of
+        elements k, k + NORM_LANES, ... in float64, whatever the block size."""
         lanes = cuda.shared.array(LANES, np.float64)
         tid = cuda.threadIdx.x
         if M[0] == 0:
@@ -653,12 +647,13 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                 upd[U_APPLY] = 0.0
             return
         clip = hyper[H_CLIP]
-        acc = 0.0
-        if clip > 0.0:
-            for p in range(tid, grad.shape[0], LANES):
-                g = np.float64(grad[p])
-                acc += g * g
-        lanes[tid] = acc
+        for lane in range(tid, LANES, cuda.blockDim.x):
+            acc = 0.0
+            if clip > 0.0:
+                for p in range(lane, grad.shape[0], LANES):
+                    g = np.float64(grad[p])
+                    acc += g * g
+            lanes[lane] = acc
         cuda.syncthreads()
         if tid == 0:
             tot = 0.0
@@ -676,8 +671,12 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
             upd[U_STEP_SIZE] = hyper[H_LR] / (1.0 - hyper[H_BETA1] ** t)
             upd[U_SQRT_BC2] = math.sqrt(1.0 - hyper[H_BETA2] ** t)
 
-    def optimizer_step(theta, grad, opt_m, opt_v, opt_step, hyper, upd):
-        """Clip, then torch.optim.SGD / Adam on every parameter (optim.apply_update)."""
+    def optimizer_step(theta, grad, opt_m, opt_v, opt_step, hyper, upd, wt, ptab, M):
+        """Clip, then torch.optim.SGD / Adam on every parameter (optim.apply_update);
+        the thread that writes theta[p] also writes its transposed twin in ``wt``.
+        Last launch of an update: zeroes M for the next one."""
+        if cuda.grid(1) == 0:
+            M[0] = 0
         if upd[U_APPLY] == 0.0:
             return
         t = opt_step[0]
@@ -718,13 +717,19 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                 opt_v[p] = v
                 denom = math.sqrt(v) / sqrt_bc2 + eps
                 theta[p] = theta[p] - step_size * (m / denom)
+            ti = 0
+            while p >= ptab[ti, PT_OFF] + ptab[ti, PT_ROWS] * ptab[ti, PT_COLS]:
+                ti += 1
+            kind = ptab[ti, PT_KIND]
+            if kind == K_WIH or kind == K_WHH:
+                e = p - ptab[ti, PT_OFF]
+                q = e // ptab[ti, PT_COLS]
+                wt[ptab[ti, PT_OFF] + (e - q * ptab[ti, PT_COLS]) * ptab[ti, PT_ROWS] + q] = theta[p]
 
-    def refresh_transposed(theta, wt, ptab, upd):
+    def refresh_transposed(theta, wt, ptab):
         """wt = the recurrent weight matrices of theta, each stored transposed
-        (in_k, G*H) at its own offset, read by the forward kernels.  Skipped
-        when ``upd`` says the last update did not happen."""
-        if upd[U_APPLY] == 0.0:
-            return
+        (in_k, G*H) at its own offset, read by the forward kernels (after a load;
+        ``optimizer_step`` keeps it current after an update)."""
         for p in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
             ti = 0       # the tensor holding p (a handful of rows: a linear scan)
             while p >= ptab[ti, PT_OFF] + ptab[ti, PT_ROWS] * ptab[ti, PT_COLS]:
@@ -759,13 +764,12 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
         "window_fb": (window_fb, sig(
             i1, i, i, a4, a3, a3, i1, a1, a1, i2, i, i, a4, a3, a4, a2, i1, i1, i, i)),
         "grad_partial": (grad_partial, sig(i1, i, i, a4, a3, a4, a3, i1, i2, a2, i1, i)),
-        "grad_accumulate": (grad_accumulate, sig(a2, i, a1, i1)),
+        "grad_accumulate": (grad_accumulate, sig(a2, i, a1, i, i1)),
         "window_move": (window_move, sig(i1, i, i, a4, a3, a3, i1, a4, i1, i)),
-        "update_begin": (update_begin, sig(a1, i1)),
         "count_targets": (count_targets, sig(i1, i, i, a3, i1, i, i1)),
         "update_prepare": (update_prepare, sig(a1, d1, i1, d1, i1)),
-        "optimizer_step": (optimizer_step, sig(a1, a1, a1, a1, i1, d1, d1)),
-        "refresh_transposed": (refresh_transposed, sig(a1, a1, i2, d1)),
+        "optimizer_step": (optimizer_step, sig(a1, a1, a1, a1, i1, d1, d1, a1, i2, i1)),
+        "refresh_transposed": (refresh_transposed, sig(a1, a1, i2)),
         "gather_rows": (gather_rows, sig(i1, a2, a2)),
     }
 
