@@ -44,18 +44,19 @@ def _numba_cuda():
     """``numba.cuda``, or a one-line BackendUnavailableError saying why not and what to do."""
     try:
         from numba import cuda
+        from numba.core import config
     except Exception as exc:  # a broken numba-cuda install
         raise BackendUnavailableError(
             f"backend='cuda' cannot import numba.cuda ({_first_line(exc)}); reinstall numba "
             f"(or numba-cuda), or use backend='cpu'") from None
-    if not cuda.is_available():
-        reason = None
-        try:
-            err = cuda.cuda_error()
-            reason = _first_line(err) if err is not None else None
-        except Exception:
-            pass
-        reason = reason or "no CUDA-capable GPU is visible"
+    if config.ENABLE_CUDASIM:
+        return cuda
+    try:
+        n_gpus = len(cuda.gpus)
+        reason = None if n_gpus else "no CUDA-capable GPU is visible"
+    except Exception as exc:  # CudaSupportError: no driver library, driver init failed, ...
+        reason = _first_line(exc)
+    if reason is not None:
         raise BackendUnavailableError(
             f"backend='cuda' needs an NVIDIA GPU with a working CUDA driver, and none was found "
             f"({reason}); use backend='cpu' (same results), or set NUMBA_ENABLE_CUDASIM=1 before "
