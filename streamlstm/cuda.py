@@ -59,7 +59,7 @@ def _numba_cuda():
     if reason is not None:
         raise BackendUnavailableError(
             f"backend='cuda' needs an NVIDIA GPU with a working CUDA driver, and none was found "
-            f"({reason}); use backend='cpu' (same results), or set NUMBA_ENABLE_CUDASIM=1 before "
+            f"({reason}); use backend='cpu' instead, or set NUMBA_ENABLE_CUDASIM=1 before "
             f"starting Python to run the CUDA kernels in Numba's (slow) simulator") from None
     return cuda
 
