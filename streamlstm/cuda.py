@@ -40,27 +40,30 @@ def _first_line(exc) -> str:
     return "; ".join(lines[:2]) if lines else type(exc).__name__
 
 
-def _numba_cuda():
-    """``numba.cuda``, or a one-line BackendUnavailableError saying why not and what to do."""
+def gpu_unavailable_reason():
+    """None when numba.cuda can run kernels here (a GPU, or the simulator), else why not."""
     try:
         from numba import cuda
         from numba.core import config
-    except Exception as exc:  # a broken numba-cuda install
-        raise BackendUnavailableError(
-            f"backend='cuda' cannot import numba.cuda ({_first_line(exc)}); reinstall numba "
-            f"(or numba-cuda), or use backend='cpu'") from None
+    except Exception as exc:  # a broken numba / numba-cuda install
+        return f"numba.cuda cannot be imported: {_first_line(exc)}"
     if config.ENABLE_CUDASIM:
-        return cuda
+        return None
     try:
-        n_gpus = len(cuda.gpus)
-        reason = None if n_gpus else "no CUDA-capable GPU is visible"
+        return None if len(cuda.gpus) else "no CUDA-capable GPU is visible"
     except Exception as exc:  # CudaSupportError: no driver library, driver init failed, ...
-        reason = _first_line(exc)
+        return _first_line(exc)
+
+
+def _numba_cuda():
+    """``numba.cuda``, or a one-line BackendUnavailableError saying why not and what to do."""
+    reason = gpu_unavailable_reason()
     if reason is not None:
         raise BackendUnavailableError(
             f"backend='cuda' needs an NVIDIA GPU with a working CUDA driver, and none was found "
             f"({reason}); use backend='cpu' instead, or set NUMBA_ENABLE_CUDASIM=1 before "
-            f"starting Python to run the CUDA kernels in Numba's (slow) simulator") from None
+            f"starting Python to run the CUDA kernels in Numba's (slow) simulator")
+    from numba import cuda
     return cuda
 
 
