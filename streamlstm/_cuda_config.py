@@ -11,14 +11,20 @@ The two *numerics* constants at the end fix the order of floating-point sums
 last bits of results, so they are constants of the format, not knobs.
 
 Values are read when a backend is constructed (launch tunables) or when the
-kernels are built (``NORM_LANES``); patch them before building a model.
+kernels are built (``ROWS_PER_THREAD``, ``NORM_LANES``: one compiled set per
+value); patch them before building a model.
 """
 
 # -- launch tunables (speed only) ---------------------------------------------------
 #: Threads per block of the row-tile kernels (one step forward; window re-run and
-#: backward).  A block handles ``max(1, THREADS_PER_BLOCK // H)`` series at once;
-#: its threads stride over the (series, hidden unit) pairs of the tile.
+#: backward).  Their threads stride over the (series, hidden unit) pairs of the
+#: block's tile of series (see ROWS_PER_THREAD).
 THREADS_PER_BLOCK = 256
+
+#: Series per thread in the matrix-vector products of the row-tile kernels: each
+#: weight loaded serves this many series (register blocking).  A block then takes
+#: ``max(1, THREADS_PER_BLOCK // H) * ROWS_PER_THREAD`` series.  Compile-time.
+ROWS_PER_THREAD = 4
 
 #: Threads per block of the kernels over parameters or flat element ranges
 #: (gradient partials and reduction, optimizer, bookkeeping).

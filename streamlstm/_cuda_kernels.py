@@ -81,9 +81,11 @@ def param_table(layout) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-def build(dtype: str, cell: str, norm_lanes: int) -> dict:
+def build(dtype: str, cell: str, norm_lanes: int, rows_per_thread: int) -> dict:
     """Kernels for one dtype ('float32'/'float64') and cell ('lstm'/'gru'):
-    ``{name: (pyfunc, signature string)}``."""
+    ``{name: (pyfunc, signature string)}``.  ``rows_per_thread`` (R) rows share
+    each weight load in the matrix-vector products; ``rows_per_block`` passed to
+    the row-tile kernels must be a multiple of R."""
     DT = {"float32": np.float32, "float64": np.float64}[dtype]
     f = {"float32": "float32", "float64": "float64"}[dtype]
     LSTM = cell == "lstm"
@@ -91,6 +93,8 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
     S = 2 if LSTM else 1          # state vectors per layer
     ZERO, ONE, TWO, NAN = DT(0.0), DT(1.0), DT(2.0), DT(np.nan)
     LANES = int(norm_lanes)
+    R = int(rows_per_thread)
+    R4 = 4 * R
 
     # -- scalar math (SPEC 1), shared by the step forward and the window re-run -----
     @njit(inline="always")
@@ -159,6 +163,9 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
         K2 = win_u.shape[1]
         GH = G * H
         RB = rows_per_block
+        NG = RB // R                  # groups of R rows: one thread per (group, unit)
+        slot = cuda.local.array(R, np.int64)
+        acc = cuda.local.array(R4, DT)
         tid = cuda.threadIdx.x
         nthr = cuda.blockDim.x
         blk = cuda.blockIdx.x
@@ -171,55 +178,69 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                 o_bih = offs[l, 2]
                 o_bhh = offs[l, 3]
                 n_in = I if l == 0 else H
-                # phase A: pre-activations of every gate of unit j (SPEC 1)
-                for p in range(tid, RB * H, nthr):
-                    r = p // H
-                    j = p - r * H
-                    row = base + r
-                    if row < hi:
-                        n = series[s0 + row - lo]
-                        x0 = ZERO
-                        x1 = ZERO
-                        x2 = ZERO
-                        x3 = ZERO
-                        for k in range(n_in):
-                            if l == 0:
-                                xv = U[row, k]
-                            else:
-                                xv = state[n, l - 1, 0, k]
-                            q = o_ih + k * GH + j
-                            x0 += xv * wt[q]
-                            x1 += xv * wt[q + H]
-                            x2 += xv * wt[q + 2 * H]
-                            if LSTM:
-                                x3 += xv * wt[q + 3 * H]
-                        h0 = ZERO
-                        h1 = ZERO
-                        h2 = ZERO
-                        h3 = ZERO
-                        for k in range(H):
-                            hv = state[n, l, 0, k]
-                            q = o_hh + k * GH + j
-                            h0 += hv * wt[q]
-                            h1 += hv * wt[q + H]
-                            h2 += hv * wt[q + 2 * H]
-                            if LSTM:
-                                h3 += hv * wt[q + 3 * H]
-                        if LSTM:   # (x W_ih + b_ih) + h W_hh + b_hh, as the reference
-                            scratch[blk, r, j] = x0 + theta[o_bih + j] + h0 + theta[o_bhh + j]
-                            scratch[blk, r, H + j] = (x1 + theta[o_bih + H + j] + h1
-                                                      + theta[o_bhh + H + j])
-                            scratch[blk, r, 2 * H + j] = (x2 + theta[o_bih + 2 * H + j] + h2
-                                                          + theta[o_bhh + 2 * H + j])
-                            scratch[blk, r, 3 * H + j] = (x3 + theta[o_bih + 3 * H + j] + h3
-                                                          + theta[o_bhh + 3 * H + j])
-                        else:      # gi = x W_ih + b_ih, gh = h W_hh + b_hh
-                            scratch[blk, r, j] = ((x0 + theta[o_bih + j])
-                                                  + (h0 + theta[o_bhh + j]))
-                            scratch[blk, r, H + j] = ((x1 + theta[o_bih + H + j])
-                                                      + (h1 + theta[o_bhh + H + j]))
-                            scratch[blk, r, 2 * H + j] = x2 + theta[o_bih + 2 * H + j]
-                            scratch[blk, r, 3 * H + j] = h2 + theta[o_bhh + 2 * H + j]
+                # phase A: pre-activations of every gate of unit j (SPEC 1) for R rows
+                # at once, so that each weight load serves R rows
+                for p in range(tid, NG * H, nthr):
+                    gq = p // H
+                    j = p - gq * H
+                    for rr in range(R):
+                        row = base + gq * R + rr
+                        slot[rr] = series[s0 + row - lo] if row < hi else -1
+                    for e in range(R4):
+                        acc[e] = ZERO
+                    for k in range(n_in):
+                        q = o_ih + k * GH + j
+                        w0 = wt[q]
+                        w1 = wt[q + H]
+                        w2 = wt[q + 2 * H]
+                        w3 = wt[q + 3 * H] if LSTM else ZERO
+                        for rr in range(R):
+                            n = slot[rr]
+                            if n >= 0:
+                                if l == 0:
+                                    xv = U[base + gq * R + rr, k]
+                                else:
+                                    xv = state[n, l - 1, 0, k]
+                                acc[rr] += xv * w0
+                                acc[R + rr] += xv * w1
+                                acc[2 * R + rr] += xv * w2
+                                if LSTM:
+                                    acc[3 * R + rr] += xv * w3
+                    for rr in range(R):
+                        acc[rr] += theta[o_bih + j]
+                        acc[R + rr] += theta[o_bih + H + j]
+                        acc[2 * R + rr] += theta[o_bih + 2 * H + j]
+                        if LSTM:
+                            acc[3 * R + rr] += theta[o_bih + 3 * H + j]
+                    for k in range(H):
+                        q = o_hh + k * GH + j
+                        w0 = wt[q]
+                        w1 = wt[q + H]
+                        w2 = wt[q + 2 * H]
+                        w3 = wt[q + 3 * H] if LSTM else ZERO
+                        for rr in range(R):
+                            n = slot[rr]
+                            if n >= 0:
+                                hv = state[n, l, 0, k]
+                                acc[rr] += hv * w0
+                                acc[R + rr] += hv * w1
+                                if LSTM:
+                                    acc[2 * R + rr] += hv * w2
+                                    acc[3 * R + rr] += hv * w3
+                                else:   # W_hn h + b_hn is kept apart: r multiplies it
+                                    acc[3 * R + rr] += hv * w2
+                    for rr in range(R):
+                        acc[rr] += theta[o_bhh + j]
+                        acc[R + rr] += theta[o_bhh + H + j]
+                        if LSTM:
+                            acc[2 * R + rr] += theta[o_bhh + 2 * H + j]
+                            acc[3 * R + rr] += theta[o_bhh + 3 * H + j]
+                        else:
+                            acc[3 * R + rr] += theta[o_bhh + 2 * H + j]
+                    for rr in range(R):
+                        if slot[rr] >= 0:
+                            for g in range(4):
+                                scratch[blk, gq * R + rr, g * H + j] = acc[g * R + rr]
                 cuda.syncthreads()
                 # phase B: the cell, elementwise in unit j; the new state in place
                 for p in range(tid, RB * H, nthr):
@@ -248,10 +269,10 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                 row = base + r
                 if row < hi:
                     n = series[s0 + row - lo]
-                    acc = ZERO
+                    yh = ZERO
                     for k in range(H):
-                        acc += state[n, L - 1, 0, k] * theta[head_w + o * H + k]
-                    yhat[row, o] = acc + theta[head_b + o]
+                        yh += state[n, L - 1, 0, k] * theta[head_w + o * H + k]
+                    yhat[row, o] = yh + theta[head_b + o]
             if append != 0:
                 # SPEC 3 step 2: (u, y) joins the window, one thread per row (the
                 # window never holds more than k2 rows: it moves every k1 <= k2 steps).
@@ -292,6 +313,9 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
         GH = G * H
         SH = S * H
         RB = rows_per_block
+        NG = RB // R
+        slot = cuda.local.array(R, np.int64)
+        acc = cuda.local.array(R4, DT)
         tid = cuda.threadIdx.x
         nthr = cuda.blockDim.x
         Mv = M[0]
@@ -312,58 +336,72 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                     o_bih = offs[l, 2]
                     o_bhh = offs[l, 3]
                     n_in = I if l == 0 else H
-                    for p in range(tid, RB * H, nthr):   # phase A: pre-activations
-                        r = p // H
-                        j = p - r * H
-                        c = base + r
-                        if c < n_rows and t < tlen[c]:
-                            n = due[dlo + c]
-                            x0 = ZERO
-                            x1 = ZERO
-                            x2 = ZERO
-                            x3 = ZERO
-                            for k in range(n_in):
-                                if l == 0:
-                                    xv = win_u[n, t, k]
-                                else:
-                                    xv = cache[c, t, l - 1, k]
-                                q = o_ih + k * GH + j
-                                x0 += xv * wt[q]
-                                x1 += xv * wt[q + H]
-                                x2 += xv * wt[q + 2 * H]
-                                if LSTM:
-                                    x3 += xv * wt[q + 3 * H]
-                            h0 = ZERO
-                            h1 = ZERO
-                            h2 = ZERO
-                            h3 = ZERO
-                            for k in range(H):
-                                if t == 0:
-                                    hv = entry[n, l, 0, k]
-                                else:
-                                    hv = cache[c, t - 1, l, k]
-                                q = o_hh + k * GH + j
-                                h0 += hv * wt[q]
-                                h1 += hv * wt[q + H]
-                                h2 += hv * wt[q + 2 * H]
-                                if LSTM:
-                                    h3 += hv * wt[q + 3 * H]
+                    # phase A: pre-activations, R rows per thread (as step_forward)
+                    for p in range(tid, NG * H, nthr):
+                        gq = p // H
+                        j = p - gq * H
+                        for rr in range(R):
+                            c = base + gq * R + rr
+                            slot[rr] = c if (c < n_rows and t < tlen[c]) else -1
+                        for e in range(R4):
+                            acc[e] = ZERO
+                        for k in range(n_in):
+                            q = o_ih + k * GH + j
+                            w0 = wt[q]
+                            w1 = wt[q + H]
+                            w2 = wt[q + 2 * H]
+                            w3 = wt[q + 3 * H] if LSTM else ZERO
+                            for rr in range(R):
+                                c = slot[rr]
+                                if c >= 0:
+                                    if l == 0:
+                                        xv = win_u[due[dlo + c], t, k]
+                                    else:
+                                        xv = cache[c, t, l - 1, k]
+                                    acc[rr] += xv * w0
+                                    acc[R + rr] += xv * w1
+                                    acc[2 * R + rr] += xv * w2
+                                    if LSTM:
+                                        acc[3 * R + rr] += xv * w3
+                        for rr in range(R):
+                            acc[rr] += theta[o_bih + j]
+                            acc[R + rr] += theta[o_bih + H + j]
+                            acc[2 * R + rr] += theta[o_bih + 2 * H + j]
                             if LSTM:
-                                cache[c, t, l, SH + j] = (x0 + theta[o_bih + j] + h0
-                                                          + theta[o_bhh + j])
-                                cache[c, t, l, SH + H + j] = (x1 + theta[o_bih + H + j] + h1
-                                                              + theta[o_bhh + H + j])
-                                cache[c, t, l, SH + 2 * H + j] = (
-                                    x2 + theta[o_bih + 2 * H + j] + h2 + theta[o_bhh + 2 * H + j])
-                                cache[c, t, l, SH + 3 * H + j] = (
-                                    x3 + theta[o_bih + 3 * H + j] + h3 + theta[o_bhh + 3 * H + j])
+                                acc[3 * R + rr] += theta[o_bih + 3 * H + j]
+                        for k in range(H):
+                            q = o_hh + k * GH + j
+                            w0 = wt[q]
+                            w1 = wt[q + H]
+                            w2 = wt[q + 2 * H]
+                            w3 = wt[q + 3 * H] if LSTM else ZERO
+                            for rr in range(R):
+                                c = slot[rr]
+                                if c >= 0:
+                                    if t == 0:
+                                        hv = entry[due[dlo + c], l, 0, k]
+                                    else:
+                                        hv = cache[c, t - 1, l, k]
+                                    acc[rr] += hv * w0
+                                    acc[R + rr] += hv * w1
+                                    if LSTM:
+                                        acc[2 * R + rr] += hv * w2
+                                        acc[3 * R + rr] += hv * w3
+                                    else:   # W_hn h + b_hn is kept apart: r multiplies it
+                                        acc[3 * R + rr] += hv * w2
+                        for rr in range(R):
+                            acc[rr] += theta[o_bhh + j]
+                            acc[R + rr] += theta[o_bhh + H + j]
+                            if LSTM:
+                                acc[2 * R + rr] += theta[o_bhh + 2 * H + j]
+                                acc[3 * R + rr] += theta[o_bhh + 3 * H + j]
                             else:
-                                cache[c, t, l, SH + j] = ((x0 + theta[o_bih + j])
-                                                          + (h0 + theta[o_bhh + j]))
-                                cache[c, t, l, SH + H + j] = ((x1 + theta[o_bih + H + j])
-                                                              + (h1 + theta[o_bhh + H + j]))
-                                cache[c, t, l, SH + 2 * H + j] = x2 + theta[o_bih + 2 * H + j]
-                                cache[c, t, l, SH + 3 * H + j] = h2 + theta[o_bhh + 2 * H + j]
+                                acc[3 * R + rr] += theta[o_bhh + 2 * H + j]
+                        for rr in range(R):
+                            c = slot[rr]
+                            if c >= 0:
+                                for g in range(4):
+                                    cache[c, t, l, SH + g * H + j] = acc[g * R + rr]
                     cuda.syncthreads()
                     for p in range(tid, RB * H, nthr):   # phase B: the cell
                         r = p // H
@@ -410,10 +448,10 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                         if Mv > 0 and t < T and t >= T - k1:
                             yv = win_y[due[dlo + c], t, o]
                             if yv == yv:   # not NaN: the target is present
-                                acc = ZERO
+                                yh = ZERO
                                 for k in range(H):
-                                    acc += cache[c, t, L - 1, k] * theta[head_w + o * H + k]
-                                g = TWO * (acc + theta[head_b + o] - yv) / Mf
+                                    yh += cache[c, t, L - 1, k] * theta[head_w + o * H + k]
+                                g = TWO * (yh + theta[head_b + o] - yv) / Mf
                         dy[c, t, o] = g
             cuda.syncthreads()
             if Mv > 0:
@@ -475,31 +513,41 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
                                     cache[c, t, l, SH + 3 * H + j] = danr
                                     carry[c, l, 0, j] = dhz   # the direct term dh2 * z
                         cuda.syncthreads()
-                        # phase D: dx = da @ W_ih (into layer l-1), dh = da @ W_hh (into t-1)
+                        # phase D: dx = da @ W_ih (into layer l-1), dh = da @ W_hh (into
+                        # t-1), R rows per thread: each weight load serves R rows
                         o_ih = offs[l, 0]
                         o_hh = offs[l, 1]
-                        n_in = I if l == 0 else H
-                        for p in range(tid, RB * H, nthr):
-                            r = p // H
-                            k = p - r * H
-                            c = base + r
-                            if c < n_rows and t < tlen[c]:
-                                if l > 0:
-                                    acc = ZERO
-                                    for q in range(GH):
-                                        acc += cache[c, t, l, SH + q] * theta[o_ih + q * n_in + k]
-                                    dxb[c, k] = acc
-                                if t > 0:
-                                    acc = ZERO
-                                    for q in range(GH):
-                                        qd = q
-                                        if not LSTM and q >= 2 * H:
-                                            qd = q + H     # W_hn sees dan * r
-                                        acc += cache[c, t, l, SH + qd] * theta[o_hh + q * H + k]
-                                    if LSTM:
-                                        carry[c, l, 0, k] = acc
-                                    else:
-                                        carry[c, l, 0, k] = carry[c, l, 0, k] + acc
+                        for p in range(tid, NG * H, nthr):
+                            gq = p // H
+                            k = p - gq * H
+                            for rr in range(R):
+                                c = base + gq * R + rr
+                                slot[rr] = c if (c < n_rows and t < tlen[c]) else -1
+                                acc[rr] = ZERO
+                                acc[R + rr] = ZERO
+                            for q in range(GH):
+                                qd = q
+                                if not LSTM and q >= 2 * H:
+                                    qd = q + H         # W_hn sees dan * r
+                                wi = theta[o_ih + q * H + k] if l > 0 else ZERO
+                                wh = theta[o_hh + q * H + k]
+                                for rr in range(R):
+                                    c = slot[rr]
+                                    if c >= 0:
+                                        if l > 0:
+                                            acc[rr] += cache[c, t, l, SH + q] * wi
+                                        if t > 0:
+                                            acc[R + rr] += cache[c, t, l, SH + qd] * wh
+                            for rr in range(R):
+                                c = slot[rr]
+                                if c >= 0:
+                                    if l > 0:
+                                        dxb[c, k] = acc[rr]
+                                    if t > 0:
+                                        if LSTM:
+                                            carry[c, l, 0, k] = acc[R + rr]
+                                        else:
+                                            carry[c, l, 0, k] = carry[c, l, 0, k] + acc[R + rr]
                         cuda.syncthreads()
 
     def grad_partial(due, dlo, n_rows, entry, win_u, cache, dy, tlen, ptab, partial, M, seg):
@@ -775,11 +823,11 @@ def build(dtype: str, cell: str, norm_lanes: int) -> dict:
 
 
 @lru_cache(maxsize=None)
-def kernels(dtype: str, cell: str, norm_lanes: int):
+def kernels(dtype: str, cell: str, norm_lanes: int, rows_per_thread: int):
     """The compiled kernels for one dtype and cell, as a dict name -> kernel.
 
     On a GPU each kernel is compiled once, eagerly, from its explicit signature;
     under ``NUMBA_ENABLE_CUDASIM=1`` they run in Numba's simulator.
     """
     return {name: cuda.jit(signature)(fn) for name, (fn, signature) in
-            build(dtype, cell, norm_lanes).items()}
+            build(dtype, cell, norm_lanes, rows_per_thread).items()}

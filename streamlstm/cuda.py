@@ -77,7 +77,8 @@ def _compile(dtype_name, cell):
     missing_toolkit = tuple(getattr(cuerr, n) for n in ("NvvmSupportError", "CudaSupportError")
                             if hasattr(cuerr, n))
     try:
-        return _cuda_kernels.kernels(dtype_name, cell, cfg.NORM_LANES)
+        return _cuda_kernels.kernels(dtype_name, cell, int(cfg.NORM_LANES),
+                                     int(cfg.ROWS_PER_THREAD))
     except missing_toolkit as exc:
         raise BackendUnavailableError(
             f"backend='cuda' found a GPU but cannot compile its kernels ({_first_line(exc)}); "
@@ -119,7 +120,8 @@ class CUDABackend:
         self._seg = int(cfg.GRAD_SEGMENT)
         self._lanes = int(cfg.NORM_LANES)
         H = layout.hidden_size
-        self._rb = max(1, self._tpb // H)          # series per block of the row-tile kernels
+        # series per block of the row-tile kernels: groups of ROWS_PER_THREAD
+        self._rb = max(1, self._tpb // H) * int(cfg.ROWS_PER_THREAD)
         self._P = layout.n_params
         self._hw, self._hb = (int(o) for o in layout.head_offsets)
         self._state_elems = layout.n_layers * layout.S * H

@@ -65,14 +65,16 @@ def _nvvm_available():
 def test_kernels_compile_for_a_real_gpu(dtype, cell):
     """The simulator runs kernels as Python and checks no types; compiling every
     kernel to PTX for sm_90 (H100/H200) with its explicit signature does.  The
-    float32 forward/backward kernels must not contain a single float64 op."""
+    float32 forward/backward kernels must not contain a single float64 op, and
+    the register-blocked accumulators must live in registers (no local memory)."""
     from numba import cuda
 
     from streamlstm._cuda_kernels import build
 
-    for name, (fn, signature) in build(dtype, cell, 256).items():
+    for name, (fn, signature) in build(dtype, cell, 256, 4).items():
         ptx, _ = cuda.compile_ptx(fn, signature, cc=(9, 0))
         assert ".entry" in ptx, name
         if dtype == "float32" and name in ("step_forward", "window_fb", "grad_partial",
                                            "grad_accumulate", "window_move"):
             assert ".f64" not in ptx, f"{name} computes in float64 in a float32 model"
+        assert "ld.local" not in ptx and "st.local" not in ptx, f"{name} uses local memory"

@@ -31,11 +31,12 @@ def pytest_configure(config):
 
 
 TINY = {
-    "THREADS_PER_BLOCK": 4,      # one block = one series at H = 4: several blocks per call
+    "THREADS_PER_BLOCK": 4,      # a block = 2 series at H = 4: several blocks per call
     "ELEMENTWISE_THREADS": 8,
     "MAX_BLOCKS": 2,             # grid-stride loops take several rounds
     "CHUNK_BYTES": 1,            # chunks of GRAD_SEGMENT due series
     "GRAD_SEGMENT": 2,           # several gradient segments per update
+    "ROWS_PER_THREAD": 2,        # register blocking with a partial last group
 }
 
 
