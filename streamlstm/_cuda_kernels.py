@@ -49,7 +49,10 @@ import numpy as np
 from numba import cuda, njit
 
 # Columns of the parameter table (``param_table``): one row per tensor of theta.
-PT_OFF, PT_KIND, PT_LAYER, PT_ROWS, PT_COLS = range(5)
+PT_OFF, PT_KIND, PT_LAYER, PT_ROWS, PT_COLS, PT_TILE0, PT_TILES_K = range(7)
+# Output tile of one ``grad_partial`` thread: TQ rows x TK columns of a tensor
+# (each loaded gate gradient serves TK outputs, each loaded input TQ outputs).
+TQ, TK = 4, 4
 # Tensor kinds.
 K_WIH, K_WHH, K_BIH, K_BHH, K_HEADW, K_HEADB = range(6)
 # Entries of the float64 ``upd`` vector written by ``update_prepare``.
@@ -63,10 +66,13 @@ from .optim import (H_BETA1, H_BETA2, H_CLIP, H_EPS, H_KIND, H_LR,  # noqa: E402
 
 
 def param_table(layout) -> np.ndarray:
-    """int64 (n_tensors, 5): offset, kind, layer, rows, cols of every tensor of
-    theta in packed order (biases and the head bias have cols = 1)."""
+    """int64 (n_tensors, 7): offset, kind, layer, rows, cols of every tensor of
+    theta in packed order (biases and the head bias have cols = 1), then the
+    index of its first TQ x TK gradient tile and its tiles per row of tiles;
+    the last row's tile range ends at the total tile count."""
     rows = []
     kinds = {"weight_ih": K_WIH, "weight_hh": K_WHH, "bias_ih": K_BIH, "bias_hh": K_BHH}
+    tile0 = 0
     for name, shape, off in layout.tensors:
         if name == "head.weight":
             kind, layer = K_HEADW, layout.n_layers - 1
@@ -77,8 +83,16 @@ def param_table(layout) -> np.ndarray:
             kind, layer = kinds[stem], int(lk)
         r = shape[0]
         c = shape[1] if len(shape) == 2 else 1
-        rows.append((off, kind, layer, r, c))
+        tiles_k = -(-c // TK)
+        rows.append((off, kind, layer, r, c, tile0, tiles_k))
+        tile0 += -(-r // TQ) * tiles_k
     return np.array(rows, dtype=np.int64)
+
+
+def n_grad_tiles(ptab) -> int:
+    """Total TQ x TK gradient tiles of ``param_table`` rows."""
+    last = ptab[-1]
+    return int(last[PT_TILE0] + -(-last[PT_ROWS] // TQ) * last[PT_TILES_K])
 
 
 def build(dtype: str, cell: str, norm_lanes: int, rows_per_thread: int) -> dict:
@@ -95,6 +109,7 @@ def build(dtype: str, cell: str, norm_lanes: int, rows_per_thread: int) -> dict:
     LANES = int(norm_lanes)
     R = int(rows_per_thread)
     R4 = 4 * R
+    TQK = TQ * TK
 
     # -- scalar math (SPEC 1), shared by the step forward and the window re-run -----
     @njit(inline="always")
@@ -550,65 +565,83 @@ def build(dtype: str, cell: str, norm_lanes: int, rows_per_thread: int) -> dict:
                                             carry[c, l, 0, k] = carry[c, l, 0, k] + acc[R + rr]
                         cuda.syncthreads()
 
-    def grad_partial(due, dlo, n_rows, entry, win_u, cache, dy, tlen, ptab, partial, M, seg):
+    def grad_partial(due, dlo, n_rows, entry, win_u, cache, dy, tlen, ptab, n_tiles, partial,
+                     M, seg):
         """partial[s, p] = d(loss)/d(theta[p]) summed over the due rows of segment
         s (rows s*seg .. s*seg+seg-1 of this chunk) and their window steps, in
-        that order, by one thread (SPEC 4; deterministic)."""
+        that order (SPEC 4; deterministic).  One thread computes a TQ x TK tile
+        of one tensor (gate rows q x input columns k): dW[q, k] += D[q] x[k],
+        with D the gate gradients of that step (dy for the head) and x the
+        tensor's input at that step (1 for biases)."""
         if M[0] == 0:
             return
-        L = entry.shape[1]
+        dv = cuda.local.array(TQ, DT)
+        xb = cuda.local.array(TK, DT)
+        acc = cuda.local.array(TQK, DT)
         H = entry.shape[3]
         SH = S * H
-        P = partial.shape[1]
         n_segs = (n_rows + seg - 1) // seg
-        for item in range(cuda.grid(1), n_segs * P, cuda.gridsize(1)):
-            sg = item // P
-            p = item - sg * P
-            ti = 0       # the tensor holding p (a handful of rows: a linear scan)
-            while p >= ptab[ti, PT_OFF] + ptab[ti, PT_ROWS] * ptab[ti, PT_COLS]:
+        for item in range(cuda.grid(1), n_segs * n_tiles, cuda.gridsize(1)):
+            sg = item // n_tiles
+            tile = item - sg * n_tiles
+            ti = 0       # the tensor holding the tile (a handful of rows: a linear scan)
+            while ti + 1 < ptab.shape[0] and tile >= ptab[ti + 1, PT_TILE0]:
                 ti += 1
-            e = p - ptab[ti, PT_OFF]
+            off = ptab[ti, PT_OFF]
             kind = ptab[ti, PT_KIND]
             l = ptab[ti, PT_LAYER]
-            qr = e // ptab[ti, PT_COLS]
-            kc = e - qr * ptab[ti, PT_COLS]
-            qd = qr              # gate-gradient column seen by W_hh / b_hh
-            if not LSTM and qr >= 2 * H:
-                qd = qr + H
+            rows = ptab[ti, PT_ROWS]
+            cols = ptab[ti, PT_COLS]
+            tl = tile - ptab[ti, PT_TILE0]
+            qt = tl // ptab[ti, PT_TILES_K]
+            q0 = qt * TQ
+            k0 = (tl - qt * ptab[ti, PT_TILES_K]) * TK
+            hh = kind == K_WHH or kind == K_BHH
+            for e in range(TQK):
+                acc[e] = ZERO
             c1 = sg * seg + seg
             if c1 > n_rows:
                 c1 = n_rows
-            acc = ZERO
             for c in range(sg * seg, c1):
                 n = due[dlo + c]
-                T = tlen[c]
-                if kind == K_WIH:
-                    for t in range(T):
-                        if l == 0:
-                            xv = win_u[n, t, kc]
-                        else:
-                            xv = cache[c, t, l - 1, kc]
-                        acc += cache[c, t, l, SH + qr] * xv
-                elif kind == K_WHH:
-                    for t in range(T):
-                        if t == 0:
-                            hv = entry[n, l, 0, kc]
-                        else:
-                            hv = cache[c, t - 1, l, kc]
-                        acc += cache[c, t, l, SH + qd] * hv
-                elif kind == K_BIH:
-                    for t in range(T):
-                        acc += cache[c, t, l, SH + qr]
-                elif kind == K_BHH:
-                    for t in range(T):
-                        acc += cache[c, t, l, SH + qd]
-                elif kind == K_HEADW:
-                    for t in range(T):
-                        acc += dy[c, t, qr] * cache[c, t, l, kc]
-                else:
-                    for t in range(T):
-                        acc += dy[c, t, qr]
-            partial[sg, p] = acc
+                for t in range(tlen[c]):
+                    for a in range(TQ):
+                        q = q0 + a
+                        v = ZERO
+                        if q < rows:
+                            if kind >= K_HEADW:
+                                v = dy[c, t, q]
+                            elif hh and not LSTM and q >= 2 * H:
+                                v = cache[c, t, l, SH + H + q]     # W_hn / b_hn see dan * r
+                            else:
+                                v = cache[c, t, l, SH + q]
+                        dv[a] = v
+                    for b in range(TK):
+                        k = k0 + b
+                        v = ZERO
+                        if k < cols:
+                            if kind == K_WIH:
+                                if l == 0:
+                                    v = win_u[n, t, k]
+                                else:
+                                    v = cache[c, t, l - 1, k]
+                            elif kind == K_WHH:
+                                if t == 0:
+                                    v = entry[n, l, 0, k]
+                                else:
+                                    v = cache[c, t - 1, l, k]
+                            elif kind == K_HEADW:
+                                v = cache[c, t, l, k]
+                            else:
+                                v = ONE                          # biases
+                        xb[b] = v
+                    for a in range(TQ):
+                        for b in range(TK):
+                            acc[a * TK + b] += dv[a] * xb[b]
+            for a in range(TQ):
+                for b in range(TK):
+                    if q0 + a < rows and k0 + b < cols:
+                        partial[sg, off + (q0 + a) * cols + k0 + b] = acc[a * TK + b]
 
     def grad_accumulate(partial, n_segs, grad, first, M):
         """grad (+)= partial[0] + partial[1] + ... in segment order; the first chunk
@@ -811,7 +844,7 @@ def build(dtype: str, cell: str, norm_lanes: int, rows_per_thread: int) -> dict:
             i1, i, i, i, a2, a2, a2, a4, a1, a1, i2, i, i, a3, a3, i1, i1, a3, i, i)),
         "window_fb": (window_fb, sig(
             i1, i, i, a4, a3, a3, i1, a1, a1, i2, i, i, a4, a3, a4, a2, i1, i1, i, i)),
-        "grad_partial": (grad_partial, sig(i1, i, i, a4, a3, a4, a3, i1, i2, a2, i1, i)),
+        "grad_partial": (grad_partial, sig(i1, i, i, a4, a3, a4, a3, i1, i2, i, a2, i1, i)),
         "grad_accumulate": (grad_accumulate, sig(a2, i, a1, i, i1)),
         "window_move": (window_move, sig(i1, i, i, a4, a3, a3, i1, a4, i1, i)),
         "count_targets": (count_targets, sig(i1, i, i, a3, i1, i, i1)),

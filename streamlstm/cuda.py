@@ -106,7 +106,7 @@ class CUDABackend:
 
     def __init__(self, layout, k1, k2, hyper, dtype, arrays):
         self._cuda = cuda = _numba_cuda()
-        from ._cuda_kernels import N_UPD, param_table
+        from ._cuda_kernels import N_UPD, n_grad_tiles, param_table
 
         self.layout, self.k1, self.k2 = layout, int(k1), int(k2)
         self.dtype = np.dtype(dtype).type
@@ -127,7 +127,9 @@ class CUDABackend:
         self._state_elems = layout.n_layers * layout.S * H
         # model-wide device arrays that are not part of the checkpoint
         self._d_offs = cuda.to_device(np.ascontiguousarray(layout.offsets, dtype=np.int64))
-        self._d_ptab = cuda.to_device(param_table(layout))
+        ptab = param_table(layout)
+        self._n_tiles = n_grad_tiles(ptab)
+        self._d_ptab = cuda.to_device(ptab)
         self._d_hyper = cuda.to_device(np.ascontiguousarray(hyper, dtype=np.float64))
         self._d_M = cuda.to_device(np.zeros(1, dtype=np.int64))
         self._d_upd = cuda.to_device(np.zeros(N_UPD, dtype=np.float64))
@@ -340,9 +342,9 @@ class CUDABackend:
                 self._d_wt, d["theta"], self._d_offs, self._hw, self._hb, buf["cache"],
                 buf["dy"], buf["carry"], buf["dxb"], buf["tlen"], self._d_M, self.k1, self._rb)
             n_segs = _ceil_div(nr, self._seg)
-            k["grad_partial"][self._grid(n_segs * P, et), et](
+            k["grad_partial"][self._grid(n_segs * self._n_tiles, et), et](
                 d_due, dlo + c0, nr, d["entry"], d["win_u"], buf["cache"], buf["dy"],
-                buf["tlen"], self._d_ptab, buf["partial"], self._d_M, self._seg)
+                buf["tlen"], self._d_ptab, self._n_tiles, buf["partial"], self._d_M, self._seg)
             k["grad_accumulate"][gP, et](buf["partial"], n_segs, self._d_grad, int(c0 == 0),
                                          self._d_M)
             k["window_move"][self._grid(nr * E_move, et), et](
