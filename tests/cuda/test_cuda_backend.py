@@ -292,3 +292,26 @@ def test_empty_model_and_empty_calls():
     gpu.resize(2)
     assert gpu.step(np.ones((2, 2)), np.ones((2, 2))).shape == (2, 2)
     assert list(gpu.arrays()["count"]) == [1, 1]
+
+
+def test_matches_pytorch_autograd_twin():
+    """SPEC 4's acceptance check, on this backend: PyTorch autograd +
+    clip_grad_norm_ + torch.optim on the same windows (tests/spec_torch.py)."""
+    pytest.importorskip("torch")
+    from spec_torch import TorchTwin
+
+    rng = np.random.default_rng(21)
+    gpu = make("cuda", cell="gru", n_layers=2, k1=2, k2=4,
+               optimizer=SGD(lr=0.1, momentum=0.9), clip_norm=0.5)
+    twin = TorchTwin(gpu)
+    for call in range(14):
+        s = rng.permutation(3)[:rng.integers(1, 4)]
+        u = rng.normal(size=(s.size, 2))
+        y = rng.normal(size=(s.size, 2))
+        y[rng.random(y.shape) < 0.2] = np.nan
+        np.testing.assert_allclose(gpu.step(u, y, series=s), twin.step(u, y, series=s),
+                                   rtol=0, atol=F64_TOL)
+    assert twin.n_updates > 4 and int(gpu.arrays()["opt_step"][0]) == twin.n_updates
+    sd = gpu.state_dict()
+    for k, v in twin.state_dict().items():
+        np.testing.assert_allclose(sd[k], v, rtol=0, atol=F64_TOL, err_msg=k)
