@@ -301,6 +301,7 @@ def run_bench(args):
                   f"{ops * flops / 1e9:>8.0f} {ops * nbytes / 1e9:>7.1f} "
                   f"{ops * flops / roof:>8.1%} {warm:>9.1f}   (device memory +{used:.2f} GiB)")
             del net
+            cuda.current_context().deallocations.clear()   # free it before the next size
 
 
 def run_check(args):
