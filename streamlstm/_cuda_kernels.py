@@ -4,14 +4,17 @@ Layering (stumpy): these kernels neither allocate nor check anything; the
 launcher in ``cuda.py`` owns the device arrays, sizes the grids and orders the
 launches; ``OnlineRNN`` (``model.py``) validates every user input before.
 
-``build(dtype, cell, norm_lanes)`` returns, for one model dtype and cell, each
-kernel as ``(python function, explicit signature)``; ``kernels(...)`` compiles
-them with ``cuda.jit`` (cached).  The dtype and the cell are closure constants,
-so float32 models compute in float32 throughout (a bare ``1.0`` would promote
-to float64) and the LSTM/GRU branches are pruned at compile time.
+``build(dtype, cell, norm_lanes, rows_per_thread)`` returns, for one model
+dtype and cell, each kernel as ``(python function, explicit signature)``;
+``kernels(...)`` compiles them with ``cuda.jit`` (cached).  The dtype and the
+cell are closure constants, so float32 models compute in float32 throughout (a
+bare ``1.0`` would promote to float64) and the LSTM/GRU branches are pruned at
+compile time.  The scalar cell math is ``@njit(inline="always")`` functions,
+which numba.cuda compiles for the device.
 
 Determinism.  Every output element is produced by ONE thread with a fixed
-sequential loop, so no result depends on block or grid sizes.  Gradients are
+sequential loop, so no result depends on block, grid, chunk or register-block
+sizes.  Gradients are
 never summed with float atomics: ``grad_partial`` gives each segment of
 ``GRAD_SEGMENT`` due series (ascending slot order) its own partial gradient,
 accumulated sequentially over (series, time step), and ``grad_accumulate`` adds
@@ -20,8 +23,10 @@ present targets (exact in any order).
 
 Thread mapping of the row-tile kernels (``step_forward``, ``window_fb``): a
 block takes a tile of ``rows_per_block`` series; its threads stride over the
-(series, hidden unit j) pairs of the tile, each pair computing all gates of
-unit j (so the cell nonlinearity needs no other thread), with a
+(group of R series, hidden unit j) pairs of the tile for the matrix-vector
+products (each weight loaded serves R series, accumulators in registers), and
+over (series, unit j) pairs for the elementwise cell math, each pair computing
+all gates of unit j (so the cell nonlinearity needs no other thread), with a
 ``syncthreads`` wherever a thread reads what other threads of the tile wrote
 (the full h vector of a layer, the full gate-gradient vector of a unit row).
 The forward reads a transposed copy ``wt`` of the recurrent weight matrices so

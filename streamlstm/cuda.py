@@ -67,7 +67,7 @@ def _numba_cuda():
     return cuda
 
 
-def _compile(dtype_name, cell):
+def _compile(dtype_name, cell, rows_per_thread):
     """The kernels for this model, or a one-line BackendUnavailableError when a GPU
     is present but the CUDA compiler (NVVM) is not."""
     from numba.cuda.cudadrv import error as cuerr
@@ -77,8 +77,7 @@ def _compile(dtype_name, cell):
     missing_toolkit = tuple(getattr(cuerr, n) for n in ("NvvmSupportError", "CudaSupportError")
                             if hasattr(cuerr, n))
     try:
-        return _cuda_kernels.kernels(dtype_name, cell, int(cfg.NORM_LANES),
-                                     int(cfg.ROWS_PER_THREAD))
+        return _cuda_kernels.kernels(dtype_name, cell, int(cfg.NORM_LANES), rows_per_thread)
     except missing_toolkit as exc:
         raise BackendUnavailableError(
             f"backend='cuda' found a GPU but cannot compile its kernels ({_first_line(exc)}); "
@@ -110,7 +109,8 @@ class CUDABackend:
 
         self.layout, self.k1, self.k2 = layout, int(k1), int(k2)
         self.dtype = np.dtype(dtype).type
-        self._k = _compile(np.dtype(dtype).name, layout.cell)
+        R = int(cfg.ROWS_PER_THREAD)      # compile-time: one kernel set per value
+        self._k = _compile(np.dtype(dtype).name, layout.cell, R)
         # launch tunables, read once (speed only; results do not depend on them)
         self._tpb = int(cfg.THREADS_PER_BLOCK)
         self._et = int(cfg.ELEMENTWISE_THREADS)
@@ -121,7 +121,7 @@ class CUDABackend:
         self._lanes = int(cfg.NORM_LANES)
         H = layout.hidden_size
         # series per block of the row-tile kernels: groups of ROWS_PER_THREAD
-        self._rb = max(1, self._tpb // H) * int(cfg.ROWS_PER_THREAD)
+        self._rb = max(1, self._tpb // H) * R
         self._P = layout.n_params
         self._hw, self._hb = (int(o) for o in layout.head_offsets)
         self._state_elems = layout.n_layers * layout.S * H
@@ -275,6 +275,28 @@ class CUDABackend:
         src = self._d["state"].reshape(self._N, E)
         self._k["gather_rows"][self._grid(B * E, self._et), self._et](d_idx, src, d_out)
         return d_out.copy_to_host().reshape(lay.state_shape(B))
+
+    def check_bookkeeping(self):
+        """Verify the invariants the launcher relies on, against the device arrays:
+        the host mirror of the step counts equals the device counts, and every
+        window holds 0..k2 rows with NaN targets past its end.  Raises
+        ``RuntimeError`` naming the first slot that breaks one (tests and
+        debugging; copies the per-series arrays to the host)."""
+        a = self.host_arrays()
+        bad = np.flatnonzero(a["count"] != self._count)
+        if bad.size:
+            n = bad[0]
+            raise RuntimeError(f"slot {n}: device step count {a['count'][n]} != host mirror "
+                               f"{self._count[n]}")
+        bad = np.flatnonzero((a["win_len"] < 0) | (a["win_len"] > self.k2))
+        if bad.size:
+            raise RuntimeError(f"slot {bad[0]}: window length {a['win_len'][bad[0]]} outside "
+                               f"0..k2={self.k2}")
+        past = np.arange(self.k2)[None, :] >= a["win_len"][:, None]          # (N, k2)
+        bad = np.argwhere(past & ~np.isnan(a["win_y"]).all(axis=2))
+        if bad.size:
+            raise RuntimeError(f"slot {bad[0][0]}: target row {bad[0][1]} past the window end "
+                               f"is not NaN")
 
     # -- host planning -------------------------------------------------------------------
     def _plan(self, series, offsets):

@@ -106,7 +106,7 @@ def test_subsets_in_any_order_y_none_and_nan_match_reference():
                                    rtol=0, atol=F64_TOL)
     assert int(gpu.arrays()["opt_step"][0]) > 5
     assert_close(ref.arrays(), gpu.arrays(), F64_TOL)
-    np.testing.assert_array_equal(gpu._impl.host_counts(), gpu.arrays()["count"])
+    gpu._impl.check_bookkeeping()
 
 
 @pytest.mark.parametrize("optimizer,clip_norm", [
@@ -164,6 +164,7 @@ def test_step_rows_equals_row_by_row_bit_for_bit():
     yb = np.concatenate([b.step(U[r:r + 1], Y[r:r + 1], series=[series[r]]) for r in range(16)])
     assert ya.tobytes() == yb.tobytes()
     assert_bitwise(a.arrays(), b.arrays())
+    a._impl.check_bookkeeping()
 
 
 def test_resume_equals_uninterrupted_bit_for_bit(tmp_path):
@@ -256,6 +257,7 @@ def test_predict_get_state_resize_reset_match_reference():
     V, Z = data(4, 5, seed=15)
     np.testing.assert_allclose(gpu.run(V, Z), ref.run(V, Z), rtol=0, atol=F64_TOL)
     assert_close(ref.arrays(), gpu.arrays(), F64_TOL)
+    gpu._impl.check_bookkeeping()
     assert gpu.predict(np.empty((0, 2)), state=np.empty((0, 1, 2, 4)))[0].shape == (0, 2)
 
 
@@ -283,6 +285,16 @@ def test_rejected_call_changes_nothing():
         gpu.step(U[0, :2], None, series=[1, 1])
     assert_bitwise(before, gpu.arrays())
     np.testing.assert_array_equal(gpu._impl.host_counts(), before["count"])
+    gpu._impl.check_bookkeeping()
+
+
+def test_bookkeeping_check_detects_a_broken_mirror():
+    gpu = make("cuda")
+    gpu.step(np.ones((3, 2)), None)
+    gpu._impl.check_bookkeeping()
+    gpu._impl._count[1] += 1              # what a lost update of the mirror would do
+    with pytest.raises(RuntimeError, match="slot 1: device step count 1 != host mirror 2"):
+        gpu._impl.check_bookkeeping()
 
 
 def test_empty_model_and_empty_calls():
