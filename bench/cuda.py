@@ -28,8 +28,6 @@ timings say nothing about speed.
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import statistics
 import sys
 import time

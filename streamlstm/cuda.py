@@ -10,7 +10,8 @@ What stays on the device between calls: the weights ``theta`` (and a transposed
 copy ``wt`` of the recurrent matrices for the forward kernels), the optimizer
 moments and step count, and every series' state, window-entry state, window and
 counters (layout.py).  A call moves only the slot indices, ``u`` and ``y`` in
-and ``yhat`` out.  The per-series step counts are mirrored on the host (they
+(plus the due slots, which the host derives from the slot indices) and ``yhat``
+out.  The per-series step counts are mirrored on the host (they
 move by exactly one per stepped row), which is what lets the host know which
 series are due without asking the device, so no call waits on the GPU until
 its ``yhat`` is copied back.  Whether an update happens (M > 0, SPEC 4) is
@@ -23,7 +24,6 @@ never hold one million windows of activations at once.
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
