@@ -127,23 +127,22 @@ class _SingleSeries:
         """The feature row for ``xnum``; with ``grow``, unseen names become new
         input columns first (sorted, so dict order never matters)."""
         if grow:
-            new = sorted(k for k in xnum if k not in self._feature_index)
+            known = set(self._feature_names)
+            # sorted, so dict order never matters (keys may be any hashable, not only str)
+            new = sorted((k for k in xnum if k not in known),
+                         key=lambda k: (not isinstance(k, str), str(k), repr(k)))
             if new:
-                self._core.add_features(new)
+                self._core.add_features([k if isinstance(k, str) else f"{k!r}#{len(known) + i}"
+                                         for i, k in enumerate(new)])
                 self._feature_names = self._feature_names + new
         return np.array([[xnum.get(f, math.nan) for f in self._feature_names]])
 
-    @property
-    def _feature_index(self):
-        return set(self._feature_names)
-
     def _learn_row(self, y, xnum):
+        for f, v in xnum.items():          # checked before anything changes
+            if math.isinf(v):
+                raise InputError(f"feature {f!r} is infinite ({v}); pass finite values "
+                                 f"(NaN or leaving it out marks it absent)")
         X = self._row(xnum, grow=True)
-        if X.shape[1]:
-            bad = np.isinf(X[0])
-            if bad.any():
-                f = self._feature_names[int(np.flatnonzero(bad)[0])]
-                raise InputError(f"feature {f!r} is infinite ({xnum[f]}); pass finite values")
         self._core._learn(self._SLOT, np.array([y]), X)
         self._n_learned += 1
 
