@@ -199,23 +199,45 @@ class MultiSeriesForecaster:
         return self._net
 
     def _slots_for(self, ids, create):
-        """Map ids to slots; with ``create``, new ids get new slots (nothing is
-        created unless every id is valid)."""
+        """Map ids (a list or array) to slots; with ``create``, new ids get new
+        slots (nothing is created unless every id is valid)."""
+        if len(ids) > 64 and (isinstance(ids, np.ndarray) or set(map(type, ids)) <= {str, int}):
+            return self._slots_for_many(ids, create)
         norm = [_norm_id(v, r) for r, v in enumerate(ids)]
+        return self._slot_array(norm, norm, create)
+
+    def _slots_for_many(self, ids, create):
+        """Long batches: factorize in C, then look up each distinct id once."""
+        import pandas as pd
+        # a list goes to an object array: np.asarray(["a", 7]) would make 7 the string "7"
+        a = ids if isinstance(ids, np.ndarray) else np.array(ids, dtype=object)
+        if a.dtype.kind not in "iuU":
+            a = np.asarray(ids, dtype=object)
+            if a.dtype == object and not set(map(type, a.tolist())) <= {str, int}:
+                return self._slot_array([_norm_id(v, r) for r, v in enumerate(ids)],
+                                        None, create)
+        codes, uniques = pd.factorize(a)
+        norm = [_norm_id(v, r) for r, v in enumerate(uniques.tolist())]
+        return self._slot_array(norm, None, create)[codes]
+
+    def _slot_array(self, norm, rows, create):
+        """Slots of the normalized ids ``norm``; ``rows`` (the same ids per row) or
+        None only changes how an unknown id is reported."""
         if not create:
             for r, v in enumerate(norm):
                 if v not in self._slot:
-                    raise InputError(f"unknown series id {v!r} (position {r}); this model knows "
+                    where = f" (position {r})" if rows is not None else ""
+                    raise InputError(f"unknown series id {v!r}{where}; this model knows "
                                      f"{len(self._ids)} series: learn from it first")
-            return np.fromiter((self._slot[v] for v in norm), dtype=np.int64, count=len(norm))
-        new = []
-        for v in norm:
-            if v not in self._slot:
-                self._slot[v] = len(self._ids) + len(new)
-                new.append(v)
-        if new:
-            self._ids.extend(new)
-            self._grow(len(self._ids))
+        else:
+            new = []
+            for v in norm:
+                if v not in self._slot:
+                    self._slot[v] = len(self._ids) + len(new)
+                    new.append(v)
+            if new:
+                self._ids.extend(new)
+                self._grow(len(self._ids))
         return np.fromiter((self._slot[v] for v in norm), dtype=np.int64, count=len(norm))
 
     def _grow(self, n):
@@ -494,9 +516,12 @@ class MultiSeriesForecaster:
         if time_col is not None and time_col in cols:
             order = np.argsort(np.asarray(frame[time_col]), kind="stable")
             frame = frame.iloc[order]
-        ids = frame[id_col].tolist()
-        for r, v in enumerate(ids):
-            _norm_id(v, r)
+        ids = frame[id_col].to_numpy()
+        if ids.dtype.kind not in "iuU":
+            ids = ids.astype(object)
+            if not set(map(type, ids.tolist())) <= {str, int}:      # validate every id first
+                for r, v in enumerate(ids.tolist()):
+                    _norm_id(v, r)
         try:
             y = frame[value_col].to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):

@@ -111,6 +111,8 @@ def test_bad_input_names_row_and_column_and_changes_nothing():
         m.predict_learn(["a"], [np.inf], [[0.1, 0.2]])
     with pytest.raises(InputError, match="series id 1.5 at row 0 is a float"):
         m.predict_learn([1.5], [2.0], [[0.1, 0.2]])
+    with pytest.raises(InputError, match="series id 1.5 at row 70 is a float"):
+        m.predict_learn(["a"] * 70 + [1.5] + ["b"] * 29, np.ones(100), np.zeros((100, 2)))
     with pytest.raises(InputError, match="expected \\(1, 2\\)"):
         m.predict_learn(["a"], [2.0], [[0.1]])
     with pytest.raises(InputError, match="unknown series id 'zzz'"):
