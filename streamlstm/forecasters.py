@@ -295,10 +295,12 @@ class LSTMForecaster(_RecurrentForecaster):
     """Online LSTM forecaster: learns from every value as it arrives and forecasts
     any horizon from its persistent recurrent state.
 
-    The network predicts the next value from scaled lags (by default the last
-    value and the values one season ago), the position in the season and numeric
-    exogenous features; it learns by truncated backpropagation through time after
-    every ``k1`` values over the last ``k2`` (SPEC section 4) with Adam(``lr``).
+    The network predicts the next value, scaled around the series' smoothed level,
+    from the same scaled lags (by default the last value and the values one season
+    ago), the position in the season and the numeric exogenous features; it learns
+    by truncated backpropagation through time after every ``k1`` values over the
+    last ``k2`` (SPEC section 4) with Adam(``lr``).  The defaults were chosen on
+    River's ForecastingTrack (``bench/accuracy.py``).
 
     Parameters
     ----------
@@ -321,6 +323,13 @@ class LSTMForecaster(_RecurrentForecaster):
         Memory, in values, of the online scalers of the target and the features.
     clip_norm
         Gradient-norm clipping, or None.
+    trend
+        Centre the scaled values on a smoothed level plus trend (Brown's double
+        exponential smoothing) instead of the smoothed level.
+    align_to_xs
+        When ``xs`` carries datetimes, forecast the times it names: if the first
+        is several steps after the newest learned value, roll on through the gap.
+        (River's ``evaluate`` asks, after learning y_t, for y_{t+2}..y_{t+h+1}.)
     backend
         ``"cpu"`` (Numba), ``"reference"`` (NumPy) or ``"cuda"``.
     dtype
