@@ -212,3 +212,20 @@ def test_alphabet_example_learns_the_transitions_and_needs_its_state(capsys):
     assert "26/26 transitions right" in out
     assert "A..J then 'K': predicts 'L'" in out
     assert "input 'K':     predicts 'L'" not in out      # a fresh state alone has no context
+
+
+def test_forecasts_are_aligned_to_the_datetimes_in_xs():
+    """River's evaluate asks, after learning y_t, for y_{t+2}..y_{t+h+1}: with
+    datetimes in xs the forecaster rolls on through the gap."""
+    t0 = dt.datetime(2024, 1, 1)
+    at = [{"ts": t0 + dt.timedelta(hours=t)} for t in range(40)]
+    m = small()
+    for t in range(30):
+        m.learn_one(50.0 + 5 * math.sin(t / 4), at[t])
+    assert m.forecast(3, xs=at[30:33]) == m.forecast(3)            # the next three hours
+    assert m.forecast(3, xs=at[31:34]) == m.forecast(4)[1:]        # one hour skipped
+    assert m.forecast(3, xs=at[31:34]) != m.forecast(3)
+    off = m.clone({"align_to_xs": False})
+    for t in range(30):
+        off.learn_one(50.0 + 5 * math.sin(t / 4), at[t])
+    assert off.forecast(3, xs=at[31:34]) == off.forecast(3)
