@@ -10,6 +10,7 @@ stderr.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -21,7 +22,12 @@ import click
 import numpy as np
 
 from .errors import BackendUnavailableError, CheckpointError, InputError
+from .multiseries import DEFAULT_LR as _DEFAULT_LR
+from .multiseries import MultiSeriesForecaster
 from .policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataError, Policy
+
+# The model options' defaults are the forecaster's own.
+_FD = {k: p.default for k, p in inspect.signature(MultiSeriesForecaster).parameters.items()}
 
 DATA_POLICY = """\b
 Data policy (rows are long format: one observation per row):
@@ -65,6 +71,15 @@ def _split_list(value):
         return ()
     parts = tuple(p.strip() for p in value.split(",") if p.strip())
     return parts
+
+
+def _numbers(value, flag, kind=int):
+    try:
+        vals = tuple(kind(v) for v in _split_list(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated numbers, e.g. 24,168",
+                                 param_hint=flag) from None
+    return vals
 
 
 class Progress:
@@ -161,25 +176,30 @@ def main():
                    "history) instead of a fresh one.")
 @click.option("--horizon", default=1, show_default=True, type=click.IntRange(1, 10_000),
               help="Steps ahead forecast at every row (adds yhat_h2.. columns).")
-@click.option("--cell", type=click.Choice(["lstm", "gru"]), default="lstm", show_default=True,
-              help="Recurrent cell.")
-@click.option("--hidden-size", default=32, show_default=True, type=click.IntRange(1, 4096),
-              help="Hidden units per layer.")
-@click.option("--layers", "n_layers", default=1, show_default=True, type=click.IntRange(1, 16),
-              help="Stacked recurrent layers.")
-@click.option("--k1", default=16, show_default=True, type=click.IntRange(1, None),
-              help="Truncated BPTT: learn every k1 steps of a series ...")
-@click.option("--k2", default=16, show_default=True, type=click.IntRange(1, None),
-              help="... back-propagating through its last k2 steps (k1 <= k2).")
+@click.option("--cell", type=click.Choice(["lstm", "gru"]), default=_FD["cell"],
+              show_default=True, help="Recurrent cell.")
+@click.option("--hidden-size", default=_FD["hidden_size"], show_default=True,
+              type=click.IntRange(1, 4096), help="Hidden units per layer.")
+@click.option("--layers", "n_layers", default=_FD["n_layers"], show_default=True,
+              type=click.IntRange(1, 16), help="Stacked recurrent layers.")
+@click.option("--k1", default=_FD["k1"], show_default=True, type=click.IntRange(1, None),
+              help="Truncated BPTT: learn every k1 rows of a series ...")
+@click.option("--k2", default=_FD["k2"], show_default=True, type=click.IntRange(1, None),
+              help="... back-propagating through its last k2 rows (k1 <= k2).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam",
               show_default=True, help="Optimizer.")
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, None, min_open=True),
-              help="Learning rate.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, None),
+@click.option("--lr", default=_DEFAULT_LR, show_default=True,
+              type=click.FloatRange(0, None, min_open=True), help="Learning rate.")
+@click.option("--lags", default=",".join(map(str, _FD["lags"])), show_default=True,
+              metavar="1,2,24", help="Past values (in rows of the series) fed to the network.")
+@click.option("--seasonality", default="", metavar="24,168",
+              help="Seasonal periods in rows of a series (e.g. 24,168 for hourly data with "
+                   "daily and weekly cycles): adds the position in each period as inputs.")
+@click.option("--seed", default=_FD["seed"], show_default=True, type=click.IntRange(0, None),
               help="Seed of the initial weights.")
 @click.option("--backend", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
               show_default=True, help="Numba CPU kernels, Numba CUDA kernels, or plain NumPy.")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default=_FD["dtype"],
               show_default=True, help="Floating-point precision of the network.")
 @click.option("--on-bad-row", type=click.Choice(BAD_ROW_CHOICES), default="error",
               show_default=True, help="Bad row (see the data policy below): stop with an error "
@@ -240,9 +260,11 @@ def run(**o):
         fmt=None if o["fmt"] == "auto" else o["fmt"], replay=o["replay"],
         write_replay=o["write_replay"], out=o["out"], checkpoint=o["checkpoint"],
         every_rows=every_rows, every_seconds=every_seconds, init_from=o["init_from"],
-        horizon=o["horizon"], cell=o["cell"], hidden_size=o["hidden_size"],
-        n_layers=o["n_layers"], k1=o["k1"], k2=o["k2"], optimizer=o["optimizer"], lr=o["lr"],
-        backend=o["backend"], dtype=o["dtype"], seed=o["seed"],
+        horizon=o["horizon"], backend=o["backend"],
+        model={"cell": o["cell"], "hidden_size": o["hidden_size"], "n_layers": o["n_layers"],
+               "k1": o["k1"], "k2": o["k2"], "optimizer": o["optimizer"], "lr": o["lr"],
+               "dtype": o["dtype"], "seed": o["seed"], "lags": _numbers(o["lags"], "--lags"),
+               "seasonality": _numbers(o["seasonality"], "--seasonality", float) or None},
         policy=Policy(o["on_bad_row"], o["new_series"]), metrics_window=o["metrics_window"],
         batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
     show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]

@@ -43,12 +43,16 @@ CKPT_FILE = "checkpoint.slstm"
 PARTS_DIR = "parts"
 OUT_SERIES, OUT_TIME = "series_id", "timestamp"
 
+# Model options of the CLI (None: the forecaster's default) and their flags.
+MODEL_FLAGS = {"cell": "--cell", "hidden_size": "--hidden-size", "n_layers": "--layers",
+               "k1": "--k1", "k2": "--k2", "optimizer": "--optimizer", "lr": "--lr",
+               "dtype": "--dtype", "seed": "--seed", "lags": "--lags",
+               "seasonality": "--seasonality"}
+MODEL_KEYS = tuple(MODEL_FLAGS)
 # Options whose value changes the results: a resumed run must use the same.
 RESULT_KEYS = {
     "series_col": "--series-col", "time_col": "--time-col", "target_col": "--target-col",
-    "features": "--features", "horizon": "--horizon", "cell": "--cell",
-    "hidden_size": "--hidden-size", "n_layers": "--layers", "k1": "--k1", "k2": "--k2",
-    "optimizer": "--optimizer", "lr": "--lr", "dtype": "--dtype", "seed": "--seed",
+    "features": "--features", "horizon": "--horizon", **MODEL_FLAGS,
     "on_bad_row": "--on-bad-row", "new_series": "--new-series",
     "metrics_window": "--metrics-window", "replay": "--replay", "write_replay": "--write-replay",
     "init_from": "--init-from",
@@ -80,16 +84,10 @@ class JobConfig:
     every_seconds: float | None = 60.0
     init_from: str | None = None
     horizon: int = 1
-    cell: str = "lstm"
-    hidden_size: int = 32
-    n_layers: int = 1
-    k1: int = 16
-    k2: int = 16
-    optimizer: str = "adam"
-    lr: float = 1e-3
     backend: str = "cpu"
-    dtype: str = "float64"
-    seed: int = 0
+    # MultiSeriesForecaster options the user set (cell, hidden_size, n_layers, k1, k2,
+    # optimizer, lr, dtype, seed, lags, seasonality); the rest take its defaults.
+    model: dict = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
     metrics_window: int = 1000
     batch_rows: int = DEFAULT_BATCH_ROWS
@@ -98,22 +96,27 @@ class JobConfig:
     def result_config(self):
         return {"series_col": self.columns.series, "time_col": self.columns.time,
                 "target_col": self.columns.target, "features": list(self.columns.features),
-                "horizon": self.horizon, "cell": self.cell, "hidden_size": self.hidden_size,
-                "n_layers": self.n_layers, "k1": self.k1, "k2": self.k2,
-                "optimizer": self.optimizer, "lr": self.lr, "dtype": self.dtype,
-                "seed": self.seed, "on_bad_row": self.policy.on_bad_row,
+                "horizon": self.horizon,
+                **{k: _jsonable(self.model.get(k)) for k in MODEL_KEYS},
+                "on_bad_row": self.policy.on_bad_row,
                 "new_series": self.policy.new_series, "metrics_window": self.metrics_window,
                 "replay": None if self.replay is None else os.path.basename(self.replay),
                 "write_replay": self.write_replay,
                 "init_from": None if self.init_from is None else os.path.abspath(self.init_from)}
 
     def make_model(self):
+        from .multiseries import DEFAULT_LR
         from .optim import SGD, Adam
-        opt = Adam(lr=self.lr) if self.optimizer == "adam" else SGD(lr=self.lr)
+        kw = {k: v for k, v in self.model.items() if v is not None and k not in ("optimizer", "lr")}
+        name, lr = self.model.get("optimizer"), self.model.get("lr")
+        if name is not None or lr is not None:
+            if (name or "adam") == "adam":
+                kw["optimizer"] = Adam(lr=lr) if lr is not None else Adam(lr=DEFAULT_LR)
+            else:
+                kw["optimizer"] = SGD(lr=lr) if lr is not None else SGD()
         M = forecaster_class()
-        return M(cell=self.cell, hidden_size=self.hidden_size, n_layers=self.n_layers, k1=self.k1,
-                 k2=self.k2, optimizer=opt, features=list(self.columns.features) or None,
-                 horizon=self.horizon, backend=self.backend, dtype=self.dtype, seed=self.seed)
+        return M(features=list(self.columns.features) or None, horizon=self.horizon,
+                 backend=self.backend, **kw)
 
 
 class NullProgress:
@@ -380,6 +383,10 @@ def read_curves(files, series, points, time_kind=None):
             tt, yy, hh = (np.concatenate([c[i] for c in chunks]) for i in range(3))
             out[s] = (tt[-points:], yy[-points:], hh[-points:])
     return out
+
+
+def _jsonable(v):
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _show(v):

@@ -42,7 +42,8 @@ class ForecastMetrics:
         self.per_series = []
         self.counts = np.zeros(0, dtype=np.int64)  # scored rows per series
         self.scored = 0
-        self.missing = 0
+        self.missing = 0      # rows without a target
+        self.unforecast = 0   # rows with a target but no forecast (a series' first rows)
 
     def update(self, index, y, yhat):
         """Score rows: ``index`` (R,) the series' dense index (0, 1, ... in first-seen
@@ -51,7 +52,10 @@ class ForecastMetrics:
         need = int(index.max()) + 1 if index.size else 0
         while len(per) < need:
             per.append(metrics.MAE())
-        ok = ~np.isnan(y)  # a missing target is forecast but not scored
+        # Scored: rows with a target and a forecast (a series' first row has no
+        # forecast yet: the forecaster returns NaN there).
+        has_y = ~np.isnan(y)
+        ok = has_y & ~np.isnan(yhat)
         index, y, yhat = index[ok], y[ok], yhat[ok]
         overall, rolling = self.overall.update, self.rolling.update
         for i, a, b in zip(index.tolist(), y.tolist(), yhat.tolist()):
@@ -62,7 +66,8 @@ class ForecastMetrics:
             self.counts = np.concatenate([self.counts, np.zeros(need - self.counts.size, np.int64)])
         self.counts += np.bincount(index, minlength=self.counts.size)
         self.scored += int(ok.sum())
-        self.missing += int(ok.size - ok.sum())
+        self.missing += int(ok.size - has_y.sum())
+        self.unforecast += int((has_y & ~ok).sum())
 
     @staticmethod
     def _values(ms):
@@ -76,7 +81,8 @@ class ForecastMetrics:
         return cand[:n]
 
     def summary(self, n_worst=3):
-        return {"scored": self.scored, "missing": self.missing, "window": self.window,
+        return {"scored": self.scored, "missing": self.missing, "unforecast": self.unforecast,
+                "window": self.window,
                 "overall": self._values(self.overall),
                 "rolling": self._values(self.rolling.obj),
                 "rolling_rows": len(self.rolling.window),

@@ -39,12 +39,8 @@ TIME_KINDS = ("datetime", "int", "float")
 
 
 def forecaster_class():
-    """The many-series forecaster the runner drives (branch ``river``); until it is
-    merged, a stand-in with the same interface."""
-    try:
-        from .multiseries import MultiSeriesForecaster
-    except ImportError:  # pragma: no cover - removed once multiseries lands
-        from ._standin_forecaster import MultiSeriesForecaster
+    """The many-series forecaster a runner drives (imported on first use)."""
+    from .multiseries import MultiSeriesForecaster
     return MultiSeriesForecaster
 
 
