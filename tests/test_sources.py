@@ -152,9 +152,10 @@ def test_unreadable_first_timestamp_stops_at_once(tmp_path):
 
 def test_memory_stays_flat_on_a_large_file(tmp_path):
     """Parquet source -> runner (a trivial model, real metrics and policy) ->
-    Parquet output over 1.2M rows, in a subprocess: resident memory in the second
-    half of the file does not grow although that half decodes to several times
-    the allowed growth (a reader that kept what it read would grow by all of it)."""
+    Parquet output over 1.2M rows, in a subprocess: resident memory does not grow
+    from the second to the last quarter of the file, although the second half
+    decodes to several times the allowed growth (a reader that kept what it read
+    would grow by all of it)."""
     script = textwrap.dedent(f"""
         import sys, os, numpy as np
         sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]
@@ -190,14 +191,19 @@ def test_memory_stays_flat_on_a_large_file(tmp_path):
             decoded.append(t.nbytes + b.X.nbytes + sum(len(s) for s in b.ids[:100]) * len(b) // 100)
             samples.append(rss())
         out.close()
-        half = len(samples) // 2
-        print(rows, runner.rows_forecast, sum(decoded[half:]), samples[half], max(samples[half:]))
+        n = len(samples)
+        q2 = int(np.median(samples[n // 4:n // 2]))      # second quarter
+        q4 = int(np.median(samples[3 * n // 4:]))        # last quarter
+        print(rows, runner.rows_forecast, sum(decoded[n // 2:]), q2, q4, max(samples[n // 4:]))
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    rows, forecast, second_half, at_half, peak = map(int, res.stdout.split())
+    rows, forecast, second_half, q2, q4, peak = map(int, res.stdout.split())
     assert rows == forecast > 1_000_000
     assert pq.ParquetFile(tmp_path / "out.parquet").metadata.num_rows == rows
-    assert second_half > 60e6
-    growth = peak - at_half
-    assert growth < 12e6, f"RSS grew {growth / 1e6:.1f} MB over a half decoding to {second_half / 1e6:.0f} MB"
+    assert second_half > 50e6
+    # RSS wobbles by +-15 MB as allocators cache and row groups fill; the trend is
+    # what matters: median RSS of the last quarter vs the second quarter.
+    growth = q4 - q2
+    assert growth < 12e6, f"RSS grew {growth / 1e6:.1f} MB while reading {second_half / 1e6:.0f} MB"
+    assert peak - q2 < 40e6
