@@ -304,8 +304,9 @@ def _run_job(job, progress, cfg):
         _fail(exc)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("streamlstm."):
+            other = "cpu" if cfg.backend != "cpu" else "reference"
             _fail(f"backend {cfg.backend!r} is not available in this build ({exc}); pass "
-                  f"--backend reference")
+                  f"--backend {other}")
         raise
     except OSError as exc:
         _fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))

@@ -428,3 +428,23 @@ def test_option_errors(data, tmp_path):
     error("--source", src, "--series-col", "value", needles=("'value'", "used twice"))
     (tmp_path / "file").write_text("x")
     error("--source", src, "--checkpoint", str(tmp_path / "file"), needles=("file",))
+
+
+def test_corrupt_checkpoint_is_refused_and_kept(data, tmp_path):
+    ck = tmp_path / "ck"
+    args = ["--source", str(data / "s.parquet"), "--checkpoint", str(ck), "--checkpoint-every", "40"]
+    ok(*args)
+    f = ck / "checkpoint.slstm"
+    raw = f.read_bytes()
+    f.write_bytes(raw[:-100])                                   # a torn copy
+    error(*args, needles=(str(f), "truncated"))
+    assert f.read_bytes() == raw[:-100]                         # left for the user to inspect
+    res = CliRunner().invoke(main, ["inspect", str(ck)])
+    assert res.exit_code == 1 and "truncated" in res.stderr
+
+
+def test_unavailable_backend_is_one_error_line(data):
+    import numba.cuda
+    if numba.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: --backend cuda is available")
+    error("--source", str(data / "s.parquet"), "--backend", "cuda", needles=("cuda",))
