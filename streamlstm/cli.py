@@ -340,12 +340,13 @@ def _report(res, cfg, o, plot, job):
     for phase, n in res.rows.items():
         if n:
             name = cfg.replay if phase == "replay" else cfg.source
-            rate = n / res.seconds if res.seconds > 0 else 0
             err(f"{'replayed' if phase == 'replay' else 'read'} {n:,} rows of {name}")
     m = runner.metrics
     err(f"{runner.rows_forecast:,} rows forecast, {runner.n_series:,} series, "
         f"{res.seconds:.1f} s ({sum(res.rows.values()) / max(res.seconds, 1e-9):,.0f} rows/s); "
-        f"{m.missing:,} live rows with a missing target (forecast, not scored)")
+        f"{m.missing:,} live rows with a missing target (forecast, not scored)"
+        + (f", {m.unforecast:,} before their series' first value (no forecast yet)"
+           if m.unforecast else ""))
     if runner.skipped:
         detail = ", ".join(f"{n:,} {reason}" for reason, n in sorted(runner.skipped.items()))
         err(f"skipped {sum(runner.skipped.values()):,} rows (--on-bad-row/--new-series skip): {detail}")

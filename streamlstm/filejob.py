@@ -191,7 +191,7 @@ class FileJob:
         cfg = self.cfg
         if cfg.init_from:
             path = _ckpt_path(cfg.init_from)
-            runner, _, meta = StreamRunner.restore(path)
+            runner, _, meta = StreamRunner.restore(path, backend=cfg.backend)
             old = (meta or {}).get("config", {})
             for key in ("features", "horizon", "target_col"):
                 if key in old and old[key] != cfg.result_config()[key]:

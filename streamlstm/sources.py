@@ -244,7 +244,7 @@ class _Converter:
 
     def time(self, arr):
         """-> (key ndarray int64/float64, output array, kind, [problems])"""
-        arr = _decode(arr)
+        arr = raw = _decode(arr)
         t = arr.type
         name = self.cols.time
         bad = None
@@ -282,7 +282,6 @@ class _Converter:
         key = pc.fill_null(key, 0).to_numpy(zero_copy_only=False)
         problems = []
         if bad is not None and bad.any():
-            raw = self._raw_time
             problems.append(Problem(bad, name, BAD_TIME, lambda r, raw=raw: raw[int(r)].as_py()))
             nulls = nulls & ~bad
         if nulls.any():
@@ -302,7 +301,6 @@ class _Converter:
             problems.append(Problem(nulls, cols.series, MISSING_ID, lambda r: None))
         else:
             ids = ids_arr.to_numpy(zero_copy_only=False)
-        self._raw_time = _decode(rb.column(cols.time))
         key, t_out, kind, tp = self.time(rb.column(cols.time))
         problems += tp
         y, bad = _to_float(rb.column(cols.target))
