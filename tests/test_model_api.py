@@ -285,3 +285,16 @@ def test_property_shapes_nans_and_replay(I, O, H, N, L, cell, k1, extra, T, nan_
     assert np.all(np.isfinite(arr["theta"]))
     if np.all(np.isnan(Y)):
         assert arr["opt_step"][0] == 0   # M = 0: no update, the step count does not move
+
+
+def test_checkpoint_with_out_of_range_window_is_refused(tmp_path):
+    """A checksum-valid file whose values the kernels would index out of range."""
+    net = make("reference")
+    net.run(*data(T=6))
+    arrays = {k: v.copy() for k, v in net.arrays().items()}
+    arrays["win_len"][1] = net.k2 + 3
+    p = tmp_path / "bad.ckpt"
+    ckpt.write(p, kind="OnlineRNN", meta={"config": net.config(), "layout": net.layout.describe()},
+               arrays=arrays)
+    with pytest.raises(CheckpointError, match=r"series slot 1 has window length 8, outside 0..k2=5"):
+        streamlstm.OnlineRNN.load(p)
