@@ -2,18 +2,20 @@
 exogenous features, lag inputs and seasonal-position inputs.
 
 The recurrent core (``OnlineRNN``) learns best on inputs and targets of order one;
-real series are in the hundreds (AirlinePassengers), drift, and have their own
-scale each.  So every series keeps its own small *feature state* and the network
-works in a scaled, by default differenced, space:
+real series are in the hundreds (AirlinePassengers), drift, have outliers
+(WaterFlow's dropouts to a quarter of the usual flow) and each their own scale.
+So every series keeps a small *feature state* and the network works in a scaled
+space (measured choices: bench/accuracy.py):
 
-* target ``y_t``: with ``differencing`` the network predicts the next change
-  ``(y_t - y_{t-1}) / s`` where ``s`` is the series' running RMS of past changes;
-  without it, the z-score ``(y_t - m) / s`` with the running mean/std of past
-  values.  The forecast is mapped back with the same ``(level, s)`` (``level`` =
-  ``y_{t-1}`` resp. ``m``).  A network that outputs 0 is thus the naive (resp.
-  mean) forecaster, which is where learning starts from.
+* target: by default the value's z-score ``(y_t - c) / s`` around the series'
+  smoothed level ``c`` (``trend=True``: level + trend, Holt/Brown), with ``s``
+  the RMS of values around it; with ``differencing``, the change
+  ``(y_t - y_{t-1}) / s_d`` scaled by the RMS of past changes.  Forecasts map
+  back with the same ``(level, s)``, so a network that outputs 0 forecasts the
+  smoothed level (resp. the last value): learning starts from a sane forecaster.
 * lag inputs: the same scaled quantity ``l`` steps back, for ``l`` in ``lags``
-  (``hist`` keeps the last ``max(lags) + 1`` raw values of each series).
+  (``hist`` keeps the last raw values of each series); with ``differencing``,
+  also where the last value sits around the level (mean reversion).
 * seasonal position: ``sin/cos(2 pi pos / p)`` for each period ``p`` in
   ``seasonality``, ``pos`` being the series' own row count.
 * exogenous features: z-scored with the series' running mean/variance (the row's
@@ -21,10 +23,12 @@ works in a scaled, by default differenced, space:
 
 Scalers are *adaptive exponential* averages: weight ``max(1/n, 1/window)`` on the
 n-th observation, i.e. the plain mean until ``window`` observations, then an
-exponentially weighted one, so they start unbiased and follow drift.  Scaled
-values are clipped to ``[-CLIP, CLIP]`` so that one outlier cannot blow up the
-network's state.  Statistics are updated only with the series' own rows, in
-arrival order, so the result does not depend on how rows are batched.
+exponentially weighted one, so they start unbiased and follow drift.  The spread
+is tracked over ``SCALE_MEMORY`` times the level's window, and updates are
+winsorized once a scaler is established, so one outlier moves a scaler a little
+while a lasting shift is adopted within a few dozen values.  Scaled values are
+clipped to ``[-CLIP, CLIP]``.  Statistics are updated only with the series' own
+rows, in arrival order, so nothing depends on how rows are batched.
 
 The kernels here are ``@njit`` row loops; ``SeriesFeatures`` owns the arrays.
 """
@@ -39,12 +43,13 @@ CLIP = 8.0           # scaled inputs/targets are clipped to [-CLIP, CLIP]
 WINSOR = 4.0         # scaler updates are winsorized at mean +- WINSOR * s ...
 WINSOR_AFTER = 4.0   # ... once a scaler has seen this many values
 TINY = 1e-12         # relative floor on a scale, so a constant series does not divide by 0
+SCALE_MEMORY = 4.0   # the spread of a series is tracked over 4x the window of its level
 
 # Columns of the per-series target state ``ystat`` (N, 6): the level scaler
 # (count, EW mean, EW variance of values), the change scaler (count, EW mean
 # square of one-step changes) and the last observed value.
-Y_N, Y_MEAN, Y_VAR, Y_DN, Y_DSQ, Y_LEVEL = range(6)
-N_YSTAT = 6
+Y_N, Y_MEAN, Y_VAR, Y_DN, Y_DSQ, Y_LEVEL, Y_TREND = range(7)
+N_YSTAT = 7
 # Columns of the per-series per-feature state ``xstat`` (N, F, 3).
 X_N, X_MEAN, X_VAR = range(3)
 
@@ -66,8 +71,11 @@ def _floor(s, ref):
 
 @njit(cache=True)
 def _level_scale(ystat_row):
-    """(mean, s) of the series' values; s <= 0 while fewer than 2 were seen."""
-    m = ystat_row[Y_MEAN]
+    """(center, s): the smoothed level one step ahead (level + trend) and the
+    RMS of values around it; s <= 0 while fewer than 2 values were seen."""
+    if ystat_row[Y_N] < 1.0:
+        return np.nan, -1.0                        # no value yet: nothing to centre on
+    m = ystat_row[Y_MEAN] + ystat_row[Y_TREND]
     if ystat_row[Y_N] < 2.0:
         return m, -1.0
     return m, _floor(math.sqrt(ystat_row[Y_VAR]), m)
@@ -170,7 +178,7 @@ def _update_x(xstat_row, x_row, alpha_min):
 
 
 @njit(cache=True)
-def _push_y(hist_row, ystat_row, y, alpha_min):
+def _push_y(hist_row, ystat_row, y, alpha_min, trend):
     """Fold an observed (finite) or missing (NaN) value into the series' state."""
     P = hist_row.shape[0]
     prev = hist_row[P - 1]
@@ -184,16 +192,47 @@ def _push_y(hist_row, ystat_row, y, alpha_min):
         n, _, dsq = _ew(ystat_row[Y_DN], 0.0, ystat_row[Y_DSQ], y - prev, alpha_min)
         ystat_row[Y_DN] = n
         ystat_row[Y_DSQ] = dsq
-    n, m, v = _ew(ystat_row[Y_N], ystat_row[Y_MEAN], ystat_row[Y_VAR], y, alpha_min)
-    ystat_row[Y_N] = n
-    ystat_row[Y_MEAN] = m
-    ystat_row[Y_VAR] = v
+    _holt(ystat_row, y, alpha_min, trend)
     ystat_row[Y_LEVEL] = y
 
 
 @njit(cache=True)
-def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff, alpha_min,
-               n_x_first, U, T, level, scale):
+def _holt(ystat_row, y, alpha_min, trend):
+    """Holt's linear smoothing in error-correction form with the adaptive weight
+    a = max(1/n, alpha_min), trend gain a^2 (Brown's double exponential smoothing):
+    e = y - (L + T);  L <- L + T + a e;  T <- T + a^2 e;  V <- EW mean of e^2.
+    Centring on L + T instead of a plain mean keeps a trending series (airline
+    passengers) centred instead of lagging half a window behind.  The error is
+    winsorized at WINSOR sqrt(V) once established (robust to outliers)."""
+    n = ystat_row[Y_N] + 1.0
+    ystat_row[Y_N] = n
+    if n == 1.0:
+        ystat_row[Y_MEAN] = y
+        ystat_row[Y_TREND] = 0.0
+        ystat_row[Y_VAR] = 0.0
+        return
+    a = max(1.0 / n, alpha_min)
+    var = ystat_row[Y_VAR]
+    e = y - (ystat_row[Y_MEAN] + ystat_row[Y_TREND])
+    if n > WINSOR_AFTER and var > 0.0:
+        lim = WINSOR * math.sqrt(var)
+        if e > lim:
+            e = lim
+        elif e < -lim:
+            e = -lim
+    # The level must follow the series; its spread is a steadier property and a
+    # longer memory keeps one burst (WaterFlow's dropouts) from shrinking every
+    # scaled input for a whole window afterwards.
+    av = max(1.0 / n, alpha_min / SCALE_MEMORY)
+    ystat_row[Y_VAR] = (1.0 - av) * (var + av * e * e)
+    ystat_row[Y_MEAN] += ystat_row[Y_TREND] + a * e
+    if trend:
+        ystat_row[Y_TREND] += a * a * e
+
+
+@njit(cache=True)
+def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff, trend,
+               alpha_min, n_x_first, U, T, level, scale):
     """The learning pass over R rows in arrival order (each row for ``slots[r]``).
 
     Writes the network input ``U[r]``, the scaled target ``T[r]`` (NaN = no loss:
@@ -221,7 +260,7 @@ def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff,
             else:
                 t = _clip((yr - lv) / s)
         T[r] = t
-        _push_y(hist[n], ystat[n], yr, alpha_min)
+        _push_y(hist[n], ystat[n], yr, alpha_min, trend)
         pos[n] += 1
 
 
@@ -243,7 +282,7 @@ def rollout_inputs(hist, ystat, xstat, X, pos, lags, periods, diff, n_x_first, U
 
 
 @njit(cache=True)
-def rollout_push(hist, ystat, pos, values, diff):
+def rollout_push(hist, ystat, pos, values):
     """Feed a rollout step's forecasts back as if observed (copies only): shift
     ``hist`` and move the level; the scale statistics stay frozen."""
     P = hist.shape[1]
@@ -253,6 +292,7 @@ def rollout_push(hist, ystat, pos, values, diff):
         hist[b, P - 1] = values[b]
         if not math.isnan(values[b]):
             ystat[b, Y_LEVEL] = values[b]
+        ystat[b, Y_MEAN] += ystat[b, Y_TREND]      # the smoothed level moves on by its trend
         pos[b] += 1
 
 
@@ -267,10 +307,11 @@ class SeriesFeatures:
 
     ARRAYS = ("hist", "ystat", "xstat", "xlast", "pos")
 
-    def __init__(self, lags, periods, n_features, differencing, window):
+    def __init__(self, lags, periods, n_features, differencing, window, trend=True):
         self.lags = np.asarray(lags, dtype=np.int64)
         self.periods = np.asarray(periods, dtype=np.float64)
         self.diff = bool(differencing)
+        self.trend = bool(trend)
         self.alpha_min = 1.0 / float(window)
         self.n_features = int(n_features)
         self.P = max(1, int(self.lags.max(initial=0)) + (1 if self.diff else 0))
@@ -324,13 +365,23 @@ class SeriesFeatures:
         scale = np.empty(R)
         a = self.a
         learn_rows(slots, y, X, a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"],
-                   self.lags, self.periods, self.diff, self.alpha_min, self.n_x_first,
+                   self.lags, self.periods, self.diff, self.trend, self.alpha_min, self.n_x_first,
                    U, T, level, scale)
         return U, T, level, scale
 
+    def view(self, slots):
+        """The listed series' state for reading (views where possible; do not write)."""
+        if slots.shape[0] == 1:
+            s = int(slots[0])
+            return {k: self.a[k][s:s + 1] for k in self.ARRAYS}
+        return {k: self.a[k][slots] for k in self.ARRAYS}
+
     def snapshot(self, slots):
         """Copies of the listed series' state, for side-effect-free rollouts."""
-        return {k: self.a[k][slots].copy() for k in self.ARRAYS}
+        if slots.shape[0] == 1:                     # one series: basic slices are cheaper
+            s = int(slots[0])
+            return {k: self.a[k][s:s + 1].copy() for k in self.ARRAYS}
+        return {k: self.a[k][slots] for k in self.ARRAYS}     # fancy indexing copies
 
     def fold_x(self, snap, X):
         """Fold one row of features per snapshot row into the (copied) scalers."""
@@ -347,11 +398,15 @@ class SeriesFeatures:
         return U, level, scale
 
     def rollout_push(self, snap, values):
-        rollout_push(snap["hist"], snap["ystat"], snap["pos"], values, self.diff)
+        rollout_push(snap["hist"], snap["ystat"], snap["pos"], values)
 
 
+@njit(cache=True)
 def to_raw(yhat, level, scale):
-    """Map scaled network outputs back to raw units; NaN where the series has no
-    value yet (nothing to anchor a forecast on)."""
-    out = level + yhat * np.where(scale > 0.0, scale, 0.0)
+    """Map scaled network outputs (B,) back to raw units: ``level + s * yhat``
+    (just ``level`` while the series has no scale yet; NaN while it has no value)."""
+    out = np.empty(level.shape[0])
+    for b in range(level.shape[0]):
+        s = scale[b]
+        out[b] = level[b] + yhat[b] * s if s > 0.0 else level[b]
     return out

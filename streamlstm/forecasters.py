@@ -38,6 +38,8 @@ __all__ = ["LSTMForecaster", "GRUForecaster", "LSTMRegressor", "MultiSeriesForec
 
 # Rows held back while ``seasonality="auto"`` waits for a second timestamp.
 _MAX_PENDING = 3
+# forecast() rolls through at most this many unasked-for steps to reach xs's first datetime.
+_MAX_LEAD = 1000
 _DAY = 86400.0
 _CYCLES = (_DAY, 7 * _DAY, 365.25 * _DAY)     # day, week, year
 
@@ -125,25 +127,33 @@ class _SingleSeries:
         """The feature row for ``xnum``; with ``grow``, unseen names become new
         input columns first (sorted, so dict order never matters)."""
         if grow:
-            new = sorted(k for k in xnum if k not in self._feature_index)
+            known = set(self._feature_names)
+            # sorted, so dict order never matters (keys may be any hashable, not only str)
+            new = sorted((k for k in xnum if k not in known),
+                         key=lambda k: (not isinstance(k, str), str(k), repr(k)))
             if new:
-                self._core.add_features(new)
+                self._core.add_features([k if isinstance(k, str) else f"{k!r}#{len(known) + i}"
+                                         for i, k in enumerate(new)])
                 self._feature_names = self._feature_names + new
         return np.array([[xnum.get(f, math.nan) for f in self._feature_names]])
 
-    @property
-    def _feature_index(self):
-        return set(self._feature_names)
-
     def _learn_row(self, y, xnum):
+        for f, v in xnum.items():          # checked before anything changes
+            if math.isinf(v):
+                raise InputError(f"feature {f!r} is infinite ({v}); pass finite values "
+                                 f"(NaN or leaving it out marks it absent)")
         X = self._row(xnum, grow=True)
-        if X.shape[1]:
-            bad = np.isinf(X[0])
-            if bad.any():
-                f = self._feature_names[int(np.flatnonzero(bad)[0])]
-                raise InputError(f"feature {f!r} is infinite ({xnum[f]}); pass finite values")
         self._core._learn(self._SLOT, np.array([y]), X)
         self._n_learned += 1
+
+    def _forecast_one(self, horizon, X):
+        """Forecasts of the one series, ``X`` (horizon, F) raw features or None."""
+        core = self._core
+        if X is None:
+            Xf = core._future_x(None, [0], self._SLOT, horizon, core.n_features)
+        else:
+            Xf = X[None]
+        return core._forecast_slots(self._SLOT, horizon, Xf)[0].tolist()
 
     def _future(self, xs, horizon):
         F = len(self._feature_names)
@@ -162,15 +172,17 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
     _CELL = "lstm"
 
     def __init__(self, hidden_size: int = 16, n_layers: int = 1, lr: float = 0.01, k1: int = 1,
-                 k2: int = 16, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
-                 differencing: bool = False, scale_window: int = 32,
-                 clip_norm: float | None = None, backend: str = "cpu", dtype: str = "float64",
-                 seed: int = 0):
+                 k2: int = 8, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
+                 differencing: bool = False, scale_window: int = 16,
+                 clip_norm: float | None = None, trend: bool = False, align_to_xs: bool = True,
+                 backend: str = "cpu", dtype: str = "float64", seed: int = 0):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.lr = lr
         self.k1 = k1
         self.k2 = k2
+        self.trend = trend
+        self.align_to_xs = align_to_xs
         self.seasonality = seasonality
         self.lags = lags
         self.differencing = differencing
@@ -188,6 +200,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         self._reset_state()
         self._pending = []             # (y, xnum) held while the period is unknown
         self._first_time = None
+        self._last_time = None         # datetime of the newest learned value
+        self._step_seconds = None      # sampling step, from the first two datetimes
         self.period_ = None            # the seasonal period in use (None: none)
 
     # -- building the core once the period is known ------------------------------------
@@ -202,7 +216,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
             return False, None
         step = _seconds_between(self._first_time, t)
         if step is not None and step > 0:
-            return True, season_from_step(step / (len(self._pending) - 1))
+            self._step_seconds = step / (len(self._pending) - 1)
+            return True, season_from_step(self._step_seconds)
         return len(self._pending) >= _MAX_PENDING, None
 
     def _build(self, period):
@@ -212,7 +227,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         else:
             lags = self.lags
         self._core = self._new_core(lags=lags, seasonality=period,
-                                    differencing=self.differencing)
+                                    differencing=self.differencing, trend=self.trend)
 
     # -- River API ---------------------------------------------------------------------
     def learn_one(self, y, x=None):
@@ -220,11 +235,14 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         numeric values are used, datetimes set ``seasonality="auto"``)."""
         yv = _target(y)
         xnum = _numeric(x)
+        t = _find_time(x)
+        if t is not None:
+            self._last_time = t
         if self._core is not None:
             self._learn_row(yv, xnum)
             return
         self._pending.append((yv, xnum))
-        decided, period = self._decide_period(_find_time(x))
+        decided, period = self._decide_period(t)
         if decided:
             self._build(period)
             rows, self._pending = self._pending, []
@@ -244,7 +262,27 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         if self._core is None:
             last = next((yy for yy, _ in reversed(self._pending) if not math.isnan(yy)), 0.0)
             return [last] * horizon
-        return self._core.forecast(horizon, series=0, xs=self._future(xs, horizon))[0]
+        lead = self._lead(xs)
+        X = self._future(xs, horizon)
+        if lead:
+            if X is not None:
+                X = np.concatenate([np.repeat(X[:1], lead, axis=0), X])
+            return self._forecast_one(lead + horizon, X)[lead:]
+        return self._forecast_one(horizon, X)
+
+    def _lead(self, xs):
+        """Steps between the newest learned value and the first forecast asked for,
+        minus one, from the datetimes in ``xs`` (0 without them).  River's
+        ``evaluate`` asks for the values 2..h+1 steps after the last learned one:
+        rolling on through the gap forecasts the times that are actually asked for."""
+        if not (self.align_to_xs and xs and self._last_time is not None and self._step_seconds):
+            return 0
+        t0 = _find_time(xs[0])
+        gap = None if t0 is None else _seconds_between(self._last_time, t0)
+        if gap is None:
+            return 0
+        k = int(round(gap / self._step_seconds))
+        return k - 1 if 1 < k <= _MAX_LEAD else 0
 
     @classmethod
     def _unit_test_params(cls):
@@ -297,17 +335,32 @@ class LSTMForecaster(_RecurrentForecaster):
 
     Examples
     --------
-    >>> from river import datasets, metrics, time_series
+    The raw monthly series (in the hundreds, ``x`` holding a datetime), no tuning:
+
+    >>> from river import datasets, evaluate, metrics
     >>> import streamlstm
     >>> model = streamlstm.LSTMForecaster()
-    >>> time_series.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=12)
-    +1  MAE: ...
-    ...
-    +12 MAE: ...
+    >>> evaluate.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=12)
+    +1  MAE: 19.36
+    +2  MAE: 20.07
+    +3  MAE: 20.15
+    +4  MAE: 20.69
+    +5  MAE: 21.17
+    +6  MAE: 21.39
+    +7  MAE: 21.83
+    +8  MAE: 21.97
+    +9  MAE: 22.39
+    +10 MAE: 23.54
+    +11 MAE: 25.57
+    +12 MAE: 31.08
+
+    (River's ``HoltWinters`` docstring scores 25.90 ... 33.98 on the same run.)
+    The seasonal period came from the monthly datetimes:
+
     >>> model.period_
     12
-    >>> [round(v) for v in model.forecast(horizon=3)]
-    [...]
+    >>> [round(v) for v in model.forecast(horizon=3)]   # Jan..Mar 1961
+    [393, 405, 428]
 
     """
 
@@ -325,8 +378,8 @@ class GRUForecaster(_RecurrentForecaster):
     >>> model = streamlstm.GRUForecaster(seasonality=None)
     >>> for t in range(200):
     ...     model.learn_one(500.0 + 50.0 * math.sin(t / 3.0))
-    >>> [round(v, 1) for v in model.forecast(horizon=3)]
-    [...]
+    >>> [round(v, 1) for v in model.forecast(horizon=3)]    # truth: 468.0, 457.2, 451.1
+    [464.7, 450.8, 441.6]
 
     """
 
@@ -350,18 +403,21 @@ class LSTMRegressor(_SingleSeries, base.Regressor):
 
     Examples
     --------
-    >>> from river import datasets, evaluate, metrics, preprocessing
+    >>> from river import datasets, dummy, evaluate, metrics, stats
     >>> import streamlstm
     >>> model = streamlstm.LSTMRegressor()
     >>> evaluate.progressive_val_score(datasets.TrumpApproval(), model, metrics.MAE())
-    MAE: ...
+    MAE: 0.48
+    >>> evaluate.progressive_val_score(datasets.TrumpApproval(),
+    ...                                dummy.StatisticRegressor(stats.Mean()), metrics.MAE())
+    MAE: 1.57
 
     """
 
     _CELL = "lstm"
 
     def __init__(self, hidden_size: int = 16, n_layers: int = 1, lr: float = 0.01, k1: int = 1,
-                 k2: int = 16, autoregressive: bool = False, scale_window: int = 32,
+                 k2: int = 8, autoregressive: bool = False, scale_window: int = 16,
                  clip_norm: float | None = None, backend: str = "cpu", dtype: str = "float64",
                  seed: int = 0):
         self.hidden_size = hidden_size
@@ -386,7 +442,7 @@ class LSTMRegressor(_SingleSeries, base.Regressor):
     def predict_one(self, x):
         if self._core is None:
             return 0.0
-        return self._core.forecast(1, series=0, xs=self._future([x], 1))[0][0]
+        return self._forecast_one(1, self._future([x], 1))[0]
 
     @classmethod
     def _unit_test_params(cls):

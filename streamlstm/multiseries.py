@@ -30,9 +30,10 @@ from .optim import SGD, Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "MultiSeriesForecaster"
 FORMAT = 1
-DEFAULT_LR = 3e-3
+DEFAULT_LR = 1e-2
 # Rows per chunk in learn_many/replay: bounds memory and paces the progress bar.
 CHUNK_ROWS = 1 << 16
+_ONE_CALL = np.array([0, 1], dtype=np.int64)
 # learn_many shows a progress bar on its own from this many rows (on a terminal).
 PROGRESS_ROWS = 200_000
 
@@ -66,9 +67,12 @@ class MultiSeriesForecaster:
         The recurrent network (``"lstm"`` or ``"gru"``).
     k1, k2
         Truncated BPTT: a series triggers an update every ``k1`` of its rows,
-        back-propagating through its last ``k2`` rows (SPEC section 4).
+        back-propagating through its last ``k2`` rows (SPEC section 4).  With
+        many series the shared weights are updated by some series at most rows
+        anyway; a larger ``k1`` lets the rows in between run as one batched
+        call.  (A single short series wants ``k1=1``, as ``LSTMForecaster``.)
     optimizer
-        ``streamlstm.Adam``/``SGD``; default ``Adam(lr=3e-3)``.
+        ``streamlstm.Adam``/``SGD``; default ``Adam(lr=1e-2)``.
     features
         Names of the numeric exogenous features (columns of ``X``), or None.
     horizon
@@ -87,6 +91,9 @@ class MultiSeriesForecaster:
         Effective memory, in rows, of the per-series scalers.
     clip_norm
         Gradient-norm clipping (``torch.nn.utils.clip_grad_norm_``), or None.
+    trend
+        Centre the scaled values on a smoothed level *plus trend* (Holt/Brown)
+        rather than on a smoothed level only.
 
     Examples
     --------
@@ -104,10 +111,10 @@ class MultiSeriesForecaster:
     (['a', 'b'], 2)
     """
 
-    def __init__(self, cell="lstm", hidden_size=32, n_layers=1, k1=1, k2=16, optimizer=None,
+    def __init__(self, cell="lstm", hidden_size=16, n_layers=1, k1=8, k2=16, optimizer=None,
                  features=None, horizon=1, backend="cpu", dtype="float64", seed=0,
-                 lags=(1,), seasonality=None, differencing=True, scale_window=64,
-                 clip_norm=1.0):
+                 lags=(1,), seasonality=None, differencing=False, scale_window=16,
+                 clip_norm=None, trend=False):
         self.cell = cell
         self.hidden_size = hidden_size
         self.n_layers = n_layers
@@ -124,6 +131,7 @@ class MultiSeriesForecaster:
         self.differencing = differencing
         self.scale_window = scale_window
         self.clip_norm = clip_norm
+        self.trend = trend
 
         self._features = self._check_features(features)
         self._horizon = _check_positive_int("horizon", horizon)
@@ -131,7 +139,7 @@ class MultiSeriesForecaster:
         self._periods = self._check_periods(seasonality)
         self._window = _check_positive_int("scale_window", scale_window)
         self._feats = SeriesFeatures(self._lags, self._periods, len(self._features),
-                                     bool(differencing), self._window)
+                                     bool(differencing), self._window, bool(trend))
         opt = Adam(lr=DEFAULT_LR) if optimizer is None else optimizer
         self._net = OnlineRNN(n_inputs=self._feats.n_inputs, hidden_size=hidden_size,
                               n_outputs=1, n_series=0, cell=cell, n_layers=n_layers, k1=k1,
@@ -292,14 +300,39 @@ class MultiSeriesForecaster:
 
     def _learn(self, slots, y, X):
         U, T, level, scale = self._feats.learn(slots, y, X)
-        yhat = self._net.step_rows(slots, U, T[:, None])
-        return to_raw(yhat[:, 0].astype(np.float64), level, scale)
+        yhat = self._step_rows(slots, U, T[:, None])
+        return to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale)
+
+    # The network is driven through the backend contract (backend.py) directly:
+    # the rows are built here, valid by construction (slots in range, targets
+    # finite or NaN), so OnlineRNN's argument checks - most of the cost of one
+    # small call - are skipped.  Should a non-finite input ever come out of the
+    # features, the checked method is called instead and raises its clear error.
+    def _step_rows(self, slots, U, T):
+        """``OnlineRNN.step_rows`` (same grouping, same bits), unchecked."""
+        net = self._net
+        if not np.isfinite(U).all():
+            return net.step_rows(slots, U, T)
+        impl, dt = net._impl, net._np_dtype
+        offsets = _ONE_CALL if slots.size == 1 else group_rows(slots, impl.host_counts(), net.k1)
+        return impl.step_calls(slots, np.ascontiguousarray(U, dtype=dt),
+                               np.ascontiguousarray(T, dtype=dt), offsets)
+
+    def _get_state(self, slots):
+        return self._net._impl.get_states(slots)
+
+    def _forward(self, U, state):
+        """``OnlineRNN.predict`` from a given state (pure), unchecked."""
+        net = self._net
+        if not np.isfinite(U).all():
+            return net.predict(U, state=state)
+        return net._impl.forward(state, np.ascontiguousarray(U, dtype=net._np_dtype))
 
     def _learn_group(self, slots, y, X, horizon):
         """One group of distinct slots: roll out ``horizon`` steps from the state
         before the rows, then learn from them."""
         snap = self._feats.snapshot(slots)
-        state = self._net.get_state(slots)
+        state = self._get_state(slots)
         fc = self._rollout(snap, state, horizon, lambda j: X, fold_first=X)
         fc[:, 0] = self._learn(slots, y, X)
         return fc
@@ -314,8 +347,8 @@ class MultiSeriesForecaster:
             self._feats.fold_x(snap, fold_first)
         for j in range(horizon):
             U, level, scale = self._feats.rollout_step(snap, x_at(j))
-            yhat, state = self._net.predict(U, state=state)
-            v = to_raw(yhat[:, 0].astype(np.float64), level, scale)
+            yhat, state = self._forward(U, state)
+            v = to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale)
             out[:, j] = v
             self._feats.rollout_push(snap, v)
         return out
@@ -342,10 +375,18 @@ class MultiSeriesForecaster:
             return {}
         F = len(self._features)
         Xf = self._future_x(xs, ids, slots, h, F)
-        snap = self._feats.snapshot(slots)
-        state = self._net.get_state(slots)
-        out = self._rollout(snap, state, h, lambda j: Xf[:, j])
+        out = self._forecast_slots(slots, h, Xf)
         return {i: out[k].tolist() for k, i in enumerate(ids)}
+
+    def _forecast_slots(self, slots, h, Xf):
+        """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
+        if h == 1:   # nothing is fed back: read the live feature state, no copy needed
+            U, level, scale = self._feats.rollout_step(self._feats.view(slots), Xf[:, 0])
+            yhat, _ = self._forward(U, self._get_state(slots))
+            return to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level,
+                          scale)[:, None]
+        snap = self._feats.snapshot(slots)
+        return self._rollout(snap, self._get_state(slots), h, lambda j: Xf[:, j])
 
     def _future_x(self, xs, ids, slots, h, F):
         """(B, h, F) raw future features (NaN = absent)."""
@@ -491,7 +532,7 @@ class MultiSeriesForecaster:
                 "backend": self.backend, "dtype": self.dtype, "seed": self.seed,
                 "lags": list(self._lags), "seasonality": list(self._periods),
                 "differencing": bool(self.differencing), "scale_window": self._window,
-                "clip_norm": self.clip_norm}
+                "clip_norm": self.clip_norm, "trend": bool(self.trend)}
 
     def _parts(self):
         """(meta, arrays): everything needed to rebuild this model bit for bit."""

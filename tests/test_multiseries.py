@@ -163,3 +163,14 @@ def test_learns_many_seasonal_series_in_the_hundreds():
     err = np.mean(np.abs(out[tail] - y[tail]))
     err_naive = np.mean(np.abs(naive[tail] - y[tail]))
     assert err < 0.5 * err_naive, (err, err_naive)
+
+
+def test_replay_shows_progress_and_equals_learn_many(capsys):
+    ids, y, _ = stream(R=50, missing=False)
+    frame = pd.DataFrame({"series_id": ids, "timestamp": np.arange(50), "value": y})
+    a, b = make(), make()
+    a.replay(frame)
+    assert "learning" in capsys.readouterr().err          # the progress bar, on stderr
+    b.learn_many(frame)
+    assert capsys.readouterr().err == ""                   # short frames stay quiet
+    assert a.forecast(2) == b.forecast(2)
