@@ -14,7 +14,7 @@ missing target (empty, NA, NaN, null)  a normal step: the row is forecast and it
 infinite target                        bad row
 target or feature that is not a        bad row
 number (``"abc"``)
-non-finite feature (NaN, null, inf)    bad row (the network needs finite inputs)
+non-finite feature (NaN, null, inf)    bad row (inputs must be finite, SPEC s. 6)
 missing series id or timestamp         bad row
 timestamp equal to (duplicate) or      bad row (a recurrent state must see each
 before (out of order) the series'      series' observations once, in time order)

@@ -59,7 +59,8 @@ class RowBatch:
     """Rows in arrival order, one observation each (long format).
 
     ``ids`` (R,) series ids (str or int), ``time`` (R,) int64 (datetimes as ns,
-    integer times) or float64, ``y`` (R,) float64 target (NaN = missing), ``X``
+    integer times) or float64, ``y`` (R,) float64 target (NaN = missing: forecast,
+    no loss, state advances - SPEC section 3), ``X``
     (R, F) float64 features or None; ``rows`` (R,) where each row sits in its
     origin (file row, Kafka offset) - for messages; ``problems`` rows the source
     could not parse (``policy.Problem``); ``position`` the source position after
@@ -259,7 +260,9 @@ class StreamRunner:
                 claimed |= p.mask
         keep = np.flatnonzero(~bad)
 
-        # 5. Forecast-then-learn, in arrival order (the forecaster micro-batches).
+        # 5. Forecast-then-learn, in arrival order.  The forecaster steps the rows with
+        #    OnlineRNN.step_rows: micro-batched, yet bit for bit one step per row
+        #    (SPEC section 3), so the batch boundaries of a source never show.
         ids_k = batch.ids[keep]
         y_k = np.ascontiguousarray(batch.y[keep], dtype=np.float64)
         X_k = None if batch.X is None else np.ascontiguousarray(batch.X[keep], dtype=np.float64)

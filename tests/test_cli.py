@@ -175,7 +175,7 @@ def test_metrics_window_show_and_progress(data):
     assert "2 more series" in res.stdout
 
 
-def test_plot_options(data, tmp_path):
+def test_plot_options(data, tmp_path, monkeypatch):
     src = str(data / "s.parquet")
     ids = sorted(pd.read_parquet(src).series_id.unique())
     png = tmp_path / "p.png"
@@ -183,7 +183,7 @@ def test_plot_options(data, tmp_path):
              "--plot-points", "20", fast=FAST[:-1])
     assert png.exists() and f"plot: {png} ({ids[0]})" in res.stderr
     assert "--plot-series 'nope' was not in the data" in res.stderr
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     ok("--source", src)                                                  # FAST has --no-plot
     assert not (tmp_path / "forecast.png").exists()
     error("--source", src, "--plot", "x.txt", needles=("--plot", ".png"), fast=FAST[:-1])
