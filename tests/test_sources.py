@@ -204,6 +204,9 @@ def test_memory_stays_flat_on_a_large_file(tmp_path):
     assert second_half > 50e6
     # RSS wobbles by +-15 MB as allocators cache and row groups fill; the trend is
     # what matters: median RSS of the last quarter vs the second quarter.
+    # A reader that kept what it read would grow by most of `second_half` between the
+    # two medians; allocator arenas under a loaded machine have been seen to add ~16 MB.
     growth = q4 - q2
-    assert growth < 12e6, f"RSS grew {growth / 1e6:.1f} MB while reading {second_half / 1e6:.0f} MB"
+    assert growth < 0.4 * second_half, \
+        f"RSS grew {growth / 1e6:.1f} MB while reading {second_half / 1e6:.0f} MB"
     assert peak - q2 < 40e6
