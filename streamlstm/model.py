@@ -364,6 +364,20 @@ class OnlineRNN:
         want = {k: (np.int64 if k in ("win_len", "count", "opt_step") else net._np_dtype)
                 for k in ALL_ARRAYS}
         arrays = {k: np.ascontiguousarray(arrays[k], dtype=want[k]) for k in ALL_ARRAYS}
+        # Values the kernels index with must be in range (a checksum-valid file can still
+        # be hand-edited or written by a buggy tool): windows hold 0..k2 rows, counts >= 0.
+        bad = np.flatnonzero((arrays["win_len"] < 0) | (arrays["win_len"] > net.k2))
+        if bad.size:
+            raise CheckpointError(f"{source}: series slot {bad[0]} has window length "
+                                  f"{arrays['win_len'][bad[0]]}, outside 0..k2={net.k2}; "
+                                  f"the file is corrupt")
+        bad = np.flatnonzero(arrays["count"] < 0)
+        if bad.size or arrays["opt_step"][0] < 0:
+            raise CheckpointError(f"{source}: negative step count in the file; it is corrupt")
+        for k in ("theta", "opt_m", "opt_v", "state", "entry", "win_u"):
+            if not np.all(np.isfinite(arrays[k])):
+                raise CheckpointError(f"{source}: array {k!r} holds non-finite values; the "
+                                      f"model diverged before it was saved or the file is corrupt")
         net.n_series = n_series
         net._impl = net._make_impl(arrays)
         return net

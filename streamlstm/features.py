@@ -1,0 +1,412 @@
+"""What the network sees: per-series online scaling of the target and of the
+exogenous features, lag inputs and seasonal-position inputs.
+
+The recurrent core (``OnlineRNN``) learns best on inputs and targets of order one;
+real series are in the hundreds (AirlinePassengers), drift, have outliers
+(WaterFlow's dropouts to a quarter of the usual flow) and each their own scale.
+So every series keeps a small *feature state* and the network works in a scaled
+space (measured choices: bench/accuracy.py):
+
+* target: by default the value's z-score ``(y_t - c) / s`` around the series'
+  smoothed level ``c`` (``trend=True``: level + trend, Holt/Brown), with ``s``
+  the RMS of values around it; with ``differencing``, the change
+  ``(y_t - y_{t-1}) / s_d`` scaled by the RMS of past changes.  Forecasts map
+  back with the same ``(level, s)``, so a network that outputs 0 forecasts the
+  smoothed level (resp. the last value): learning starts from a sane forecaster.
+* lag inputs: the same scaled quantity ``l`` steps back, for ``l`` in ``lags``
+  (``hist`` keeps the last raw values of each series); with ``differencing``,
+  also where the last value sits around the level (mean reversion).
+* seasonal position: ``sin/cos(2 pi pos / p)`` for each period ``p`` in
+  ``seasonality``, ``pos`` being the series' own row count.
+* exogenous features: z-scored with the series' running mean/variance (the row's
+  own value included: it is known when forecasting); absent (NaN) -> 0.
+
+Scalers are *adaptive exponential* averages: weight ``max(1/n, 1/window)`` on the
+n-th observation, i.e. the plain mean until ``window`` observations, then an
+exponentially weighted one, so they start unbiased and follow drift.  The spread
+is tracked over ``SCALE_MEMORY`` times the level's window, and updates are
+winsorized once a scaler is established, so one outlier moves a scaler a little
+while a lasting shift is adopted within a few dozen values.  Scaled values are
+clipped to ``[-CLIP, CLIP]``.  Statistics are updated only with the series' own
+rows, in arrival order, so nothing depends on how rows are batched.
+
+The kernels here are ``@njit`` row loops; ``SeriesFeatures`` owns the arrays.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+CLIP = 8.0           # scaled inputs/targets are clipped to [-CLIP, CLIP]
+WINSOR = 4.0         # scaler updates are winsorized at mean +- WINSOR * s ...
+WINSOR_AFTER = 4.0   # ... once a scaler has seen this many values
+TINY = 1e-12         # relative floor on a scale, so a constant series does not divide by 0
+SCALE_MEMORY = 4.0   # the spread of a series is tracked over 4x the window of its level
+
+# Columns of the per-series target state ``ystat`` (N, 6): the level scaler
+# (count, EW mean, EW variance of values), the change scaler (count, EW mean
+# square of one-step changes) and the last observed value.
+Y_N, Y_MEAN, Y_VAR, Y_DN, Y_DSQ, Y_LEVEL, Y_TREND = range(7)
+N_YSTAT = 7
+# Columns of the per-series per-feature state ``xstat`` (N, F, 3).
+X_N, X_MEAN, X_VAR = range(3)
+
+
+@njit(cache=True)
+def _clip(v):
+    if v > CLIP:
+        return CLIP
+    if v < -CLIP:
+        return -CLIP
+    return v
+
+
+@njit(cache=True)
+def _floor(s, ref):
+    f = TINY * max(1.0, abs(ref))
+    return s if s > f else f
+
+
+@njit(cache=True)
+def _level_scale(ystat_row):
+    """(center, s): the smoothed level one step ahead (level + trend) and the
+    RMS of values around it; s <= 0 while fewer than 2 values were seen."""
+    if ystat_row[Y_N] < 1.0:
+        return np.nan, -1.0                        # no value yet: nothing to centre on
+    m = ystat_row[Y_MEAN] + ystat_row[Y_TREND]
+    if ystat_row[Y_N] < 2.0:
+        return m, -1.0
+    return m, _floor(math.sqrt(ystat_row[Y_VAR]), m)
+
+
+@njit(cache=True)
+def _change_scale(ystat_row):
+    """RMS of the series' one-step changes; <= 0 while none was seen."""
+    if ystat_row[Y_DN] < 1.0:
+        return -1.0
+    return _floor(math.sqrt(ystat_row[Y_DSQ]), ystat_row[Y_LEVEL])
+
+
+@njit(cache=True)
+def _target_map(ystat_row, diff):
+    """(level, s): raw = level + s * scaled for the series' next value (s <= 0:
+    not enough history yet: no target, and the forecast is ``level``)."""
+    if diff:
+        return ystat_row[Y_LEVEL], _change_scale(ystat_row)
+    return _level_scale(ystat_row)
+
+
+@njit(cache=True)
+def _ew(n, mean, var, v, alpha_min):
+    """Adaptive EW mean/variance (West): weight max(1/n, alpha_min), so the plain
+    mean/variance until 1/alpha_min values, exponentially weighted after.  Once
+    established, an update is winsorized at mean +- WINSOR s: one outlier (a
+    sensor dropout) moves the scaler a little, a lasting shift within a few
+    dozen values (the variance grows geometrically while it lasts)."""
+    n += 1.0
+    a = max(1.0 / n, alpha_min)
+    if n > WINSOR_AFTER and var > 0.0:
+        lim = WINSOR * math.sqrt(var)
+        if v > mean + lim:
+            v = mean + lim
+        elif v < mean - lim:
+            v = mean - lim
+    d = v - mean
+    mean += a * d
+    var = (1.0 - a) * (var + a * d * d)
+    return n, mean, var
+
+
+@njit(cache=True)
+def _inputs(u, hist_row, ystat_row, xstat_row, x_row, pos, lags, periods, diff, n_x_first):
+    """Fill one input row ``u`` (I,) from a series' feature state before this row.
+
+    Layout: [lag inputs (len(lags)), level input (differencing only),
+    sin/cos per period (2 len(periods)), features (F)].  ``x_row`` must already
+    be folded into ``xstat_row`` (see ``_update_x``).
+    """
+    mean, sy = _level_scale(ystat_row)
+    sd = _change_scale(ystat_row)
+    P = hist_row.shape[0]
+    j = 0
+    for k in range(lags.shape[0]):
+        lag = lags[k]
+        v = 0.0
+        a = hist_row[P - lag]                          # y_{t-lag}
+        if diff:
+            b = hist_row[P - lag - 1]                  # y_{t-lag-1}
+            if sd > 0.0 and not (math.isnan(a) or math.isnan(b)):
+                v = _clip((a - b) / sd)
+        elif sy > 0.0 and not math.isnan(a):
+            v = _clip((a - mean) / sy)
+        u[j] = v
+        j += 1
+    if diff:
+        # where the last value sits in the series' usual range: lets the network
+        # learn mean reversion, which changes alone cannot show
+        v = 0.0
+        lv = ystat_row[Y_LEVEL]
+        if sy > 0.0 and not math.isnan(lv):
+            v = _clip((lv - mean) / sy)
+        u[j] = v
+        j += 1
+    for k in range(periods.shape[0]):
+        ang = 2.0 * math.pi * (pos % periods[k]) / periods[k]
+        u[j] = math.sin(ang)
+        u[j + 1] = math.cos(ang)
+        j += 2
+    for f in range(x_row.shape[0]):
+        v = 0.0
+        xv = x_row[f]
+        if not math.isnan(xv) and xstat_row[f, X_N] >= 2.0 and xstat_row[f, X_VAR] > 0.0:
+            v = _clip((xv - xstat_row[f, X_MEAN]) / math.sqrt(xstat_row[f, X_VAR]))
+        u[n_x_first + f] = v
+
+
+@njit(cache=True)
+def _update_x(xstat_row, x_row, alpha_min):
+    for f in range(x_row.shape[0]):
+        xv = x_row[f]
+        if math.isnan(xv):
+            continue
+        n, m, v = _ew(xstat_row[f, X_N], xstat_row[f, X_MEAN], xstat_row[f, X_VAR], xv, alpha_min)
+        xstat_row[f, X_N] = n
+        xstat_row[f, X_MEAN] = m
+        xstat_row[f, X_VAR] = v
+
+
+@njit(cache=True)
+def _push_y(hist_row, ystat_row, y, alpha_min, trend):
+    """Fold an observed (finite) or missing (NaN) value into the series' state."""
+    P = hist_row.shape[0]
+    prev = hist_row[P - 1]
+    for p in range(P - 1):
+        hist_row[p] = hist_row[p + 1]
+    hist_row[P - 1] = y
+    if math.isnan(y):
+        return
+    if not math.isnan(prev):
+        # changes have mean ~0: track their mean square (a zero-mean "variance")
+        n, _, dsq = _ew(ystat_row[Y_DN], 0.0, ystat_row[Y_DSQ], y - prev, alpha_min)
+        ystat_row[Y_DN] = n
+        ystat_row[Y_DSQ] = dsq
+    _holt(ystat_row, y, alpha_min, trend)
+    ystat_row[Y_LEVEL] = y
+
+
+@njit(cache=True)
+def _holt(ystat_row, y, alpha_min, trend):
+    """Holt's linear smoothing in error-correction form with the adaptive weight
+    a = max(1/n, alpha_min), trend gain a^2 (Brown's double exponential smoothing):
+    e = y - (L + T);  L <- L + T + a e;  T <- T + a^2 e;  V <- EW mean of e^2.
+    Centring on L + T instead of a plain mean keeps a trending series (airline
+    passengers) centred instead of lagging half a window behind.  The error is
+    winsorized at WINSOR sqrt(V) once established (robust to outliers)."""
+    n = ystat_row[Y_N] + 1.0
+    ystat_row[Y_N] = n
+    if n == 1.0:
+        ystat_row[Y_MEAN] = y
+        ystat_row[Y_TREND] = 0.0
+        ystat_row[Y_VAR] = 0.0
+        return
+    a = max(1.0 / n, alpha_min)
+    var = ystat_row[Y_VAR]
+    e = y - (ystat_row[Y_MEAN] + ystat_row[Y_TREND])
+    if n > WINSOR_AFTER and var > 0.0:
+        lim = WINSOR * math.sqrt(var)
+        if e > lim:
+            e = lim
+        elif e < -lim:
+            e = -lim
+    # The level must follow the series; its spread is a steadier property and a
+    # longer memory keeps one burst (WaterFlow's dropouts) from shrinking every
+    # scaled input for a whole window afterwards.
+    av = max(1.0 / n, alpha_min / SCALE_MEMORY)
+    ystat_row[Y_VAR] = (1.0 - av) * (var + av * e * e)
+    ystat_row[Y_MEAN] += ystat_row[Y_TREND] + a * e
+    if trend:
+        ystat_row[Y_TREND] += a * a * e
+
+
+@njit(cache=True)
+def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff, trend,
+               alpha_min, n_x_first, U, T, level, scale):
+    """The learning pass over R rows in arrival order (each row for ``slots[r]``).
+
+    Writes the network input ``U[r]``, the scaled target ``T[r]`` (NaN = no loss:
+    missing y, or not enough history to scale it) and the map back to raw units
+    ``(level[r], scale[r])`` of row r's forecast, then folds row r into its
+    series' state.  Nothing here depends on the network's outputs, so the whole
+    batch can be prepared before the network steps it.
+    """
+    for r in range(slots.shape[0]):
+        n = slots[r]
+        _update_x(xstat[n], X[r], alpha_min)
+        for f in range(X.shape[1]):
+            if not math.isnan(X[r, f]):
+                xlast[n, f] = X[r, f]
+        _inputs(U[r], hist[n], ystat[n], xstat[n], X[r], pos[n], lags, periods, diff, n_x_first)
+        lv, s = _target_map(ystat[n], diff)
+        level[r] = lv
+        scale[r] = s
+        t = np.nan
+        yr = y[r]
+        if s > 0.0 and not math.isnan(yr):
+            if diff:
+                if not math.isnan(hist[n, hist.shape[1] - 1]):   # change from an observed value
+                    t = _clip((yr - lv) / s)
+            else:
+                t = _clip((yr - lv) / s)
+        T[r] = t
+        _push_y(hist[n], ystat[n], yr, alpha_min, trend)
+        pos[n] += 1
+
+
+@njit(cache=True)
+def fold_x_rows(xstat, X, alpha_min):
+    for b in range(X.shape[0]):
+        _update_x(xstat[b], X[b], alpha_min)
+
+
+@njit(cache=True)
+def rollout_inputs(hist, ystat, xstat, X, pos, lags, periods, diff, n_x_first, U, level, scale):
+    """Inputs of one rollout step for B independent (copied) series states; the
+    scalers are frozen during a rollout (``X`` is scaled, not learned)."""
+    for b in range(hist.shape[0]):
+        _inputs(U[b], hist[b], ystat[b], xstat[b], X[b], pos[b], lags, periods, diff, n_x_first)
+        lv, s = _target_map(ystat[b], diff)
+        level[b] = lv
+        scale[b] = s
+
+
+@njit(cache=True)
+def rollout_push(hist, ystat, pos, values):
+    """Feed a rollout step's forecasts back as if observed (copies only): shift
+    ``hist`` and move the level; the scale statistics stay frozen."""
+    P = hist.shape[1]
+    for b in range(hist.shape[0]):
+        for p in range(P - 1):
+            hist[b, p] = hist[b, p + 1]
+        hist[b, P - 1] = values[b]
+        if not math.isnan(values[b]):
+            ystat[b, Y_LEVEL] = values[b]
+        ystat[b, Y_MEAN] += ystat[b, Y_TREND]      # the smoothed level moves on by its trend
+        pos[b] += 1
+
+
+class SeriesFeatures:
+    """Per-series feature state (all float64, one row per slot) and the input layout.
+
+    ``hist`` (N, P) last P raw values (NaN = missing); ``ystat`` (N, 4) target
+    scaler (count, mean, mean of squares, level); ``xstat`` (N, F, 3) feature
+    scalers (count, mean, variance); ``xlast`` (N, F) last raw features (held
+    constant in forecasts when no future features are given); ``pos`` (N,) rows seen.
+    """
+
+    ARRAYS = ("hist", "ystat", "xstat", "xlast", "pos")
+
+    def __init__(self, lags, periods, n_features, differencing, window, trend=True):
+        self.lags = np.asarray(lags, dtype=np.int64)
+        self.periods = np.asarray(periods, dtype=np.float64)
+        self.diff = bool(differencing)
+        self.trend = bool(trend)
+        self.alpha_min = 1.0 / float(window)
+        self.n_features = int(n_features)
+        self.P = max(1, int(self.lags.max(initial=0)) + (1 if self.diff else 0))
+        self.a = self._fresh(0)
+
+    @property
+    def n_x_first(self):
+        n = int(self.lags.size + (1 if self.diff else 0) + 2 * self.periods.size)
+        # A network needs an input: with no lag, seasonal or level input (a
+        # regressor before its first feature), one constant-0 column stands in.
+        return max(n, 1)
+
+    @property
+    def n_inputs(self):
+        return self.n_x_first + self.n_features
+
+    def _fresh(self, n):
+        F = self.n_features
+        ystat = np.zeros((n, N_YSTAT))
+        ystat[:, Y_LEVEL] = np.nan
+        return {"hist": np.full((n, self.P), np.nan), "ystat": ystat,
+                "xstat": np.zeros((n, F, 3)), "xlast": np.full((n, F), np.nan),
+                "pos": np.zeros(n, dtype=np.int64)}
+
+    @property
+    def n_series(self):
+        return self.a["pos"].shape[0]
+
+    def resize(self, n):
+        old = self.a
+        new = self._fresh(n)
+        m = old["pos"].shape[0]
+        for k in self.ARRAYS:
+            new[k][:m] = old[k]
+        self.a = new
+
+    def add_features(self, k):
+        """k more feature columns, absent (NaN, scaler empty) in every series so far."""
+        n = self.n_series
+        self.a["xstat"] = np.concatenate([self.a["xstat"], np.zeros((n, k, 3))], axis=1)
+        self.a["xlast"] = np.concatenate([self.a["xlast"], np.full((n, k), np.nan)], axis=1)
+        self.n_features += k
+
+    def learn(self, slots, y, X):
+        """Prepare R rows (see ``learn_rows``); returns ``(U, T, level, scale)`` and
+        folds the rows into the state."""
+        R = slots.shape[0]
+        U = np.zeros((R, self.n_inputs))
+        T = np.empty(R)
+        level = np.empty(R)
+        scale = np.empty(R)
+        a = self.a
+        learn_rows(slots, y, X, a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"],
+                   self.lags, self.periods, self.diff, self.trend, self.alpha_min, self.n_x_first,
+                   U, T, level, scale)
+        return U, T, level, scale
+
+    def view(self, slots):
+        """The listed series' state for reading (views where possible; do not write)."""
+        if slots.shape[0] == 1:
+            s = int(slots[0])
+            return {k: self.a[k][s:s + 1] for k in self.ARRAYS}
+        return {k: self.a[k][slots] for k in self.ARRAYS}
+
+    def snapshot(self, slots):
+        """Copies of the listed series' state, for side-effect-free rollouts."""
+        if slots.shape[0] == 1:                     # one series: basic slices are cheaper
+            s = int(slots[0])
+            return {k: self.a[k][s:s + 1].copy() for k in self.ARRAYS}
+        return {k: self.a[k][slots] for k in self.ARRAYS}     # fancy indexing copies
+
+    def fold_x(self, snap, X):
+        """Fold one row of features per snapshot row into the (copied) scalers."""
+        fold_x_rows(snap["xstat"], X, self.alpha_min)
+
+    def rollout_step(self, snap, X):
+        """Inputs and (level, scale) for the next rollout step of the snapshot."""
+        B = snap["pos"].shape[0]
+        U = np.zeros((B, self.n_inputs))
+        level = np.empty(B)
+        scale = np.empty(B)
+        rollout_inputs(snap["hist"], snap["ystat"], snap["xstat"], X, snap["pos"], self.lags,
+                       self.periods, self.diff, self.n_x_first, U, level, scale)
+        return U, level, scale
+
+    def rollout_push(self, snap, values):
+        rollout_push(snap["hist"], snap["ystat"], snap["pos"], values)
+
+
+@njit(cache=True)
+def to_raw(yhat, level, scale):
+    """Map scaled network outputs (B,) back to raw units: ``level + s * yhat``
+    (just ``level`` while the series has no scale yet; NaN while it has no value)."""
+    out = np.empty(level.shape[0])
+    for b in range(level.shape[0]):
+        s = scale[b]
+        out[b] = level[b] + yhat[b] * s if s > 0.0 else level[b]
+    return out

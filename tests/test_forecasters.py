@@ -1,0 +1,231 @@
+"""River estimators: River's conformance suite, pipelines, evaluate() on raw
+datasets, side-effect-free forecasts, pickling/cloning, features that come and go."""
+import copy
+import datetime as dt
+import math
+import pickle
+
+import numpy as np
+import pytest
+from river import (checks, compose, datasets, dummy, evaluate, metrics, preprocessing, stats,
+                   time_series)
+
+import streamlstm
+from streamlstm import InputError
+from streamlstm.backend import backend_class
+from streamlstm.forecasters import season_from_step
+
+
+def _backend():
+    try:
+        backend_class("cpu")
+        return "cpu"
+    except ImportError:   # the Numba CPU backend is not on this branch yet
+        return "reference"
+
+
+BACKEND = _backend()
+ESTIMATORS = [streamlstm.LSTMForecaster, streamlstm.GRUForecaster, streamlstm.LSTMRegressor]
+
+
+def _cases():
+    for cls in ESTIMATORS:
+        for i, params in enumerate(cls._unit_test_params()):
+            yield pytest.param(cls, params, id=f"{cls.__name__}-{i}")
+
+
+@pytest.mark.parametrize("cls, params", list(_cases()))
+def test_river_check_estimator(cls, params):
+    model = cls(**{**params, "backend": BACKEND})
+    for check in checks.yield_checks(model):
+        if check.__name__ in model._unit_test_skips():
+            continue
+        check(copy.deepcopy(model))
+
+
+def small(cls=streamlstm.LSTMForecaster, **kw):
+    kw.setdefault("hidden_size", 8)
+    kw.setdefault("backend", BACKEND)
+    return cls(**kw)
+
+
+def airline(n):
+    return list(datasets.AirlinePassengers().take(n))
+
+
+def test_constructor_stores_arguments_unchanged_and_is_lazy():
+    m = streamlstm.LSTMForecaster(hidden_size=7, lags=(1, 2), seasonality=None)
+    assert (m.hidden_size, m.lags, m.seasonality, m.backend) == (7, (1, 2), None, "cpu")
+    assert m._core is None and m.forecast(2) == [0.0, 0.0]     # nothing built before data
+    assert m.clone()._get_params() == m._get_params()
+    with pytest.raises(InputError, match="seasonality"):
+        streamlstm.LSTMForecaster(seasonality="weekly")
+
+
+def test_evaluate_on_raw_airline_passengers_with_datetimes():
+    """River 0.26 passes x = {'month': datetime}: seasonality is inferred from it,
+    and the raw series in the hundreds is learned without any preprocessing."""
+    data = airline(96)
+    model = small()
+    mae = evaluate.evaluate(data, model, metrics.MAE(), horizon=6)
+    naive = evaluate.evaluate(data, _Naive(), metrics.MAE(), horizon=6)
+    assert model.period_ == 12
+    per_model = [m.get() for m in mae.metrics]
+    per_naive = [m.get() for m in naive.metrics]
+    assert all(math.isfinite(v) for v in per_model)
+    assert np.mean(per_model) < np.mean(per_naive), (per_model, per_naive)
+
+
+class _Naive(time_series.base.Forecaster):
+    def __init__(self):
+        self.last = 0.0
+
+    def learn_one(self, y, x=None):
+        self.last = y
+
+    def forecast(self, horizon, xs=None):
+        return [self.last] * horizon
+
+
+def test_forecast_has_no_side_effects():
+    data = airline(40)
+    a, b = small(), small()
+    for x, y in data[:30]:
+        a.learn_one(y, x)
+        b.learn_one(y, x)
+    xs = [x for x, _ in data[30:36]]
+    f = a.forecast(6, xs=xs)
+    assert f == a.forecast(6, xs=xs) == a.forecast(6)      # datetimes are not inputs
+    assert len(f) == 6 and all(math.isfinite(v) for v in f)
+    for x, y in data[30:]:
+        a.forecast(3)
+        a.learn_one(y, x)
+        b.learn_one(y, x)
+    assert a.forecast(12) == b.forecast(12)
+
+
+def test_pickled_and_copied_models_forecast_the_same_and_keep_learning_the_same():
+    data = airline(50)
+    m = small(streamlstm.GRUForecaster)
+    for x, y in data[:30]:
+        m.learn_one(y, x)
+    p = pickle.loads(pickle.dumps(m))
+    d = copy.deepcopy(m)
+    assert p.forecast(12) == m.forecast(12) == d.forecast(12)
+    for x, y in data[30:]:
+        for model in (m, p, d):
+            model.learn_one(y, x)
+    assert p.forecast(5) == m.forecast(5) == d.forecast(5)
+    # clone = same parameters, fresh state: the same data gives the same model
+    c = m.clone()
+    for x, y in data:
+        c.learn_one(y, x)
+    assert c.forecast(5) == m.forecast(5)
+
+
+def test_numeric_features_are_inputs_others_ignored_and_may_come_and_go():
+    m = small(seasonality=None)
+    base = dt.datetime(2024, 1, 1)
+    for t in range(40):
+        x = {"when": base + dt.timedelta(days=t), "name": "sensor-7", "none": None}
+        if t >= 5:
+            x["temp"] = 20.0 + t % 7          # appears later
+        if 10 <= t < 30:
+            x["load"] = float(t % 3)          # appears, then vanishes
+        m.learn_one(300.0 + 10 * (t % 7) + x.get("load", 0.0), x)
+    assert m._feature_names == ["temp", "load"]
+    assert m._core.net.n_inputs == m._core._feats.n_x_first + 2
+    f1 = m.forecast(3, xs=[{"temp": 21.0, "load": 2.0}] * 3)
+    f2 = m.forecast(3, xs=[{"temp": 21.0}] * 3)
+    f3 = m.forecast(3, xs=[{"temp": 21.0, "new": 5.0}] * 3)   # unseen in learning: ignored
+    assert all(math.isfinite(v) for v in f1 + f2)
+    assert f1 != f2 and f3 == f2
+    with pytest.raises(InputError, match="'temp' is infinite"):
+        m.learn_one(1.0, {"temp": math.inf})
+    with pytest.raises(InputError, match="is a str"):
+        m.learn_one("12")
+    with pytest.raises(InputError, match="one per forecast step"):
+        m.forecast(3, xs=[{}])
+
+
+@pytest.mark.parametrize("step, period", [(dt.timedelta(hours=1), 24), (dt.timedelta(days=1), 7),
+                                          (dt.timedelta(weeks=1), 52), (None, None)])
+def test_seasonality_auto_from_the_datetime_spacing(step, period):
+    m = small(hidden_size=4)
+    t0 = dt.datetime(2023, 3, 1, tzinfo=dt.timezone.utc)
+    for t in range(5):
+        m.learn_one(float(t), None if step is None else {"ts": t0 + t * step})
+    assert m.period_ == period
+    lags = (1,) if period is None else (1, period - 1, period, period + 1)
+    assert m._core.lags == lags
+    assert season_from_step(30.4 * 86400) == 12
+
+
+def test_forecaster_in_a_pipeline_with_river_preprocessing():
+    def calendar(x):
+        a = 2 * math.pi * (x["month"].month - 1) / 12
+        return {"sin": math.sin(a), "cos": math.cos(a), "t": x["month"].toordinal()}
+
+    model = (compose.FuncTransformer(calendar) | preprocessing.StandardScaler()
+             | small(seasonality=12))
+    res = evaluate.evaluate(airline(72), model, metrics.MAE(), horizon=3)
+    assert all(math.isfinite(m.get()) for m in res.metrics)
+    assert model["LSTMForecaster"]._feature_names == ["cos", "sin", "t"]
+
+
+def test_regressor_state_persists_across_calls_and_predict_is_pure():
+    xs = [{"a": math.sin(t / 3.0)} for t in range(60)]
+    a, b = small(streamlstm.LSTMRegressor), small(streamlstm.LSTMRegressor)
+    for t, x in enumerate(xs):
+        a.learn_one(x, 2.0 * x["a"] + 5.0)
+        b.learn_one(x, 2.0 * x["a"] + 5.0)
+    q = {"a": 0.3}
+    assert a.predict_one(q) == a.predict_one(q) == b.predict_one(q)
+    b.learn_one({"a": -1.0}, 0.0)                 # one more step moves the recurrent state
+    assert a.predict_one(q) != b.predict_one(q)
+    c = small(streamlstm.LSTMRegressor)
+    for t, x in enumerate(xs):
+        c.predict_one(x)
+        c.learn_one(x, 2.0 * x["a"] + 5.0)
+    assert c.predict_one(q) == a.predict_one(q)
+
+
+def test_regressor_in_a_pipeline_with_progressive_validation():
+    model = (compose.Select("ordinal_date", "gallup", "ipsos") | preprocessing.StandardScaler()
+             | small(streamlstm.LSTMRegressor))
+    data = list(datasets.TrumpApproval().take(300))
+    mae = evaluate.progressive_val_score(data, model, metrics.MAE())
+    mean = evaluate.progressive_val_score(data, dummy.StatisticRegressor(stats.Mean()),
+                                          metrics.MAE())
+    assert mae.get() < mean.get()
+
+
+def test_alphabet_example_learns_the_transitions_and_needs_its_state(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "alphabet.py"
+    spec = importlib.util.spec_from_file_location("alphabet_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--backend", BACKEND]) == 0
+    out = capsys.readouterr().out
+    assert "26/26 transitions right" in out
+    assert "A..J then 'K': predicts 'L'" in out
+    assert "input 'K':     predicts 'L'" not in out      # a fresh state alone has no context
+
+
+def test_forecasts_are_aligned_to_the_datetimes_in_xs():
+    """River's evaluate asks, after learning y_t, for y_{t+2}..y_{t+h+1}: with
+    datetimes in xs the forecaster rolls on through the gap."""
+    t0 = dt.datetime(2024, 1, 1)
+    at = [{"ts": t0 + dt.timedelta(hours=t)} for t in range(40)]
+    m = small()
+    for t in range(30):
+        m.learn_one(50.0 + 5 * math.sin(t / 4), at[t])
+    assert m.forecast(3, xs=at[30:33]) == m.forecast(3)            # the next three hours
+    assert m.forecast(3, xs=at[31:34]) == m.forecast(4)[1:]        # one hour skipped
+    assert m.forecast(3, xs=at[31:34]) != m.forecast(3)
+    off = m.clone({"align_to_xs": False})
+    for t in range(30):
+        off.learn_one(50.0 + 5 * math.sin(t / 4), at[t])
+    assert off.forecast(3, xs=at[31:34]) == off.forecast(3)
