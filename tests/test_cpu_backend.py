@@ -15,12 +15,12 @@ import streamlstm
 from streamlstm import cpu as cpu_mod
 from streamlstm.errors import CheckpointError
 
-# float32 runs the same arithmetic in single precision, with a vectorised exp
-# instead of NumPy's: after 300 learning steps forecasts and weights stay within
-# this absolute tolerance of the float32 reference (measured <= 1e-7 on
-# forecasts and <= 9e-7 on weights; see
-# test_float32_matches_reference_float32).
-FLOAT32_ATOL = 1e-5
+# float32 runs the same arithmetic in single precision (own summation orders and
+# a polynomial exp instead of NumPy's), so it drifts from the float32 reference
+# by rounding amplified through the learning: measured after 120-300 learning
+# steps, forecasts within ~5e-6 and weights/states within ~3e-5 (3-layer GRU;
+# ~1e-6 for 1-2 layer LSTMs).  A wrong gradient would be off by >1e-2.
+FLOAT32_ATOL = 2e-4
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
