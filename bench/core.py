@@ -254,9 +254,11 @@ for t in range(steps):
     del u, y
 t_step = time.perf_counter() - t0
 a = net.arrays()
-print(json.dumps({"N": N, "rss_bytes": rss() - base, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "spec_bytes": int(sum(v.nbytes for k, v in a.items() if k in ("state", "entry", "win_u", "win_y", "win_len", "count"))),
-                  "updates": int(a["opt_step"][0]), "t_make_s": t_make, "t_steps_s": t_step, "steps": steps}))
+spec = sum(a[k].nbytes for k in ("state", "entry", "win_u", "win_y", "win_len", "count"))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"N": N, "rss_bytes": rss() - base, "peak_rss_bytes": peak, "spec_bytes": int(spec),
+                  "updates": int(a["opt_step"][0]), "t_make_s": t_make, "t_steps_s": t_step,
+                  "steps": steps}))
 """
 
 
@@ -290,44 +292,41 @@ def machine():
     except OSError:
         pass
     import torch
-    return (f"{cpu}, {os.cpu_count()} cores, numba {numba.__version__} with "
-            f"{numba.config.NUMBA_NUM_THREADS} threads ({numba.threading_layer() if _threading_started() else 'threading layer not started'}), "
+    return (f"{cpu}, {os.cpu_count()} cores; numba {numba.__version__} with "
+            f"{numba.config.NUMBA_NUM_THREADS} threads (layer {numba.config.THREADING_LAYER}); "
             f"numpy {np.__version__}, torch {torch.__version__}, Python {platform.python_version()}")
 
 
-def _threading_started():
-    try:
-        numba.threading_layer()
-        return True
-    except ValueError:
-        return False
-
-
 def report(res, quick):
-    lines = ["```", f"bench/core.py{' --quick' if quick else ''}: {machine()}", ""]
+    lines = ["```", f"python bench/core.py{' --quick' if quick else ''}", machine(), ""]
     if "1" in res:
         r = res["1"]
-        lines += ["1. one series, LSTM H=32, I=O=1, k1=k2=16, Adam, float64 (us per observation, step with learning)",
-                  f"   cpu run(U, Y)          {r['cpu_run_us']:9.2f} us   {r['speedup_run']:6.1f}x faster than PyTorch",
-                  f"   cpu step() per call    {r['cpu_step_us']:9.2f} us   {r['speedup_step']:6.1f}x",
+        lines += ["1. one series, LSTM H=32, I=O=1, k1=k2=16, Adam, float64",
+                  "   (us per observation, step with learning)",
+                  f"   cpu run(U, Y)          {r['cpu_run_us']:9.2f} us  "
+                  f"{r['speedup_run']:6.1f}x faster than PyTorch",
+                  f"   cpu step() per call    {r['cpu_step_us']:9.2f} us  {r['speedup_step']:6.1f}x",
                   f"   PyTorch LSTMCell loop  {r['torch_us']:9.2f} us", ""]
     if "2" in res:
         r = res["2"]
-        lines += [f"2. {r['N']:,} series stepped together, same model, float32, T={r['T']} (series-observations/s)"]
+        lines += [f"2. {r['N']:,} series stepped together, same model, float32, T={r['T']}"]
         for th, x in r["threads"].items():
-            lines += [f"   {th} thread(s): cpu {x['cpu_obs_per_s']:,.0f}/s  PyTorch {x['torch_obs_per_s']:,.0f}/s  "
-                      f"-> {x['speedup']:.1f}x;  sgemm {x['sgemm_gflops']:.1f} GFLOP/s, cpu {x['model_gflops']:.1f} model "
-                      f"/ {x['executed_gflops']:.1f} executed GFLOP/s = {100 * x['model_frac']:.0f}% / "
+            lines += [f"   {th} thread(s): cpu {x['cpu_obs_per_s']:,.0f} series-obs/s, "
+                      f"PyTorch {x['torch_obs_per_s']:,.0f}/s -> {x['speedup']:.1f}x",
+                      f"      sgemm {x['sgemm_gflops']:.1f} GFLOP/s; cpu {x['model_gflops']:.1f} model / "
+                      f"{x['executed_gflops']:.1f} executed GFLOP/s = {100 * x['model_frac']:.0f}% / "
                       f"{100 * x['executed_frac']:.0f}% of sgemm"]
         lines += [""]
     if "3" in res:
         r = res["3"]
         b = r["big"]
         lines += ["3. memory, LSTM H=32 float32",
-                  f"   bytes per series: measured {r['measured_bytes']:.0f} B (RSS growth after k2 steps with learning), "
-                  f"SPEC arrays {r['spec_array_bytes']:.0f} B, minimum {r['minimum_bytes']} B -> {r['ratio']:.2f}x",
-                  f"   {b['N']:,} series: created in {b['t_make_s']:.1f} s, {b['steps']} steps with {b['updates']} update(s) "
-                  f"in {b['t_steps_s']:.1f} s, peak RSS {b['peak_rss_bytes'] / 2**30:.2f} GiB", ""]
+                  f"   bytes per series: measured {r['measured_bytes']:.0f} B (RSS growth after k2 "
+                  f"steps with learning), SPEC arrays {r['spec_array_bytes']:.0f} B,",
+                  f"   minimum {r['minimum_bytes']} B -> {r['ratio']:.2f}x",
+                  f"   {b['N']:,} series: created in {b['t_make_s']:.1f} s, {b['steps']} steps with "
+                  f"{b['updates']} update in {b['t_steps_s']:.1f} s, "
+                  f"peak RSS {b['peak_rss_bytes'] / 2**30:.2f} GiB", ""]
     lines += ["```"]
     return "\n".join(lines)
 

@@ -75,7 +75,8 @@ def assert_arrays_close(net_a, net_b, atol):
             np.testing.assert_array_equal(a, b, err_msg=k)
         else:
             np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=k)
-            assert max_diff(np.nan_to_num(a), np.nan_to_num(b)) <= atol, (k, max_diff(np.nan_to_num(a), np.nan_to_num(b)))
+            d = max_diff(np.nan_to_num(a), np.nan_to_num(b))
+            assert d <= atol, (k, d)
 
 
 def assert_arrays_equal(net_a, net_b):
