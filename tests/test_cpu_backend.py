@@ -119,17 +119,25 @@ def test_float32_matches_reference_float32():
     assert_arrays_close(ref, cpu, FLOAT32_ATOL)
 
 
-@pytest.mark.parametrize("cell,k1,k2", [("lstm", 4, 4), ("gru", 2, 5)])
-def test_run_equals_repeated_step_bit_for_bit(cell, k1, k2):
-    T, N = 40, 5
+@pytest.mark.parametrize("cell,k1,k2,N", [("lstm", 4, 4, 5), ("gru", 3, 3, 9), ("gru", 2, 5, 5),
+                                         ("lstm", 4, 4, 1)])
+def test_run_equals_repeated_step_bit_for_bit(cell, k1, k2, N):
+    """run() computes whole k1 = k2 lockstep windows series-major (no re-run);
+    it must give the bits of the per-call path, also when it starts mid-window
+    and with missing targets."""
+    T = 41
     rng = np.random.default_rng(1)
     U = rng.normal(size=(T, N, 2))
     Y = rng.normal(size=(T, N, 2))
     Y[rng.random(Y.shape) < 0.2] = np.nan
-    a, b = make("cpu", cell=cell, k1=k1, k2=k2, n_series=N), make("cpu", cell=cell, k1=k1, k2=k2, n_series=N)
-    ya = a.run(U, Y)
+    Y[7] = np.nan                                       # a step without any target
+    a, b = (make("cpu", cell=cell, k1=k1, k2=k2, n_series=N) for _ in range(2))
+    ya = np.concatenate([a.run(U[:2], Y[:2]), a.run(U[2:], Y[2:])])   # starts mid-window
     yb = np.stack([b.step(U[t], Y[t]) for t in range(T)])
     np.testing.assert_array_equal(ya, yb)
+    assert_arrays_equal(a, b)
+    yc = np.stack([b.step(U[t]) for t in range(8)])                   # no targets at all
+    np.testing.assert_array_equal(a.run(U[:8], None), yc)
     assert_arrays_equal(a, b)
 
 
