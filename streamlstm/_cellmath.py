@@ -3,9 +3,13 @@
 
 Each function works on ONE hidden unit: the caller has already formed the gate
 pre-activations (the matrix-vector products are the backend's business) and
-loops over units.  The functions are plain ``@njit`` so that both the Numba CPU
-kernels (``_cpu_kernels.py``) and ``@cuda.jit`` kernels (which may call
-``@njit`` functions as device functions) use the very same arithmetic.
+loops over units.  The functions are plain ``@njit`` so that ``@cuda.jit``
+kernels (which may call ``@njit`` functions as device functions) and the Numba
+CPU kernels use the same arithmetic.  The CPU backward calls the ``*_backward``
+functions unit by unit (LLVM vectorises those loops); the CPU forward states
+the same few lines on SIMD vectors in ``_cpu_kernels`` because its sigmoid and
+tanh must be the vectorisable polynomial exp of ``_cpu_simd`` (``math.exp``
+is a scalar libm call on CPUs without SVML, and was most of a step's time).
 
 ``one`` is the number 1 in the working dtype.  Kernels pass it (e.g.
 ``one = theta.dtype.type(1)``) instead of writing ``1.0``: in Numba a Python
@@ -14,7 +18,7 @@ so a float32 model would neither be float32 nor fast.  Nothing here allocates
 or raises.
 
 The expressions follow ``reference.py`` operand for operand (same products in
-the same order), so the compiled backends differ from the NumPy oracle only by
+the same order), so a backend using them differs from the NumPy oracle only by
 libm rounding and FMA contraction.
 
 Stable API (the CUDA backend imports it)::

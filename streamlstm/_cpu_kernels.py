@@ -2,9 +2,18 @@
 
 Three layers, stumpy-style: workers that never allocate (a matrix-vector
 product for up to four series, one layer's pointwise cell math, one window's
-backward), parallel launchers (``*_par``: ``prange`` over fixed blocks of rows
-or chunks of due series) and one driver, ``step_calls``, that runs all C calls
-of a ``step_calls`` request without going back to Python.
+backward; compiled without Numba's reference counting, whose atomic
+increments on every array view cost more than the arithmetic of a step),
+parallel launchers (``*_par``: ``prange`` over fixed blocks of rows or chunks
+of due series) and one driver, ``step_calls``, that runs all C calls of a
+``step_calls`` request without going back to Python.
+
+Two ways through a window (SPEC 4), with the same bits: per call (forward of
+the call's rows; at a due call the update re-runs each due window from its
+entry state - or reuses the activation cache - and back-propagates it), and,
+for a whole fresh k1 = k2 window of lockstep calls, series-major
+(``_fused_window``: each chunk of series runs its k1 rows forward and then
+backward while hot).
 
 The weights live in ``kp``, ``theta`` in the *kernel layout* (``cpu.kernel_layout``
 builds the map; the backend converts to PyTorch's layout only when the arrays

@@ -6,8 +6,15 @@ One ``step_calls`` request - a single ``step``, a whole ``run(U, Y)`` of T steps
 or a micro-batched ``step_rows`` - is ONE compiled call: the loop over calls,
 rows and due series never comes back to Python.  The forward of a call runs
 its rows four at a time (sharing every weight load) and in parallel blocks
-when there is enough work; an update runs its due series in parallel chunks.
-Results do not depend on the thread count (see ``_cpu_kernels``).
+when there is enough work; an update runs its due series in parallel chunks;
+a whole k1 = k2 window of lockstep calls (what ``run`` passes) is computed
+series-major, forward and backward while hot, without the re-run.  Results do
+not depend on the thread count nor on which of these paths ran (see
+``_cpu_kernels``).
+
+Numba's on-disk cache (``cache=True``) is keyed on ``_cpu_kernels.py`` only:
+after editing ``_cpu_simd.py`` or ``_cellmath.py``, touch ``_cpu_kernels.py``
+so that the kernels are recompiled.
 
 The weights and optimizer moments live in the kernels' layout (``kp``, ``km``,
 ``kv``: ``theta``, ``opt_m``, ``opt_v`` with every W^T row padded to a SIMD
