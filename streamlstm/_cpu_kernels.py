@@ -847,7 +847,7 @@ def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
 
 @njit(**_EXACT)
 def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
-            entry, win_u, win_y, win_len, ws, cache, n_threads):
+            entry, win_u, win_y, win_len, ws, cache, stats, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
     clipping and the optimizer step (only if M > 0)."""
@@ -864,6 +864,12 @@ def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                     cnt += 1
         mcnt[jj] = cnt
     M = mcnt.sum()                  # (not a literal-typed 0: one compiled chunk kernel)
+    c_ver, ver = cache[2], cache[3]
+    for jj in range(D):             # statistics: rows this update re-runs
+        n = due[jj]
+        if not (c_ver.shape[0] > 0 and c_ver[n] == ver[0]):
+            T = win_len[n]
+            stats[1] += T if (M > 0 and mcnt[jj] > 0) else max(0, T + k1 - cfg[C_K2])
     Mf = kp.dtype.type(M)
     zero = Mf - Mf
     P = kp.shape[0]
@@ -967,7 +973,7 @@ def _fused_chunks_par(g0, g1, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, 
 
 @njit(**_EXACT)
 def _fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad, state,
-                  entry, win_u, win_y, win_len, count, koff, cfg, ws, cache, n_threads):
+                  entry, win_u, win_y, win_len, count, koff, cfg, ws, cache, stats, n_threads):
     """Run calls c .. c+k1-1 series-major if they form one fresh lockstep window:
     k1 = k2, every call lists the same slots in the same order, and every listed
     slot starts an empty window (count a multiple of k1) from a live state equal
@@ -1003,6 +1009,8 @@ def _fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gr
                     if st[k, s, q] != en[k, s, q]:
                         return False
     pos = np.argsort(series[lo:lo + B])         # slots are distinct: any sort is the same
+    stats[0] += k1 * B
+    stats[2] += k1 * B
     due = np.empty(B, dtype=np.int64)
     mcnt = np.zeros(B, dtype=np.int64)
     for jj in range(B):
@@ -1047,14 +1055,15 @@ def _fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gr
 @njit(**_EXACT)
 def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
                state, entry, win_u, win_y, win_len, count, koff, cfg,
-               ws, cache, out, n_threads):
+               ws, cache, stats, out, n_threads):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
     Per call: forward every row (weights before the update), append (u, y) to
     each window, then one update if any listed series is due - or, for a whole
     fresh k1 = k2 lockstep window, the same computed series-major
     (_fused_window).  ``n_threads`` is numba.get_num_threads() of the caller
     (read in Python: calling it here would keep the driver out of the on-disk
-    cache); 1 keeps everything serial."""
+    cache); 1 keeps everything serial.  ``stats`` counts rows forwarded, rows
+    re-run by updates and rows computed in fused windows."""
     k1 = cfg[C_K1]
     work_row = cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
     C = offsets.shape[0] - 1
@@ -1066,11 +1075,12 @@ def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
     while c < C:
         if _fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad,
                          state, entry, win_u, win_y, win_len, count, koff, cfg, ws, cache,
-                         n_threads):
+                         stats, n_threads):
             c += k1
             continue
         lo, hi = offsets[c], offsets[c + 1]
         R = hi - lo
+        stats[0] += R
         nb = min(ws[5].shape[0], (R + 3) // 4)
         if nb > 1 and n_threads > 1 and R * work_row >= PAR_FORWARD_WORK:
             _forward_rows_par(lo, hi, nb, series, U, state, kp, koff, cfg, ws[5], out,
@@ -1094,5 +1104,5 @@ def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
         if nd > 0:
             due = np.sort(due_buf[:nd])
             _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
-                    entry, win_u, win_y, win_len, ws, cache, n_threads)
+                    entry, win_u, win_y, win_len, ws, cache, stats, n_threads)
         c += 1

@@ -116,6 +116,9 @@ class CPUBackend:
         self.grad = np.zeros(size, dtype=self.dtype)
         self._alloc_workspace()
         self._ver = np.zeros(1, dtype=np.int64)     # weights version (activation cache)
+        # rows stepped, rows re-run by updates, rows computed in fused windows (for
+        # benchmarks and curiosity; not saved)
+        self.stats = np.zeros(3, dtype=np.int64)
         self._set_arrays(arrays, copy=False)
 
     # -- internals ----------------------------------------------------------------------
@@ -180,7 +183,7 @@ class CPUBackend:
         K.step_calls(series, U, Y, offsets, self.kp, self.km, self.kv,
                      a["opt_step"], self.hyper, self.grad, a["state"], a["entry"],
                      a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
-                     self.ws, self.cache, out, numba.get_num_threads())
+                     self.ws, self.cache, self.stats, out, numba.get_num_threads())
         return out
 
     def resize(self, n_series):
