@@ -308,24 +308,20 @@ def decode_messages(messages, fmt: MessageFormat, origin: str, partition: int, t
         if fmt.target not in d:
             flag(MISSING_FIELD, fmt.target, r, None)
             continue
-        v = d[fmt.target]
-        if v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                flag(NOT_A_NUMBER, fmt.target, r, v)
-                continue
-            y[r] = float(v)
+        v = _number(d[fmt.target], allow_bool=False)
+        if v is None:
+            flag(NOT_A_NUMBER, fmt.target, r, d[fmt.target])
+            continue
+        y[r] = v
         for j, name in enumerate(fmt.features):
             if name not in d:
                 flag(MISSING_FIELD, name, r, None)
                 break
-            x = d[name]
+            x = _number(d[name], allow_bool=True)
             if x is None:
-                X[r, j] = np.nan          # the policy names it: non-finite feature
-            elif isinstance(x, bool) or not isinstance(x, (int, float)):
-                flag(NOT_A_NUMBER, name, r, x)
+                flag(NOT_A_NUMBER, name, r, d[name])
                 break
-            else:
-                X[r, j] = float(x)
+            X[r, j] = x                   # NaN/inf: the policy names a non-finite feature
         else:
             t = d.get(fmt.time)
             if t is None:
@@ -336,8 +332,7 @@ def decode_messages(messages, fmt: MessageFormat, origin: str, partition: int, t
     kind = time_kind
     if kind is None:
         first = next((t for t in raw_time if t is not None and not isinstance(t, bool)), None)
-        kind = ("datetime" if isinstance(first, str) else
-                "float" if isinstance(first, float) and not float(first).is_integer() else "int")
+        kind = _time_kind(first)
     t_arr, t_bad = _parse_times(raw_time, kind)
     for r in np.flatnonzero(t_bad):
         flag(BAD_TIME, fmt.time, int(r), raw_time[r])
@@ -389,12 +384,45 @@ _HINTS = {
 def _preview(b, n=60):
     if b is None:
         return None
-    s = b[:n]
+    more = "..." if len(b) > n else ""
     try:
-        s = s.decode()
+        return b[:n].decode() + more
     except UnicodeDecodeError:
-        pass
-    return s + ("..." if len(b) > n else "")
+        return repr(b[:n]) + more
+
+
+def _number(v, allow_bool):
+    """A JSON value as the Parquet path reads a cell: numbers and numeric strings
+    ("1.5", "nan") are numbers, ``null`` is NaN (missing), booleans are 0/1 for
+    features only; anything else is ``None`` (not a number)."""
+    if v is None:
+        return np.nan
+    if isinstance(v, bool):
+        return float(v) if allow_bool else None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _time_kind(first):
+    """The kind of a partition's timestamps, from its first readable one: as the
+    Parquet path guesses a string column (int, then float, then ISO datetime)."""
+    if isinstance(first, str):
+        for kind, conv in (("int", int), ("float", float)):
+            try:
+                conv(first.strip())
+                return kind
+            except ValueError:
+                pass
+        return "datetime"
+    if isinstance(first, float) and not first.is_integer():
+        return "float"
+    return "int"
 
 
 def _parse_times(raw, kind):
@@ -412,8 +440,9 @@ def _parse_times(raw, kind):
             parsed = pd.to_datetime(pd.Series([s if k else None for s, k in zip(strs, ok)],
                                               dtype=object),
                                     utc=True, format="ISO8601", errors="coerce")
-            vals = parsed.array.asi8 if hasattr(parsed.array, "asi8") else \
-                parsed.to_numpy().view(np.int64)
+            # Nanoseconds since the epoch, as the Parquet path keys datetimes (pandas
+            # 3 would otherwise pick the resolution from the strings).
+            vals = parsed.dt.as_unit("ns").array.asi8
             nat = parsed.isna().to_numpy()
             for k, r in enumerate(idx):
                 if not ok[k] or nat[k]:
@@ -425,6 +454,12 @@ def _parse_times(raw, kind):
     for r, t in enumerate(raw):
         if t is None:
             continue
+        if isinstance(t, str):
+            try:
+                t = (int if kind == "int" else float)(t.strip())
+            except ValueError:
+                bad[r] = True
+                continue
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
             bad[r] = True
         elif kind == "int":
@@ -671,13 +706,16 @@ class KafkaWorker:
         Backend to restore snapshots on (None: the one they were written with).
     log
         ``str -> None`` for status lines (assignments, resumes, snapshots).
+    progress
+        An object with ``start(label, total, done)``, ``update(rows, n_series)``
+        and ``finish()`` (the CLI's progress bar), or None.
     """
 
     def __init__(self, source, group, new_runner, *, store=None, sink=None, fmt=None,
                  checkpoint_every=None, checkpoint_seconds=None, max_idle=None,
                  max_messages=None, instance_id=None, session_timeout_ms=10000,
                  batch_size=5000, poll_timeout=0.25, connect_timeout=5.0, exactly_once=False,
-                 run_meta=None, backend=None, log=None, join_timeout=60.0):
+                 run_meta=None, backend=None, log=None, join_timeout=60.0, progress=None):
         if not group:
             raise KafkaSetupError("a Kafka source needs a consumer group: pass --group NAME "
                                   "(every worker of one job uses the same name)")
@@ -698,6 +736,7 @@ class KafkaWorker:
         self.backend = backend
         self.log = log or (lambda s: None)
         self.join_timeout = float(join_timeout)
+        self.progress = progress
         self.origin = str(source)
         self.parts: dict[int, _Partition] = {}
         self.summary = WorkerSummary(str(source), group)
@@ -880,7 +919,11 @@ class KafkaWorker:
         try:
             consumer.subscribe([self.source.topic], on_assign=self._on_assign,
                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+            if self.progress is not None:
+                self.progress.start(f"{self.source.topic} (group {self.group})", None, 0)
             self._loop(consumer, t0)
+            if self.progress is not None:
+                self.progress.finish()
             if self._failed:
                 raise self._failed
             self._checkpoint(consumer, reason="end")
@@ -925,6 +968,9 @@ class KafkaWorker:
                 self._down_since = None
                 self._process(consumer, by_part)
                 self._touch()
+                if self.progress is not None:
+                    self.progress.update(self.summary.messages,
+                                         sum(p.runner.n_series for p in self.parts.values()))
             else:
                 self._check_health(consumer, now, t0)
                 if (self.max_idle is not None and self._joined
@@ -1012,3 +1058,146 @@ class KafkaWorker:
         if self.exactly_once and moved:
             sink.commit([TopicPartition(self.source.topic, p, self.parts[p].next_offset)
                          for p in moved], consumer.consumer_group_metadata())
+
+
+# -- producing observations ---------------------------------------------------------------
+def produce_frame(addr, frame, fmt=None, timeout=30.0, progress=None):
+    """Send a long-format ``pandas.DataFrame`` (one observation per row, columns
+    named by ``fmt``) to ``addr`` in row order, keyed by series id; returns the
+    partition each row went to (``ndarray``), from the broker's delivery reports.
+
+    For tests, benchmarks and feeding a topic from a file; floats travel with
+    full precision, so a run over the topic sees exactly the frame's values."""
+    from confluent_kafka import Producer
+    if isinstance(addr, str):
+        addr = KafkaAddress.parse(addr, "sink")
+    fmt = fmt or MessageFormat()
+    topic_partitions(addr, min(timeout, 5.0))
+    n = len(frame)
+    parts = np.full(n, -1, dtype=np.int64)
+    failures = []
+
+    def report(err, msg, r):
+        if err is not None:
+            failures.append(err)
+        else:
+            parts[r] = msg.partition()
+
+    p = Producer({**_client_conf(addr.bootstrap, min(timeout, 10.0)), "linger.ms": 20,
+                  "enable.idempotence": True, "acks": "all", "batch.num.messages": 10000,
+                  "queue.buffering.max.messages": 1_000_000,
+                  "message.timeout.ms": max(1000, int(timeout * 1000))})
+    ids = frame[fmt.series].tolist()
+    times = [_json_time(t) for t in frame[fmt.time].tolist()]
+    ys = frame[fmt.target].astype(np.float64).tolist()
+    feats = [frame[f].astype(np.float64).tolist() for f in fmt.features]
+    for r in range(n):
+        key, value = fmt.encode(ids[r], times[r], ys[r], [f[r] for f in feats])
+        while True:
+            try:
+                p.produce(addr.topic, value, key, on_delivery=lambda e, m, r=r: report(e, m, r))
+                break
+            except BufferError:
+                p.poll(0.05)
+        if r % 10000 == 0:
+            p.poll(0)
+            if progress:
+                progress(r)
+    left = p.flush(timeout)
+    if left or failures:
+        why = failures[0].str() if failures else f"{left} messages still queued"
+        raise KafkaRuntimeError(f"could not deliver {n} rows to {addr} within {timeout:g} s ({why})")
+    return parts
+
+
+# -- what `streamlstm run --source kafka://...` executes -------------------------------------
+@dataclass
+class KafkaOptions:
+    """The Kafka-only options of ``streamlstm run``."""
+
+    group: str | None = None
+    sink: str | None = None             # kafka://HOST:PORT/TOPIC
+    instance_id: str | None = None      # static membership
+    max_idle: float | None = None
+    max_messages: int | None = None
+    exactly_once: bool = False
+    session_timeout_ms: int = 10000
+    connect_timeout: float = 5.0
+    batch_size: int = 5000
+
+
+@dataclass
+class KafkaResult:
+    summary: WorkerSummary
+    runners: dict                       # partition -> StreamRunner, as this worker last held them
+    seconds: float
+
+
+class KafkaJob:
+    """A ``streamlstm run`` whose source is a Kafka topic: one ``KafkaWorker`` built
+    from the run's ``filejob.JobConfig`` (model options, policy, ``--checkpoint``,
+    ``--checkpoint-every``) and ``KafkaOptions``."""
+
+    def __init__(self, cfg, kopts: KafkaOptions, progress=None, log=None):
+        self.cfg, self.kopts = cfg, kopts
+        self.progress = progress
+        self.log = log or (lambda s: print(f"streamlstm: {s}", file=sys.stderr, flush=True))
+
+    def _check(self):
+        cfg, k = self.cfg, self.kopts
+        src = KafkaAddress.parse(cfg.source, "--source")
+        sink = KafkaAddress.parse(k.sink, "--sink") if k.sink else None
+        if getattr(cfg, "replay", None):
+            raise KafkaSetupError("--replay is not available with a Kafka source: each partition "
+                                  "learns from its own messages; send the history into the topic "
+                                  "first (it is replayed like live data), or start from a trained "
+                                  "model with --init-from")
+        if getattr(cfg, "out", None):
+            raise KafkaSetupError(f"--out writes a file, which a Kafka worker (one of possibly "
+                                  f"many) cannot resume exactly; send forecasts to a topic with "
+                                  f"--sink kafka://{src.bootstrap}/TOPIC")
+        if not k.group:
+            raise KafkaSetupError("a Kafka source needs --group NAME: the consumer group whose "
+                                  "workers share the topic's partitions")
+        if k.exactly_once and sink is None:
+            raise KafkaSetupError("--exactly-once needs --sink kafka://HOST:PORT/TOPIC")
+        if sink is not None and sink.topic == src.topic and sink.bootstrap == src.bootstrap:
+            raise KafkaSetupError(f"--sink {sink} is the source topic; forecasts need a topic "
+                                  f"of their own")
+        return src, sink
+
+    def run(self) -> KafkaResult:
+        cfg, k = self.cfg, self.kopts
+        src, sink_addr = self._check()
+        t0 = time.monotonic()
+        store = PartitionStore(cfg.checkpoint) if cfg.checkpoint else None
+        run_meta = cfg.result_config()
+        # Broker and topics are checked before any producer or consumer exists.
+        topic_partitions(src, k.connect_timeout)
+        if sink_addr is not None:
+            topic_partitions(sink_addr, k.connect_timeout)
+        sink = None
+        if sink_addr is not None:
+            txn_id = None
+            if k.exactly_once:
+                # A restarted worker with the same --instance-id fences (and aborts
+                # the open transaction of) its killed predecessor at once.
+                txn_id = f"streamlstm-{k.group}-{k.instance_id or uuid.uuid4().hex}"
+            sink = ForecastSink(sink_addr, timeout=max(30.0, k.connect_timeout),
+                                transactional_id=txn_id)
+        from .filejob import FileJob
+        new_runner = FileJob(cfg)._new_runner
+        every_rows = getattr(cfg, "every_rows", None)
+        every_seconds = getattr(cfg, "every_seconds", None)
+        self.worker = KafkaWorker(
+            src, k.group, new_runner, store=store, sink=sink,
+            fmt=MessageFormat(cfg.columns.series, cfg.columns.time, cfg.columns.target,
+                              tuple(cfg.columns.features)),
+            checkpoint_every=every_rows, checkpoint_seconds=every_seconds,
+            max_idle=k.max_idle, max_messages=k.max_messages, instance_id=k.instance_id,
+            session_timeout_ms=k.session_timeout_ms, batch_size=k.batch_size,
+            connect_timeout=k.connect_timeout, exactly_once=k.exactly_once,
+            run_meta=run_meta, backend=cfg.backend, log=self.log, progress=self.progress)
+        summary = self.worker.run()
+        runners = {p: d["runner"] for p, d in sorted(summary.partitions.items())}
+        return KafkaResult(summary, runners, time.monotonic() - t0)

@@ -1,0 +1,376 @@
+"""Kafka source and sink against a real broker (tansu, see kafka_broker.py).
+
+What these tests hold (issue 7):
+* forecasts through Kafka equal those of the same rows read from Parquet, one
+  Parquet run per partition's rows, bit for bit;
+* kill -9 of a worker mid-stream, then a restart: every observation changed the
+  state exactly once (final snapshots equal an uninterrupted run's), forecasts
+  arrived at least once with identical duplicates - or exactly once with
+  ``exactly_once``;
+* two workers in one group split the partitions; one is killed, the other
+  takes its partitions over from their snapshots - same final state;
+* bad messages get the Parquet path's policy, with topic/partition/offset;
+* an unreachable broker or a missing topic fails in seconds, naming both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kafka_broker import free_port, kafka_broker  # noqa: F401 - the fixture
+from streamlstm import checkpoint as ckpt
+from streamlstm.errors import CheckpointError
+from streamlstm.filejob import JobConfig
+from streamlstm.kafka import (KafkaAddress, KafkaJob, KafkaOptions, KafkaSetupError,
+                              MessageFormat, PartitionStore, decode_messages, produce_frame,
+                              topic_partitions)
+from streamlstm.policy import DataError, Policy
+from streamlstm.sources import Columns, open_source
+from streamlstm.stream import StreamRunner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FEATURES = ("temp",)
+SESSION_MS = 6000      # tansu's JoinGroup waits session.timeout.ms / 2
+
+
+# -- data and configuration -----------------------------------------------------------------
+def make_frame(n_series=16, steps=30, seed=0, nan_every=17):
+    """Long-format sensor rows in time order: daily-ish cycles, noise, a feature,
+    some missing targets."""
+    rng = np.random.default_rng(seed)
+    t0 = pd.Timestamp("2024-03-01")
+    rows = []
+    for k in range(steps):
+        for s in range(n_series):
+            v = 10 + s + 3 * np.sin(2 * np.pi * k / 12 + s) + rng.normal(0, 0.3)
+            if (k * n_series + s) % nan_every == 5:
+                v = np.nan
+            rows.append((f"sensor-{s:03d}", t0 + pd.Timedelta(hours=k), v,
+                         20 + rng.normal(0, 2)))
+    return pd.DataFrame(rows, columns=["series_id", "timestamp", "value", "temp"])
+
+
+def job_config(source, checkpoint=None, every_rows=None, horizon=2, on_bad_row="error"):
+    return JobConfig(source=source, columns=Columns(features=FEATURES), checkpoint=checkpoint,
+                     every_rows=every_rows, every_seconds=None, horizon=horizon, hidden_size=4,
+                     k1=3, k2=5, backend="reference", seed=1,
+                     policy=Policy(on_bad_row=on_bad_row))
+
+
+def run_job(broker, topic, group, sink=None, checkpoint=None, every_rows=None, horizon=2,
+            on_bad_row="error", **kw):
+    cfg = job_config(broker.url(topic), checkpoint, every_rows, horizon, on_bad_row)
+    kopts = KafkaOptions(group=group, sink=broker.url(sink) if sink else None,
+                         session_timeout_ms=SESSION_MS, **{"max_idle": 2.0, **kw})
+    return KafkaJob(cfg, kopts, log=lambda s: None).run()
+
+
+def parquet_reference(frame, parts, n_partitions, tmp_path, horizon=2, batch_rows=37):
+    """The same rows read from Parquet, one run per partition's rows: per partition
+    the forecast table and the runner (its final state)."""
+    cfg = job_config("unused", horizon=horizon)
+    out = {}
+    for p in range(n_partitions):
+        sub = frame[parts == p].reset_index(drop=True)
+        path = tmp_path / f"partition-{p}.parquet"
+        sub.to_parquet(path, index=False)
+        runner = StreamRunner(cfg.make_model(), cfg.policy, cfg.metrics_window)
+        yhat = []
+        for batch in open_source(str(path), cfg.columns).batches(batch_rows=batch_rows):
+            yhat.append(runner.process(batch).yhat)
+        out[p] = (sub, np.concatenate(yhat), runner)
+    return out
+
+
+def sink_frame(broker, topic, n_partitions=2, isolation="read_committed"):
+    msgs = broker.read_topic(topic, n_partitions, isolation=isolation)
+    rows = [json.loads(m.value()) for m in msgs]
+    for m, r in zip(msgs, rows):
+        assert m.key().decode() == r["series_id"]        # keyed by series id
+    return pd.DataFrame(rows)
+
+
+def state_of(path):
+    """A snapshot's state, minus where it sits (position) and run bookkeeping."""
+    meta, arrays = ckpt.read(path)
+    meta = json.loads(json.dumps(meta))
+    meta.get("extra", {}).pop("position", None)
+    meta.get("extra", {}).pop("meta", None)
+    return meta, arrays
+
+
+def assert_same_state(path_a, path_b):
+    ma, aa = state_of(path_a)
+    mb, ab = state_of(path_b)
+    assert ma == mb
+    assert sorted(aa) == sorted(ab)
+    for k in aa:
+        assert aa[k].dtype == ab[k].dtype and aa[k].shape == ab[k].shape, k
+        assert aa[k].tobytes() == ab[k].tobytes(), f"array {k!r} differs"
+
+
+def write_reference_snapshots(ref, directory, topic):
+    store = PartitionStore(directory)
+    for p, (sub, _, runner) in ref.items():
+        store.save(runner, topic, p, len(sub), meta={})
+    return store
+
+
+def bits(a):
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float64)).view(np.int64)
+
+
+def assert_forecasts_equal(sink_rows, ref, horizon=2):
+    """Sink rows of each partition (deduplicated by (series_id, timestamp), which
+    must carry identical values) equal the Parquet run's forecasts, bit for bit."""
+    cols = ["yhat"] + [f"yhat_h{j}" for j in range(2, horizon + 1)]
+    for p, (sub, yhat, _) in ref.items():
+        got = sink_rows[sink_rows["partition"] == p]
+        # A duplicate after a crash is the same forecast again: identical values.
+        dup = got.duplicated(["series_id", "timestamp"], keep=False)
+        if dup.any():
+            g = got[dup].groupby(["series_id", "timestamp"])
+            for c in ["y", *cols, "offset"]:
+                assert (g[c].nunique(dropna=False) == 1).all(), c
+        got = got.drop_duplicates(["series_id", "timestamp"]).sort_values("offset")
+        assert got["offset"].tolist() == list(range(len(sub)))
+        assert got["series_id"].tolist() == sub["series_id"].tolist()
+        assert pd.to_datetime(got["timestamp"]).tolist() == sub["timestamp"].tolist()
+        assert np.array_equal(bits(got["y"].astype(float)), bits(sub["value"]))
+        for j, c in enumerate(cols):
+            assert np.array_equal(bits(got[c].astype(float)), bits(yhat[:, j])), (p, c)
+
+
+# -- no broker needed ---------------------------------------------------------------------
+def test_address_parsing_names_what_is_wrong():
+    a = KafkaAddress.parse("kafka://10.0.0.1:9092,10.0.0.2:9093/sensor.raw")
+    assert (a.bootstrap, a.topic) == ("10.0.0.1:9092,10.0.0.2:9093", "sensor.raw")
+    assert str(a) == "kafka://10.0.0.1:9092,10.0.0.2:9093/sensor.raw"
+    for bad, words in [("sensors.parquet", "kafka://HOST:PORT/TOPIC"),
+                       ("kafka://127.0.0.1:9092", "names no topic"),
+                       ("kafka://127.0.0.1:9092/a/b", "names no topic"),
+                       ("kafka://127.0.0.1/t", "HOST:PORT"),
+                       ("kafka://127.0.0.1:99999/t", "HOST:PORT"),
+                       ("kafka://127.0.0.1:9092/bad topic", "not a legal")]:
+        with pytest.raises(KafkaSetupError, match=words):
+            KafkaAddress.parse(bad, "--source")
+
+
+class FakeMessage:
+    def __init__(self, offset, key, value):
+        self._o, self._k = offset, key
+        self._v = value if isinstance(value, (bytes, type(None))) else json.dumps(value).encode()
+
+    def offset(self):
+        return self._o
+
+    def key(self):
+        return self._k
+
+    def value(self):
+        return self._v
+
+
+def test_encode_decode_round_trip_is_exact():
+    fmt = MessageFormat(features=("a", "b"))
+    vals = [0.1 + 0.2, 1e-310, -3.0000000000000004, float("nan"), 7.0]
+    ts = pd.date_range("2024-01-01", periods=5, freq="37s")
+    msgs = []
+    for r, v in enumerate(vals):
+        k, payload = fmt.encode(f"s{r % 2}", ts[r].isoformat(), v, [v / 3 if v == v else 1.0, r])
+        msgs.append(FakeMessage(100 + r, k, payload))
+    b = decode_messages(msgs, fmt, "kafka://h:1/t", 3)
+    assert b.ids.tolist() == ["s0", "s1", "s0", "s1", "s0"]
+    assert np.array_equal(bits(b.y), bits(vals))          # NaN travels as null
+    assert b.X[0, 0] == vals[0] / 3 and b.X[3, 1] == 3.0
+    assert b.time_kind == "datetime" and b.time.tolist() == ts.as_unit("ns").asi8.tolist()
+    assert b.rows.tolist() == [100, 101, 102, 103, 104] and not b.problems
+    assert b.where(2) == "kafka://h:1/t, partition 3, offset 102"
+    k, payload = fmt.encode("s0", 5, float("nan"), [1.0, 2.0])
+    assert json.loads(payload)["value"] is None
+    # Integer timestamps and numbers written as strings read as the Parquet path reads them.
+    b = decode_messages([FakeMessage(0, b"x", {"series_id": "x", "timestamp": 5, "value": "2.5",
+                                               "a": True, "b": 1})], fmt, "o", 0)
+    assert b.time_kind == "int" and b.time.tolist() == [5] and b.y.tolist() == [2.5]
+    assert b.X.tolist() == [[1.0, 1.0]]
+
+
+def test_bad_messages_are_located_and_follow_the_policy():
+    fmt = MessageFormat(features=("temp",))
+    good = {"series_id": "a", "value": 1.0, "temp": 2.0}
+    msgs = [FakeMessage(10, b"a", {**good, "timestamp": 1}),
+            FakeMessage(11, b"a", b"{not json"),
+            FakeMessage(12, b"a", {**good, "timestamp": 2, "value": "abc"}),
+            FakeMessage(13, b"b", {**good, "timestamp": 3}),                 # key != series id
+            FakeMessage(14, b"a", {"series_id": "a", "timestamp": 4, "temp": 1.0}),  # no value
+            FakeMessage(15, b"a", {**good, "timestamp": 5, "temp": None}),   # non-finite feature
+            FakeMessage(16, b"a", {**good, "timestamp": 5}),
+            FakeMessage(17, b"a", {**good, "timestamp": 5}),                 # duplicate time
+            FakeMessage(18, b"a", {**good, "timestamp": "noon"}),
+            FakeMessage(19, b"a", [1, 2]),
+            FakeMessage(20, None, {"value": 1.0, "timestamp": 9, "temp": 0.0}),  # no id at all
+            FakeMessage(21, b"c", {"value": 1.0, "timestamp": 9, "temp": 0.0})]  # id from key
+    origin = "kafka://127.0.0.1:9/sensors"
+    batch = decode_messages(msgs, fmt, origin, 4)
+    cfg = job_config(origin, horizon=1)
+    runner = StreamRunner(cfg.make_model(), Policy(on_bad_row="error"))
+    with pytest.raises(DataError) as e:
+        runner.process(batch)
+    msg = str(e.value)
+    assert "kafka://127.0.0.1:9/sensors, partition 4, offset 11" in msg
+    assert "--on-bad-row skip" in msg
+    assert runner.rows_in == 0 and runner.n_series == 0          # rejected: nothing changed
+
+    runner = StreamRunner(cfg.make_model(), Policy(on_bad_row="skip"))
+    fc = runner.process(decode_messages(msgs, fmt, origin, 4))
+    assert batch.rows[fc.keep].tolist() == [10, 16, 21]
+    assert runner.skipped == Counter({"unreadable message": 2, "not a number": 1,
+                                      "key differs from series id": 1, "missing field": 1,
+                                      "non-finite feature": 1, "duplicate timestamp": 1,
+                                      "unreadable timestamp": 1, "missing series id": 1})
+    assert runner.ids == ["a", "c"]
+
+
+# -- fast, clear setup errors -----------------------------------------------------------------
+def test_unreachable_broker_fails_fast_naming_the_address():
+    port = free_port()                          # nothing listens there
+    cfg = job_config(f"kafka://127.0.0.1:{port}/sensors")
+    t0 = time.monotonic()
+    with pytest.raises(KafkaSetupError) as e:
+        KafkaJob(cfg, KafkaOptions(group="g", connect_timeout=2.0), log=lambda s: None).run()
+    assert time.monotonic() - t0 < 8
+    assert f"127.0.0.1:{port}" in str(e.value) and "'sensors'" in str(e.value)
+
+
+def test_missing_topics_fail_fast_naming_them(kafka_broker, tmp_path):
+    b = kafka_broker
+    there = b.create_topic(b.new_name("there"), 1)
+    t0 = time.monotonic()
+    with pytest.raises(KafkaSetupError) as e:
+        topic_partitions(KafkaAddress.parse(b.url("no-such-topic")), timeout=3)
+    assert "'no-such-topic' does not exist" in str(e.value) and b.bootstrap in str(e.value)
+    assert there in str(e.value)                      # lists what is there
+    with pytest.raises(KafkaSetupError, match="'no-such-sink'"):
+        run_job(b, there, b.new_name("g"), sink="no-such-sink", checkpoint=str(tmp_path))
+    assert time.monotonic() - t0 < 10
+    assert not os.listdir(tmp_path)                   # nothing was touched
+    with pytest.raises(KafkaSetupError, match="--group"):
+        run_job(b, there, None)
+
+
+# -- through the broker: Kafka = Parquet per partition, bit for bit ------------------------------
+def test_forecasts_through_kafka_equal_parquet_per_partition(kafka_broker, tmp_path):
+    b = kafka_broker
+    src, out = b.create_topic(b.new_name("src"), 3), b.create_topic(b.new_name("out"), 2)
+    frame = make_frame(n_series=16, steps=30)
+    parts = produce_frame(b.url(src), frame, MessageFormat(features=FEATURES))
+    assert set(parts.tolist()) == {0, 1, 2}
+    ck = tmp_path / "ck"
+    res = run_job(b, src, b.new_name("g"), sink=out, checkpoint=str(ck), every_rows=97,
+                  batch_size=64)
+    s = res.summary
+    assert s.messages == s.forecasts == len(frame) and not s.skipped
+    assert s.stopped_because.startswith("no message for --max-idle")
+    ref = parquet_reference(frame, parts, 3, tmp_path)
+    rows = sink_frame(b, out)
+    assert len(rows) == len(frame)                     # a clean run sends no duplicate
+    assert_forecasts_equal(rows, ref)
+    # The final per-partition snapshots hold the Parquet runs' state and the offsets.
+    refdir = write_reference_snapshots(ref, tmp_path / "ref", src)
+    store = PartitionStore(ck)
+    assert store.partitions(src) == [0, 1, 2]
+    for p in range(3):
+        assert_same_state(store.path(src, p), refdir.path(src, p))
+        _, offset, _ = store.load(src, p)
+        assert offset == int((parts == p).sum())
+
+
+def test_restart_seeks_to_the_snapshot_offset_not_the_group_offset(kafka_broker, tmp_path):
+    from confluent_kafka import Consumer, TopicPartition
+    b = kafka_broker
+    src, out = b.create_topic(b.new_name("src"), 2), b.create_topic(b.new_name("out"), 2)
+    frame = make_frame(n_series=8, steps=25, seed=3)
+    parts = produce_frame(b.url(src), frame, MessageFormat(features=FEATURES))
+    ck, group = str(tmp_path / "ck"), b.new_name("g")
+    first = run_job(b, src, group, sink=out, checkpoint=ck, every_rows=40, batch_size=30,
+                    max_messages=77)
+    assert first.summary.messages == 77
+    assert first.summary.stopped_because == "read --max-messages 77"
+    store = PartitionStore(ck)
+    held = sum(store.load(src, p)[1] for p in store.partitions(src))
+    assert held == 77                           # a clean stop snapshots where it stopped
+    # Move the group's committed offsets somewhere wrong: the snapshots decide.
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(src, p, 1) for p in range(2)], asynchronous=False)
+    c.close()
+    second = run_job(b, src, group, sink=out, checkpoint=ck, every_rows=40, batch_size=30)
+    assert second.summary.messages == len(frame) - 77
+    ref = parquet_reference(frame, parts, 2, tmp_path)
+    rows = sink_frame(b, out)
+    assert len(rows) == len(frame)              # stop/resume: not one forecast twice
+    assert_forecasts_equal(rows, ref)
+    refdir = write_reference_snapshots(ref, tmp_path / "ref", src)
+    for p in range(2):
+        assert_same_state(store.path(src, p), refdir.path(src, p))
+
+
+def test_bad_messages_skipped_and_counted_or_stop_the_run(kafka_broker, tmp_path):
+    from confluent_kafka import Producer
+    b = kafka_broker
+    src, out = b.create_topic(b.new_name("src"), 2), b.create_topic(b.new_name("out"), 2)
+    fmt = MessageFormat(features=FEATURES)
+    pr = Producer({"bootstrap.servers": b.bootstrap})
+
+    def send(partition, key, value):
+        pr.produce(src, value if isinstance(value, bytes) else json.dumps(value).encode(),
+                   key, partition=partition)
+
+    for t in range(6):
+        for p, sid in ((0, "a"), (1, "b")):
+            send(p, sid.encode(), fmt.encode(sid, t, float(t), [1.0])[1])
+    send(1, b"b", b"\xff not json")                                   # offset 6 of partition 1
+    send(1, b"b", {"series_id": "b", "timestamp": 9, "value": "high", "temp": 1.0})
+    send(0, b"a", {"series_id": "a", "timestamp": 2, "value": 1.0, "temp": 1.0})  # out of order
+    assert pr.flush(10) == 0
+    del pr
+    ck = str(tmp_path / "ck")
+    # --on-bad-row error: stops at the first bad message, named, and no snapshot is written
+    # past the last good batch.
+    with pytest.raises(DataError) as e:
+        run_job(b, src, b.new_name("g"), checkpoint=ck, every_rows=4, batch_size=4)
+    msg = str(e.value)
+    # Both partitions go bad at offset 6 (not JSON in 1, out of order in 0).
+    assert f"{b.url(src)}, partition " in msg and ", offset 6" in msg
+    store = PartitionStore(ck)
+    for p in store.partitions(src):
+        assert store.load(src, p)[1] <= 6                 # nothing past the bad message
+    # --on-bad-row skip: dropped, counted by reason, the rest forecast.
+    res = run_job(b, src, b.new_name("g"), sink=out, checkpoint=str(tmp_path / "ck2"),
+                  on_bad_row="skip")
+    assert res.summary.skipped == Counter({"unreadable message": 1, "not a number": 1,
+                                           "out-of-order timestamp": 1})
+    assert res.summary.messages == 15 and res.summary.forecasts == 12
+    runners = res.runners
+    assert sum(sum(r.skipped.values()) for r in runners.values()) == 3   # kept in the snapshots
+    rows = sink_frame(b, out)
+    assert len(rows) == 12 and set(rows["offset"]) == set(range(6))
+
+
+def test_snapshot_written_with_other_options_is_refused(kafka_broker, tmp_path):
+    b = kafka_broker
+    src = b.create_topic(b.new_name("src"), 1)
+    produce_frame(b.url(src), make_frame(n_series=2, steps=5), MessageFormat(features=FEATURES))
+    ck = str(tmp_path / "ck")
+    run_job(b, src, b.new_name("g"), checkpoint=ck, max_idle=1.0)
+    with pytest.raises(CheckpointError, match="horizon"):
+        run_job(b, src, b.new_name("g"), checkpoint=ck, horizon=3, max_idle=1.0)
