@@ -1,0 +1,315 @@
+"""What the network sees: per-series online scaling of the target and of the
+exogenous features, lag inputs and seasonal-position inputs.
+
+The recurrent core (``OnlineRNN``) learns best on inputs and targets of order one;
+real series are in the hundreds (AirlinePassengers), drift, and have their own
+scale each.  So every series keeps its own small *feature state* and the network
+works in a scaled, by default differenced, space:
+
+* target ``y_t``: with ``differencing`` the network predicts the next change
+  ``(y_t - y_{t-1}) / s`` where ``s`` is the series' running RMS of past changes;
+  without it, the z-score ``(y_t - m) / s`` with the running mean/std of past
+  values.  The forecast is mapped back with the same ``(level, s)`` (``level`` =
+  ``y_{t-1}`` resp. ``m``).  A network that outputs 0 is thus the naive (resp.
+  mean) forecaster, which is where learning starts from.
+* lag inputs: the same scaled quantity ``l`` steps back, for ``l`` in ``lags``
+  (``hist`` keeps the last ``max(lags) + 1`` raw values of each series).
+* seasonal position: ``sin/cos(2 pi pos / p)`` for each period ``p`` in
+  ``seasonality``, ``pos`` being the series' own row count.
+* exogenous features: z-scored with the series' running mean/variance (the row's
+  own value included: it is known when forecasting); absent (NaN) -> 0.
+
+Scalers are *adaptive exponential* averages: weight ``max(1/n, 1/window)`` on the
+n-th observation, i.e. the plain mean until ``window`` observations, then an
+exponentially weighted one, so they start unbiased and follow drift.  Scaled
+values are clipped to ``[-CLIP, CLIP]`` so that one outlier cannot blow up the
+network's state.  Statistics are updated only with the series' own rows, in
+arrival order, so the result does not depend on how rows are batched.
+
+The kernels here are ``@njit`` row loops; ``SeriesFeatures`` owns the arrays.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+CLIP = 8.0           # scaled inputs/targets are clipped to [-CLIP, CLIP]
+TINY = 1e-12         # relative floor on a scale, so a constant series does not divide by 0
+
+# Columns of the per-series float state ``ystat`` (N, 4).
+Y_N, Y_MEAN, Y_SQ, Y_LEVEL = range(4)
+# Columns of the per-series per-feature state ``xstat`` (N, F, 3).
+X_N, X_MEAN, X_VAR = range(3)
+
+
+@njit(cache=True)
+def _clip(v):
+    if v > CLIP:
+        return CLIP
+    if v < -CLIP:
+        return -CLIP
+    return v
+
+
+@njit(cache=True)
+def _scale(ystat_row, diff):
+    """(level, s) of one series: the affine map scaled -> raw for its next value.
+    s <= 0 means "not enough history yet" (no target, lag inputs 0)."""
+    n = ystat_row[Y_N]
+    if diff:
+        level = ystat_row[Y_LEVEL]
+        if n < 1.0:
+            return level, -1.0
+        s = math.sqrt(ystat_row[Y_SQ])
+    else:
+        level = ystat_row[Y_MEAN]
+        if n < 2.0:
+            return level, -1.0
+        s = math.sqrt(max(ystat_row[Y_SQ] - level * level, 0.0))
+    floor = TINY * max(1.0, abs(level))
+    if s < floor:
+        s = floor
+    return level, s
+
+
+@njit(cache=True)
+def _inputs(u, hist_row, ystat_row, xstat_row, x_row, pos, lags, periods, diff, n_x_first):
+    """Fill one input row ``u`` (I,) from a series' feature state before this row.
+
+    Layout: [lag inputs (len(lags)), sin/cos per period (2 len(periods)), features (F)].
+    ``x_row`` must already be folded into ``xstat_row`` (see ``_update_x``).
+    """
+    level, s = _scale(ystat_row, diff)
+    P = hist_row.shape[0]
+    j = 0
+    for k in range(lags.shape[0]):
+        lag = lags[k]
+        v = 0.0
+        if s > 0.0:
+            a = hist_row[P - lag]                      # y_{t-lag}
+            if diff:
+                b = hist_row[P - lag - 1]              # y_{t-lag-1}
+                if not (math.isnan(a) or math.isnan(b)):
+                    v = _clip((a - b) / s)
+            elif not math.isnan(a):
+                v = _clip((a - level) / s)
+        u[j] = v
+        j += 1
+    for k in range(periods.shape[0]):
+        ang = 2.0 * math.pi * (pos % periods[k]) / periods[k]
+        u[j] = math.sin(ang)
+        u[j + 1] = math.cos(ang)
+        j += 2
+    for f in range(x_row.shape[0]):
+        v = 0.0
+        xv = x_row[f]
+        if not math.isnan(xv) and xstat_row[f, X_N] >= 2.0 and xstat_row[f, X_VAR] > 0.0:
+            v = _clip((xv - xstat_row[f, X_MEAN]) / math.sqrt(xstat_row[f, X_VAR]))
+        u[n_x_first + f] = v
+
+
+@njit(cache=True)
+def _update_x(xstat_row, x_row, alpha_min):
+    for f in range(x_row.shape[0]):
+        xv = x_row[f]
+        if math.isnan(xv):
+            continue
+        n = xstat_row[f, X_N] + 1.0
+        a = max(1.0 / n, alpha_min)
+        d = xv - xstat_row[f, X_MEAN]
+        # West's exponentially weighted mean/variance (the plain Welford update while a = 1/n).
+        xstat_row[f, X_MEAN] += a * d
+        xstat_row[f, X_VAR] = (1.0 - a) * (xstat_row[f, X_VAR] + a * d * d)
+        xstat_row[f, X_N] = n
+
+
+@njit(cache=True)
+def _push_y(hist_row, ystat_row, y, alpha_min, diff):
+    """Fold an observed (finite) or missing (NaN) value into the series' state."""
+    P = hist_row.shape[0]
+    prev = hist_row[P - 1]
+    for p in range(P - 1):
+        hist_row[p] = hist_row[p + 1]
+    hist_row[P - 1] = y
+    if math.isnan(y):
+        return
+    if diff:
+        # the scale is the RMS of observed one-step changes (both ends observed)
+        if not math.isnan(prev):
+            n = ystat_row[Y_N] + 1.0
+            a = max(1.0 / n, alpha_min)
+            d = y - prev
+            ystat_row[Y_SQ] += a * (d * d - ystat_row[Y_SQ])
+            ystat_row[Y_N] = n
+    else:
+        n = ystat_row[Y_N] + 1.0
+        a = max(1.0 / n, alpha_min)
+        ystat_row[Y_MEAN] += a * (y - ystat_row[Y_MEAN])
+        ystat_row[Y_SQ] += a * (y * y - ystat_row[Y_SQ])
+        ystat_row[Y_N] = n
+    ystat_row[Y_LEVEL] = y
+
+
+@njit(cache=True)
+def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff, alpha_min,
+               n_x_first, U, T, level, scale):
+    """The learning pass over R rows in arrival order (each row for ``slots[r]``).
+
+    Writes the network input ``U[r]``, the scaled target ``T[r]`` (NaN = no loss:
+    missing y, or not enough history to scale it) and the map back to raw units
+    ``(level[r], scale[r])`` of row r's forecast, then folds row r into its
+    series' state.  Nothing here depends on the network's outputs, so the whole
+    batch can be prepared before the network steps it.
+    """
+    for r in range(slots.shape[0]):
+        n = slots[r]
+        _update_x(xstat[n], X[r], alpha_min)
+        for f in range(X.shape[1]):
+            if not math.isnan(X[r, f]):
+                xlast[n, f] = X[r, f]
+        _inputs(U[r], hist[n], ystat[n], xstat[n], X[r], pos[n], lags, periods, diff, n_x_first)
+        lv, s = _scale(ystat[n], diff)
+        level[r] = lv
+        scale[r] = s
+        t = np.nan
+        yr = y[r]
+        if s > 0.0 and not math.isnan(yr):
+            if diff:
+                if not math.isnan(hist[n, hist.shape[1] - 1]):   # change from an observed value
+                    t = _clip((yr - lv) / s)
+            else:
+                t = _clip((yr - lv) / s)
+        T[r] = t
+        _push_y(hist[n], ystat[n], yr, alpha_min, diff)
+        pos[n] += 1
+
+
+@njit(cache=True)
+def fold_x_rows(xstat, X, alpha_min):
+    for b in range(X.shape[0]):
+        _update_x(xstat[b], X[b], alpha_min)
+
+
+@njit(cache=True)
+def rollout_inputs(hist, ystat, xstat, X, pos, lags, periods, diff, n_x_first, U, level, scale):
+    """Inputs of one rollout step for B independent (copied) series states; the
+    scalers are frozen during a rollout (``X`` is scaled, not learned)."""
+    for b in range(hist.shape[0]):
+        _inputs(U[b], hist[b], ystat[b], xstat[b], X[b], pos[b], lags, periods, diff, n_x_first)
+        lv, s = _scale(ystat[b], diff)
+        level[b] = lv
+        scale[b] = s
+
+
+@njit(cache=True)
+def rollout_push(hist, ystat, pos, values, diff):
+    """Feed a rollout step's forecasts back as if observed (copies only): shift
+    ``hist`` and move the level; the scale statistics stay frozen."""
+    P = hist.shape[1]
+    for b in range(hist.shape[0]):
+        for p in range(P - 1):
+            hist[b, p] = hist[b, p + 1]
+        hist[b, P - 1] = values[b]
+        if diff and not math.isnan(values[b]):
+            ystat[b, Y_LEVEL] = values[b]
+        pos[b] += 1
+
+
+class SeriesFeatures:
+    """Per-series feature state (all float64, one row per slot) and the input layout.
+
+    ``hist`` (N, P) last P raw values (NaN = missing); ``ystat`` (N, 4) target
+    scaler (count, mean, mean of squares, level); ``xstat`` (N, F, 3) feature
+    scalers (count, mean, variance); ``xlast`` (N, F) last raw features (held
+    constant in forecasts when no future features are given); ``pos`` (N,) rows seen.
+    """
+
+    ARRAYS = ("hist", "ystat", "xstat", "xlast", "pos")
+
+    def __init__(self, lags, periods, n_features, differencing, window):
+        self.lags = np.asarray(lags, dtype=np.int64)
+        self.periods = np.asarray(periods, dtype=np.float64)
+        self.diff = bool(differencing)
+        self.alpha_min = 1.0 / float(window)
+        self.n_features = int(n_features)
+        self.P = int(self.lags.max()) + (1 if self.diff else 0)
+        self.a = self._fresh(0)
+
+    @property
+    def n_x_first(self):
+        return int(self.lags.size + 2 * self.periods.size)
+
+    @property
+    def n_inputs(self):
+        return self.n_x_first + self.n_features
+
+    def _fresh(self, n):
+        F = self.n_features
+        ystat = np.zeros((n, 4))
+        ystat[:, Y_LEVEL] = np.nan
+        return {"hist": np.full((n, self.P), np.nan), "ystat": ystat,
+                "xstat": np.zeros((n, F, 3)), "xlast": np.full((n, F), np.nan),
+                "pos": np.zeros(n, dtype=np.int64)}
+
+    @property
+    def n_series(self):
+        return self.a["pos"].shape[0]
+
+    def resize(self, n):
+        old = self.a
+        new = self._fresh(n)
+        m = old["pos"].shape[0]
+        for k in self.ARRAYS:
+            new[k][:m] = old[k]
+        self.a = new
+
+    def add_features(self, k):
+        """k more feature columns, absent (NaN, scaler empty) in every series so far."""
+        n = self.n_series
+        self.a["xstat"] = np.concatenate([self.a["xstat"], np.zeros((n, k, 3))], axis=1)
+        self.a["xlast"] = np.concatenate([self.a["xlast"], np.full((n, k), np.nan)], axis=1)
+        self.n_features += k
+
+    def learn(self, slots, y, X):
+        """Prepare R rows (see ``learn_rows``); returns ``(U, T, level, scale)`` and
+        folds the rows into the state."""
+        R = slots.shape[0]
+        U = np.empty((R, self.n_inputs))
+        T = np.empty(R)
+        level = np.empty(R)
+        scale = np.empty(R)
+        a = self.a
+        learn_rows(slots, y, X, a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"],
+                   self.lags, self.periods, self.diff, self.alpha_min, self.n_x_first,
+                   U, T, level, scale)
+        return U, T, level, scale
+
+    def snapshot(self, slots):
+        """Copies of the listed series' state, for side-effect-free rollouts."""
+        return {k: self.a[k][slots].copy() for k in self.ARRAYS}
+
+    def fold_x(self, snap, X):
+        """Fold one row of features per snapshot row into the (copied) scalers."""
+        fold_x_rows(snap["xstat"], X, self.alpha_min)
+
+    def rollout_step(self, snap, X):
+        """Inputs and (level, scale) for the next rollout step of the snapshot."""
+        B = snap["pos"].shape[0]
+        U = np.empty((B, self.n_inputs))
+        level = np.empty(B)
+        scale = np.empty(B)
+        rollout_inputs(snap["hist"], snap["ystat"], snap["xstat"], X, snap["pos"], self.lags,
+                       self.periods, self.diff, self.n_x_first, U, level, scale)
+        return U, level, scale
+
+    def rollout_push(self, snap, values):
+        rollout_push(snap["hist"], snap["ystat"], snap["pos"], values, self.diff)
+
+
+def to_raw(yhat, level, scale):
+    """Map scaled network outputs back to raw units; NaN where the series has no
+    value yet (nothing to anchor a forecast on)."""
+    out = level + yhat * np.where(scale > 0.0, scale, 0.0)
+    return out

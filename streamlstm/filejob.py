@@ -1,0 +1,404 @@
+"""A resumable forecasting run over files - what ``streamlstm run`` executes.
+
+Phases: optional history replay (``--replay``: warms weights and states, scored
+nowhere, written only with ``--write-replay``), then the live source.  Rows go
+through one ``StreamRunner``; forecasts go to ``--out``.
+
+With a checkpoint directory the run is restartable at any instant::
+
+    DIR/checkpoint.slstm    model + id map + runner (policy state, metrics) +
+                            position (phase, row) + the number of output parts
+    DIR/parts/part-*.parquet  the forecasts written so far, one part per checkpoint
+
+Every checkpoint first renames the open output part into place, then writes the
+checkpoint file atomically (``checkpoint.write``).  On start, an existing
+checkpoint is checked against this command (same options, same input files),
+output parts it does not count are deleted, and reading resumes at its row:
+after ``kill -9`` at any instant, the rerun writes exactly the rows the
+interrupted run had not committed, with the model state of that moment - the
+result equals one uninterrupted run, bit for bit.  When the source is exhausted
+the parts are streamed into ``--out`` (atomically) and the checkpoint marked
+complete; rerunning a complete run only rewrites ``--out`` if it is missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .policy import DataError, Policy
+from .sinks import ForecastFile, PartStore, out_format
+from .sources import DEFAULT_BATCH_ROWS, Columns, open_source
+from .stream import StreamRunner, forecaster_class
+
+CKPT_FILE = "checkpoint.slstm"
+PARTS_DIR = "parts"
+OUT_SERIES, OUT_TIME = "series_id", "timestamp"
+
+# Model options of the CLI (None: the forecaster's default) and their flags.
+MODEL_FLAGS = {"cell": "--cell", "hidden_size": "--hidden-size", "n_layers": "--layers",
+               "k1": "--k1", "k2": "--k2", "optimizer": "--optimizer", "lr": "--lr",
+               "dtype": "--dtype", "seed": "--seed", "lags": "--lags",
+               "seasonality": "--seasonality"}
+MODEL_KEYS = tuple(MODEL_FLAGS)
+# Options whose value changes the results: a resumed run must use the same.
+RESULT_KEYS = {
+    "series_col": "--series-col", "time_col": "--time-col", "target_col": "--target-col",
+    "features": "--features", "horizon": "--horizon", **MODEL_FLAGS,
+    "on_bad_row": "--on-bad-row", "new_series": "--new-series",
+    "metrics_window": "--metrics-window", "replay": "--replay", "write_replay": "--write-replay",
+    "init_from": "--init-from",
+}
+
+
+class JobError(DataError):
+    """A run that cannot start or continue as asked (options vs checkpoint, ...)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the run stopped at a batch boundary (checkpointed if it had a directory)."""
+
+    def __init__(self, row, phase, checkpointed):
+        super().__init__(f"interrupted at {phase} row {row}")
+        self.row, self.phase, self.checkpointed = row, phase, checkpointed
+
+
+@dataclass
+class JobConfig:
+    source: str
+    columns: Columns = Columns()
+    fmt: str | None = None
+    replay: str | None = None
+    write_replay: bool = False
+    out: str | None = None
+    checkpoint: str | None = None
+    every_rows: int | None = None
+    every_seconds: float | None = 60.0
+    init_from: str | None = None
+    horizon: int = 1
+    backend: str = "cpu"
+    # MultiSeriesForecaster options the user set (cell, hidden_size, n_layers, k1, k2,
+    # optimizer, lr, dtype, seed, lags, seasonality); the rest take its defaults.
+    model: dict = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    metrics_window: int = 1000
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    keep_forecasts: bool = False   # keep a Parquet copy of all forecasts (for the plot)
+
+    def result_config(self):
+        return {"series_col": self.columns.series, "time_col": self.columns.time,
+                "target_col": self.columns.target, "features": list(self.columns.features),
+                "horizon": self.horizon,
+                **{k: _jsonable(self.model.get(k)) for k in MODEL_KEYS},
+                "on_bad_row": self.policy.on_bad_row,
+                "new_series": self.policy.new_series, "metrics_window": self.metrics_window,
+                "replay": None if self.replay is None else os.path.basename(self.replay),
+                "write_replay": self.write_replay,
+                "init_from": None if self.init_from is None else os.path.abspath(self.init_from)}
+
+    def make_model(self):
+        from .multiseries import DEFAULT_LR
+        from .optim import SGD, Adam
+        kw = {k: v for k, v in self.model.items() if v is not None and k not in ("optimizer", "lr")}
+        name, lr = self.model.get("optimizer"), self.model.get("lr")
+        if name is not None or lr is not None:
+            if (name or "adam") == "adam":
+                kw["optimizer"] = Adam(lr=lr) if lr is not None else Adam(lr=DEFAULT_LR)
+            else:
+                kw["optimizer"] = SGD(lr=lr) if lr is not None else SGD()
+        M = forecaster_class()
+        return M(features=list(self.columns.features) or None, horizon=self.horizon,
+                 backend=self.backend, **kw)
+
+
+class NullProgress:
+    def start(self, label, total, done=0):
+        pass
+
+    def update(self, rows, n_series):
+        pass
+
+    def finish(self):
+        pass
+
+
+@dataclass
+class JobResult:
+    runner: StreamRunner
+    rows: dict                  # phase -> rows read this invocation
+    seconds: float
+    resumed_at: tuple | None    # (phase, row) when resumed from a checkpoint
+    already_complete: bool
+    out_rows: int | None
+    forecast_files: list        # Parquet files holding every written forecast (for plots)
+
+
+def _ckpt_path(directory):
+    """``--checkpoint`` names a directory; ``inspect`` also accepts the file."""
+    if os.path.isdir(directory) or not os.path.exists(directory):
+        return os.path.join(directory, CKPT_FILE)
+    return directory
+
+
+class FileJob:
+    def __init__(self, cfg: JobConfig, progress=None):
+        self.cfg = cfg
+        self.progress = progress or NullProgress()
+        self._tmpdir = None
+        self._stop = False
+
+    # -- setup -----------------------------------------------------------------------
+    def _open_sources(self):
+        cfg = self.cfg
+        srcs = {}
+        if cfg.replay:
+            srcs["replay"] = open_source(cfg.replay, cfg.columns, cfg.fmt)
+        srcs["live"] = open_source(cfg.source, cfg.columns, cfg.fmt)
+        return srcs
+
+    def _new_runner(self):
+        cfg = self.cfg
+        if cfg.init_from:
+            path = _ckpt_path(cfg.init_from)
+            runner, _, meta = StreamRunner.restore(path)
+            old = (meta or {}).get("config", {})
+            for key in ("features", "horizon", "target_col"):
+                if key in old and old[key] != cfg.result_config()[key]:
+                    raise JobError(f"{path}: that model was trained with {RESULT_KEYS[key]} "
+                                   f"{_show(old[key])}, this command says "
+                                   f"{_show(cfg.result_config()[key])}; use the same",
+                                   origin=path)
+            fresh = StreamRunner(runner.model, cfg.policy, cfg.metrics_window)
+            for name in ("ids", "_index", "time_kind", "last_time", "seen", "n_rows", "last_y",
+                         "last_yhat"):
+                setattr(fresh, name, getattr(runner, name))
+            fresh.mark_history()
+            return fresh
+        return StreamRunner(cfg.make_model(), cfg.policy, cfg.metrics_window)
+
+    def _check_resume(self, path, meta, fps):
+        cfg = self.cfg
+        old = meta.get("config", {})
+        new = cfg.result_config()
+        for key, flag in RESULT_KEYS.items():
+            if old.get(key) != new.get(key):
+                raise JobError(
+                    f"{path}: this checkpoint was written by a run with {flag} "
+                    f"{_show(old.get(key))}, this command has {flag} {_show(new.get(key))}; rerun "
+                    f"with the checkpoint's options to resume, or pass a new --checkpoint "
+                    f"directory (or delete {os.path.dirname(path) or path}) to start over",
+                    origin=path)
+        for phase, fp in fps.items():
+            was = meta.get("sources", {}).get(phase)
+            if was is None or was["fingerprint"] != fp:
+                what = "history (--replay)" if phase == "replay" else "source (--source)"
+                name = cfg.replay if phase == "replay" else cfg.source
+                before = "" if was is None else f" (it was {was['path']}, {_describe_fp(was['fingerprint'])}; now {_describe_fp(fp)})"
+                raise JobError(
+                    f"{path}: the checkpoint belongs to a run over another {what} than {name}"
+                    f"{before}; rerun with the original file to resume, or pass a new "
+                    f"--checkpoint directory to start over (use --init-from {path} to start "
+                    f"from its model)", origin=path)
+
+    # -- the run ---------------------------------------------------------------------
+    def run(self) -> JobResult:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        srcs = self._open_sources()             # schema problems stop us here: nothing touched
+        fps = {k: s.fingerprint() for k, s in srcs.items()}
+        phases = list(srcs)
+        ckfile = os.path.join(cfg.checkpoint, CKPT_FILE) if cfg.checkpoint else None
+        resumed_at = None
+        if ckfile and os.path.exists(ckfile):
+            runner, pos, meta = StreamRunner.restore(ckfile, backend=cfg.backend)
+            self._check_resume(ckfile, meta, fps)
+            phase, row = pos["phase"], int(pos["row"])
+            state = {"parts": int(meta["parts"]), "done": bool(meta["done"]),
+                     "out": meta.get("out")}
+            resumed_at = (phase, row)
+        else:
+            runner = self._new_runner()
+            phase, row = phases[0], 0
+            state = {"parts": 0, "done": False, "out": None}
+        self.runner = runner
+        sources_meta = {k: {"path": os.fspath(s.name), "fingerprint": fps[k]} for k, s in srcs.items()}
+
+        def snapshot(phase, row):
+            state["parts"] = parts.commit()
+            runner.snapshot(ckfile, position={"phase": phase, "row": int(row)},
+                            meta={"config": cfg.result_config(), "sources": sources_meta,
+                                  "parts": state["parts"], "done": state["done"],
+                                  "out": state["out"], "saved_at": time.time()})
+
+        # Output: checkpointed parts, or straight into --out (and a Parquet copy for plots).
+        parts = direct = copy = None
+        if ckfile:
+            parts = PartStore(os.path.join(cfg.checkpoint, PARTS_DIR))
+            parts.reset_to(state["parts"])
+        else:
+            if cfg.out:
+                direct = ForecastFile(cfg.out)
+            if cfg.keep_forecasts and (not cfg.out or out_format(cfg.out) != "parquet"):
+                self._tmpdir = tempfile.mkdtemp(prefix="streamlstm-")
+                copy = ForecastFile(os.path.join(self._tmpdir, "forecasts.parquet"))
+        writers = [w for w in (parts, direct, copy) if w is not None]
+
+        rows_read = {p: 0 for p in phases}
+        old_handler = self._catch_sigint()
+        try:
+            start = phases.index(phase) if not state["done"] else len(phases)
+            for k in range(start, len(phases)):
+                ph = phases[k]
+                if k > start:
+                    row = 0
+                if ph == "live" and row == 0 and (cfg.replay or cfg.init_from):
+                    runner.mark_history()  # series first seen from here on are "new"
+                write = writers and (ph == "live" or cfg.write_replay)
+                src = srcs[ph]
+                self.progress.start(("replay " if ph == "replay" else "") + os.path.basename(src.name),
+                                    src.total_rows, row)
+                last_ck, since = time.monotonic(), 0
+                for batch in src.batches(start=row, batch_rows=cfg.batch_rows):
+                    fc = runner.process(batch, score=(ph == "live"))
+                    if write and len(fc):
+                        table = fc.to_arrow(OUT_SERIES, OUT_TIME)
+                        for w in writers:
+                            w.write(table)
+                    row = batch.position
+                    rows_read[ph] += len(batch)
+                    since += len(batch)
+                    self.progress.update(row, runner.n_series)
+                    if ckfile and ((cfg.every_rows and since >= cfg.every_rows) or
+                                   (cfg.every_seconds is not None
+                                    and time.monotonic() - last_ck >= cfg.every_seconds)):
+                        snapshot(ph, row)
+                        last_ck, since = time.monotonic(), 0
+                    if self._stop:
+                        if ckfile:
+                            snapshot(ph, row)
+                        raise Interrupted(row, ph, bool(ckfile))
+                self.progress.finish()
+            already_complete = state["done"] and resumed_at is not None
+            if ckfile and not state["done"]:
+                state["done"] = True
+                snapshot(phases[-1], row)
+            out_rows = None
+            if parts is not None:
+                out_abs = os.path.abspath(cfg.out) if cfg.out else None
+                if out_abs and (state["out"] != out_abs or not os.path.exists(cfg.out)):
+                    f = ForecastFile(cfg.out)
+                    parts.finish(f)
+                    out_rows = f.rows
+                    state["out"] = out_abs
+                    snapshot(phases[-1], row)
+                files = parts.paths()
+            else:
+                if direct is not None:
+                    direct.close(schema=_empty_schema(runner, cfg))
+                    out_rows = direct.rows
+                if copy is not None:
+                    copy.close(schema=_empty_schema(runner, cfg))
+                files = [copy.path] if copy is not None else (
+                    [cfg.out] if cfg.out and out_format(cfg.out) == "parquet" else [])
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        finally:
+            self._restore_sigint(old_handler)
+        return JobResult(runner=runner, rows=rows_read, seconds=time.perf_counter() - t0,
+                         resumed_at=resumed_at, already_complete=already_complete,
+                         out_rows=out_rows, forecast_files=[f for f in files if os.path.exists(f)])
+
+    # -- Ctrl-C: stop at the next batch boundary (checkpointed), twice: at once --------------
+    def _catch_sigint(self):
+        try:
+            def handler(signum, frame):
+                if self._stop:
+                    raise KeyboardInterrupt
+                self._stop = True
+            return signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            return None
+
+    @staticmethod
+    def _restore_sigint(old):
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+    def cleanup(self):
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+
+def _empty_schema(runner, cfg):
+    fields = [(OUT_SERIES, pa.string()), (OUT_TIME, pa.int64()), ("y", pa.float64()),
+              ("yhat", pa.float64())]
+    fields += [(f"yhat_h{j}", pa.float64()) for j in range(2, cfg.horizon + 1)]
+    return pa.schema(fields)
+
+
+def read_curves(files, series, points, time_kind=None):
+    """The last ``points`` rows of each of ``series`` from forecast Parquet files:
+    ``{id: (time, y, yhat)}``; reads batch by batch, keeps only those series."""
+    want = pa.array(list(series))
+    got = {s: [] for s in series}
+    for path in files:
+        pf = pq.ParquetFile(path)
+        ids_type = pf.schema_arrow.field(OUT_SERIES).type
+        try:
+            value_set = want.cast(ids_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        for rb in pf.iter_batches(columns=[OUT_SERIES, OUT_TIME, "y", "yhat"]):
+            mask = pc.is_in(rb.column(0), value_set=value_set)
+            if not pc.any(mask).as_py():
+                continue
+            sub = rb.filter(mask)
+            ids = sub.column(0).to_pylist()
+            t = sub.column(1).to_numpy(zero_copy_only=False)
+            y = sub.column(2).to_numpy(zero_copy_only=False)
+            yh = sub.column(3).to_numpy(zero_copy_only=False)
+            ids_arr = np.array(ids, dtype=object)
+            for s in got:
+                m = ids_arr == s
+                if m.any():
+                    got[s].append((t[m], y[m], yh[m]))
+                    # Keep memory bounded: only the tail is drawn.
+                    if sum(len(c[0]) for c in got[s]) > 4 * points:
+                        tt, yy, hh = (np.concatenate([c[i] for c in got[s]]) for i in range(3))
+                        got[s] = [(tt[-points:], yy[-points:], hh[-points:])]
+    out = {}
+    for s, chunks in got.items():
+        if chunks:
+            tt, yy, hh = (np.concatenate([c[i] for c in chunks]) for i in range(3))
+            out[s] = (tt[-points:], yy[-points:], hh[-points:])
+    return out
+
+
+def _jsonable(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _show(v):
+    if isinstance(v, list):
+        return ",".join(map(str, v)) if v else "(none)"
+    if v is None:
+        return "(not given)"
+    return str(v)
+
+
+def _describe_fp(fp):
+    bits = [f"{fp['size']:,} bytes"] if "size" in fp else []
+    if "rows" in fp:
+        bits.append(f"{fp['rows']:,} rows")
+    return ", ".join(bits) or fp.get("format", "?")

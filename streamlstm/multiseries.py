@@ -1,0 +1,556 @@
+"""``MultiSeriesForecaster``: one shared LSTM/GRU forecasting many series, each
+with its own recurrent state and feature scalers, over a stream of rows
+``(series_id, y, features)`` that arrive in any order and at any pace.
+
+It is the core that the River estimators (``forecasters.py``), ``streamlstm
+run`` and the Kafka worker are thin layers over:
+
+* ``features.SeriesFeatures`` turns a row into the network's input and scaled
+  target (per-series online scaling, lags, seasonal position);
+* ``OnlineRNN.step_rows`` steps the rows in arrival order, bit for bit as one
+  ``step`` per row (SPEC section 3) but in few backend calls;
+* multi-step forecasts roll the network forward on *copies* of the state with
+  ``OnlineRNN.predict``, feeding each forecast back as the next input.
+"""
+from __future__ import annotations
+
+import json
+import numbers
+import sys
+
+import numpy as np
+
+from . import checkpoint as _ckpt
+from ._grouping import group_rows
+from .errors import CheckpointError, InputError
+from .features import SeriesFeatures, to_raw
+from .layout import Layout
+from .model import OnlineRNN
+from .optim import SGD, Adam, optimizer_from_config
+
+CHECKPOINT_KIND = "MultiSeriesForecaster"
+FORMAT = 1
+DEFAULT_LR = 3e-3
+# Rows per chunk in learn_many/replay: bounds memory and paces the progress bar.
+CHUNK_ROWS = 1 << 16
+# learn_many shows a progress bar on its own from this many rows (on a terminal).
+PROGRESS_ROWS = 200_000
+
+
+def _norm_id(v, r):
+    """Series ids are str or int (JSON-able, so they survive a checkpoint)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return int(v)
+    raise InputError(f"series id {v!r} at row {r} is a {type(v).__name__}; series ids must be "
+                     f"str or int (convert them, e.g. str(id))")
+
+
+def _check_positive_int(name, v, lo=1):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise InputError(f"{name}={v!r} must be an integer >= {lo}")
+    return int(v)
+
+
+class MultiSeriesForecaster:
+    """Forecast many series with one stateful recurrent network, online.
+
+    Every row is forecast before its value is seen, then learned from.  New series
+    may appear at any time and get their own (zero) recurrent state and scalers;
+    the weights are shared by all series.
+
+    Parameters
+    ----------
+    cell, hidden_size, n_layers
+        The recurrent network (``"lstm"`` or ``"gru"``).
+    k1, k2
+        Truncated BPTT: a series triggers an update every ``k1`` of its rows,
+        back-propagating through its last ``k2`` rows (SPEC section 4).
+    optimizer
+        ``streamlstm.Adam``/``SGD``; default ``Adam(lr=3e-3)``.
+    features
+        Names of the numeric exogenous features (columns of ``X``), or None.
+    horizon
+        Columns of ``predict_learn``'s output: the forecasts 1..horizon steps ahead.
+    backend, dtype, seed
+        As ``OnlineRNN``.
+    lags
+        Which past (scaled) values the network sees as inputs, in steps back.
+    seasonality
+        Period(s) in rows, e.g. 12 or (24, 168): adds sin/cos of each series'
+        position in the period as inputs.  None: no seasonal inputs.
+    differencing
+        Predict the scaled change from the last value (True) or the scaled value
+        itself (False).
+    scale_window
+        Effective memory, in rows, of the per-series scalers.
+    clip_norm
+        Gradient-norm clipping (``torch.nn.utils.clip_grad_norm_``), or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from streamlstm.multiseries import MultiSeriesForecaster
+    >>> m = MultiSeriesForecaster(hidden_size=8, horizon=3, backend="reference")
+    >>> t = np.arange(60)
+    >>> ids = np.where(t % 2 == 0, "a", "b")          # two series, interleaved rows
+    >>> y = np.where(ids == "a", 100 + t, 5 - 0.1 * t)
+    >>> out = m.predict_learn(ids, y)
+    >>> out.shape, m.series_ids
+    ((60, 3), ['a', 'b'])
+    >>> f = m.forecast(2)
+    >>> sorted(f), len(f["a"])
+    (['a', 'b'], 2)
+    """
+
+    def __init__(self, cell="lstm", hidden_size=32, n_layers=1, k1=1, k2=16, optimizer=None,
+                 features=None, horizon=1, backend="cpu", dtype="float64", seed=0,
+                 lags=(1,), seasonality=None, differencing=True, scale_window=64,
+                 clip_norm=1.0):
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.n_layers = n_layers
+        self.k1 = k1
+        self.k2 = k2
+        self.optimizer = optimizer
+        self.features = features
+        self.horizon = horizon
+        self.backend = backend
+        self.dtype = dtype
+        self.seed = seed
+        self.lags = lags
+        self.seasonality = seasonality
+        self.differencing = differencing
+        self.scale_window = scale_window
+        self.clip_norm = clip_norm
+
+        self._features = self._check_features(features)
+        self._horizon = _check_positive_int("horizon", horizon)
+        self._lags = self._check_lags(lags)
+        self._periods = self._check_periods(seasonality)
+        self._window = _check_positive_int("scale_window", scale_window)
+        self._feats = SeriesFeatures(self._lags, self._periods, len(self._features),
+                                     bool(differencing), self._window)
+        opt = Adam(lr=DEFAULT_LR) if optimizer is None else optimizer
+        self._net = OnlineRNN(n_inputs=self._feats.n_inputs, hidden_size=hidden_size,
+                              n_outputs=1, n_series=0, cell=cell, n_layers=n_layers, k1=k1,
+                              k2=k2, optimizer=opt, clip_norm=clip_norm, dtype=dtype,
+                              backend=backend, seed=seed)
+        self._ids = []          # slot -> id
+        self._slot = {}         # id -> slot
+
+    # -- argument checks ------------------------------------------------------------------
+    @staticmethod
+    def _check_features(features):
+        if features is None:
+            return []
+        if isinstance(features, str):
+            raise InputError(f"features={features!r} must be a list of column names, "
+                             f"e.g. [{features!r}]")
+        names = list(features)
+        for f in names:
+            if not isinstance(f, str):
+                raise InputError(f"feature name {f!r} must be a str")
+        if len(set(names)) != len(names):
+            dup = [f for f in names if names.count(f) > 1][0]
+            raise InputError(f"feature {dup!r} is listed twice in features")
+        return names
+
+    @staticmethod
+    def _check_lags(lags):
+        ls = [lags] if isinstance(lags, numbers.Integral) else list(lags)
+        if not ls:
+            raise InputError("lags must list at least one lag, e.g. (1,)")
+        for lag in ls:
+            _check_positive_int("lags entry", lag)
+        return tuple(int(v) for v in ls)
+
+    @staticmethod
+    def _check_periods(seasonality):
+        if seasonality is None:
+            return ()
+        ps = [seasonality] if isinstance(seasonality, numbers.Real) else list(seasonality)
+        for p in ps:
+            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not np.isfinite(p) or p <= 1:
+                raise InputError(f"seasonality entry {p!r} must be a period > 1 (in rows)")
+        return tuple(float(p) for p in ps)
+
+    # -- slots --------------------------------------------------------------------------
+    @property
+    def series_ids(self):
+        """Series ids in slot order (the order they first appeared)."""
+        return list(self._ids)
+
+    @property
+    def n_features(self):
+        return len(self._features)
+
+    @property
+    def net(self):
+        """The underlying ``OnlineRNN`` (read-only use: stepping it directly would
+        desynchronise it from the per-series feature state)."""
+        return self._net
+
+    def _slots_for(self, ids, create):
+        """Map ids to slots; with ``create``, new ids get new slots (nothing is
+        created unless every id is valid)."""
+        norm = [_norm_id(v, r) for r, v in enumerate(ids)]
+        if not create:
+            for r, v in enumerate(norm):
+                if v not in self._slot:
+                    raise InputError(f"unknown series id {v!r} (position {r}); this model knows "
+                                     f"{len(self._ids)} series: learn from it first")
+            return np.fromiter((self._slot[v] for v in norm), dtype=np.int64, count=len(norm))
+        new = []
+        for v in norm:
+            if v not in self._slot:
+                self._slot[v] = len(self._ids) + len(new)
+                new.append(v)
+        if new:
+            self._ids.extend(new)
+            self._grow(len(self._ids))
+        return np.fromiter((self._slot[v] for v in norm), dtype=np.int64, count=len(norm))
+
+    def _grow(self, n):
+        """Make room for ``n`` series; capacity grows geometrically so that adding
+        series one by one stays linear overall."""
+        cap = self._net.n_series
+        if n > cap:
+            cap = max(n, int(cap * 1.5) + 8)
+            self._net.resize(cap)
+            self._feats.resize(cap)
+
+    # -- input checks -------------------------------------------------------------------
+    def _check_batch(self, series_ids, y, X, allow_missing_x=False):
+        ids = list(series_ids) if not isinstance(series_ids, np.ndarray) else series_ids.tolist()
+        R = len(ids)
+        try:
+            ya = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError("y must hold real numbers (NaN marks a missing value)") from None
+        if ya.ndim == 0:
+            ya = ya.reshape(1)
+        if ya.shape != (R,):
+            raise InputError(f"y has shape {ya.shape}; expected ({R},): one value per row of "
+                             f"series_ids")
+        bad = np.flatnonzero(np.isinf(ya))
+        if bad.size:
+            r = bad[0]
+            raise InputError(f"y has infinite value {ya[r]} at row {r} (series {ids[r]!r}); "
+                             f"use NaN to mark a missing value")
+        F = len(self._features)
+        if X is None:
+            Xa = np.full((R, F), np.nan)
+        else:
+            try:
+                Xa = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError(f"X must be a numeric array of shape ({R}, {F}) with columns "
+                                 f"{self._features}") from None
+            if Xa.ndim == 1 and F == 1 and Xa.shape[0] == R:
+                Xa = Xa.reshape(R, 1)
+            if Xa.shape != (R, F):
+                raise InputError(f"X has shape {Xa.shape}; expected ({R}, {F}): one row per "
+                                 f"series id, columns {self._features}")
+            bad = np.argwhere(np.isinf(Xa) if allow_missing_x else ~np.isfinite(Xa))
+            if bad.size:
+                r, c = bad[0]
+                raise InputError(f"X has non-finite value {Xa[r, c]} at row {r} (series "
+                                 f"{ids[r]!r}), column {c} ({self._features[c]!r}); features "
+                                 f"must be finite: impute or drop the row")
+        return ids, np.ascontiguousarray(ya), np.ascontiguousarray(Xa)
+
+    # -- learning -----------------------------------------------------------------------
+    def predict_learn(self, series_ids, y, X=None):
+        """Forecast each row before seeing its value, then learn from it.
+
+        ``series_ids`` (R,) str/int ids, ``y`` (R,) values (NaN = missing: no
+        learning, the state still advances), ``X`` (R, F) features or None.
+        Returns (R, horizon): column 0 is this row's forecast, column j the
+        forecast of the series' value j steps later (rolled out on a copy of the
+        state, features held).  Bit for bit the same however the rows are split
+        into calls.
+        """
+        ids, y, X = self._check_batch(series_ids, y, X)
+        return self._predict_learn(ids, y, X, self._horizon)
+
+    def _predict_learn(self, ids, y, X, horizon):
+        slots = self._slots_for(ids, create=True)
+        R = slots.size
+        out = np.empty((R, horizon))
+        if R == 0:
+            return out
+        if horizon == 1:
+            out[:, 0] = self._learn(slots, y, X)
+            return out
+        # Rollouts need the weights in force before each row's update, so go call
+        # by call exactly as step_rows would (distinct slots, ending at a due row).
+        offsets = group_rows(slots, self._net._impl.host_counts(), self._net.k1)
+        for c in range(offsets.size - 1):
+            a, b = offsets[c], offsets[c + 1]
+            out[a:b] = self._learn_group(slots[a:b], y[a:b], X[a:b], horizon)
+        return out
+
+    def _learn(self, slots, y, X):
+        U, T, level, scale = self._feats.learn(slots, y, X)
+        yhat = self._net.step_rows(slots, U, T[:, None])
+        return to_raw(yhat[:, 0].astype(np.float64), level, scale)
+
+    def _learn_group(self, slots, y, X, horizon):
+        """One group of distinct slots: roll out ``horizon`` steps from the state
+        before the rows, then learn from them."""
+        snap = self._feats.snapshot(slots)
+        state = self._net.get_state(slots)
+        fc = self._rollout(snap, state, horizon, lambda j: X, fold_first=X)
+        fc[:, 0] = self._learn(slots, y, X)
+        return fc
+
+    def _rollout(self, snap, state, horizon, x_at, fold_first=None):
+        """``horizon`` forecasts per snapshot row, feeding each one back.  ``x_at(j)``
+        gives the raw features of step j.  With ``fold_first`` the first step's
+        features are folded into the (copied) scalers first, as ``learn_rows`` does."""
+        B = snap["pos"].shape[0]
+        out = np.empty((B, horizon))
+        if fold_first is not None and fold_first.shape[1]:
+            self._feats.fold_x(snap, fold_first)
+        for j in range(horizon):
+            U, level, scale = self._feats.rollout_step(snap, x_at(j))
+            yhat, state = self._net.predict(U, state=state)
+            v = to_raw(yhat[:, 0].astype(np.float64), level, scale)
+            out[:, j] = v
+            self._feats.rollout_push(snap, v)
+        return out
+
+    # -- forecasting ---------------------------------------------------------------------
+    def forecast(self, horizon, series=None, xs=None):
+        """Forecasts ``horizon`` steps ahead, without changing anything.
+
+        ``series``: one id, a list of ids, or None for every series.  ``xs``:
+        future features, (horizon, F) for all listed series or a dict id ->
+        (horizon, F); the last seen features are held when None.  Returns a dict
+        id -> list of ``horizon`` floats (NaN for a series with no value yet).
+        """
+        h = _check_positive_int("horizon", horizon)
+        if series is None:
+            ids = list(self._ids)
+        elif isinstance(series, (str, numbers.Integral, np.integer)):
+            ids = [series]
+        else:
+            ids = list(series)
+        slots = self._slots_for(ids, create=False)
+        ids = [self._ids[s] for s in slots]
+        if not ids:
+            return {}
+        F = len(self._features)
+        Xf = self._future_x(xs, ids, slots, h, F)
+        snap = self._feats.snapshot(slots)
+        state = self._net.get_state(slots)
+        out = self._rollout(snap, state, h, lambda j: Xf[:, j])
+        return {i: out[k].tolist() for k, i in enumerate(ids)}
+
+    def _future_x(self, xs, ids, slots, h, F):
+        """(B, h, F) raw future features (NaN = absent)."""
+        B = len(ids)
+        if xs is None or F == 0:
+            last = self._feats.a["xlast"][slots]                 # (B, F)
+            return np.repeat(last[:, None, :], h, axis=1)
+        if isinstance(xs, dict):
+            out = np.empty((B, h, F))
+            for k, i in enumerate(ids):
+                if i not in xs:
+                    raise InputError(f"xs has no entry for series {i!r}; give future features "
+                                     f"for every forecast series or xs=None")
+                out[k] = self._check_xs(xs[i], h, F, f"xs[{i!r}]")
+            return out
+        return np.repeat(self._check_xs(xs, h, F, "xs")[None], B, axis=0)
+
+    def _check_xs(self, a, h, F, name):
+        try:
+            a = np.asarray(a, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be numeric, shape ({h}, {F})") from None
+        if a.shape != (h, F):
+            raise InputError(f"{name} has shape {a.shape}; expected (horizon, F) = ({h}, {F}) "
+                             f"with columns {self._features}")
+        bad = np.argwhere(np.isinf(a))
+        if bad.size:
+            j, c = bad[0]
+            raise InputError(f"{name} has non-finite value {a[j, c]} at step {j}, column "
+                             f"{self._features[c]!r}")
+        return a
+
+    # -- features that appear later --------------------------------------------------------
+    def add_features(self, names):
+        """Add exogenous feature columns (at the end of ``X``).  The network gets
+        new input columns with zero weights, so its forecasts do not change; they
+        were absent (input 0) in every past row, which is what the stored
+        windows hold."""
+        names = self._check_features(list(names))
+        clash = [n for n in names if n in self._features]
+        if clash:
+            raise InputError(f"feature {clash[0]!r} is already known")
+        if not names:
+            return
+        k = len(names)
+        net = self._net
+        meta = {"config": net.config(), "layout": net.layout.describe()}
+        arrays = {key: np.array(v, copy=True) for key, v in net.arrays().items()}
+        old_layout = net.layout
+        new_layout = Layout(net.cell, net.n_inputs + k, net.hidden_size, 1, net.n_layers)
+        meta["config"]["n_inputs"] = net.n_inputs + k
+        meta["layout"] = new_layout.describe()
+        for key in ("theta", "opt_m", "opt_v"):   # the moments share theta's packed layout
+            sd = old_layout.to_state_dict(arrays[key])
+            w = sd["weight_ih_l0"]
+            sd["weight_ih_l0"] = np.concatenate([w, np.zeros((w.shape[0], k), w.dtype)], axis=1)
+            arrays[key] = new_layout.from_state_dict(sd, w.dtype)
+        wu = arrays["win_u"]
+        arrays["win_u"] = np.concatenate([wu, np.zeros(wu.shape[:2] + (k,), wu.dtype)], axis=2)
+        meta["config"]["n_series"] = wu.shape[0]
+        self._net = OnlineRNN.from_checkpoint_parts(meta, arrays, backend=net.backend)
+        self._feats.add_features(k)
+        self._features = self._features + names
+
+    # -- many rows at once -----------------------------------------------------------------
+    def learn_many(self, frame, id_col="series_id", time_col="timestamp", value_col="value",
+                   progress=None):
+        """Learn from a DataFrame of rows ``series_id, timestamp, value, features...``.
+
+        Rows are taken in timestamp order (stable: ties keep the frame's order);
+        without a ``time_col`` column, in the frame's order.  Feature columns are
+        the ``features`` given at construction.  Every row of a chunk is stepped
+        in few kernel calls (``OnlineRNN.step_rows``).  ``progress``: show a bar on
+        stderr (None: on a terminal, for long frames).
+        """
+        ids, y, X = self._frame_rows(frame, id_col, time_col, value_col)
+        R = len(ids)
+        if progress is None:
+            progress = R >= PROGRESS_ROWS and sys.stderr.isatty()
+        chunks = range(0, R, CHUNK_ROWS)
+        if progress:
+            import click
+            with click.progressbar(length=R, label="learning", file=sys.stderr) as bar:
+                for a in chunks:
+                    b = min(R, a + CHUNK_ROWS)
+                    self._learn(self._slots_for(ids[a:b], create=True), y[a:b], X[a:b])
+                    bar.update(b - a)
+        else:
+            for a in chunks:
+                b = min(R, a + CHUNK_ROWS)
+                self._learn(self._slots_for(ids[a:b], create=True), y[a:b], X[a:b])
+
+    def replay(self, frame, id_col="series_id", time_col="timestamp", value_col="value",
+               progress=True):
+        """Warm the model on a long history: ``learn_many`` with a progress bar."""
+        self.learn_many(frame, id_col=id_col, time_col=time_col, value_col=value_col,
+                        progress=progress)
+
+    def _frame_rows(self, frame, id_col, time_col, value_col):
+        cols = list(frame.columns)
+        for c in (id_col, value_col, *self._features):
+            if c not in cols:
+                raise InputError(f"the frame has no column {c!r} (columns: {cols}); "
+                                 f"rename it or pass id_col=/value_col=")
+        if time_col is not None and time_col in cols:
+            order = np.argsort(np.asarray(frame[time_col]), kind="stable")
+            frame = frame.iloc[order]
+        ids = frame[id_col].tolist()
+        for r, v in enumerate(ids):
+            _norm_id(v, r)
+        try:
+            y = frame[value_col].to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            raise InputError(f"column {value_col!r} must be numeric (NaN marks a missing "
+                             f"value)") from None
+        F = len(self._features)
+        X = np.empty((len(ids), F))
+        for c, name in enumerate(self._features):
+            try:
+                X[:, c] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                raise InputError(f"feature column {name!r} must be numeric") from None
+        where = frame.index
+        bad = np.flatnonzero(np.isinf(y))
+        if bad.size:
+            r = bad[0]
+            raise InputError(f"column {value_col!r} has infinite value {y[r]} at row "
+                             f"{where[r]!r} (series {ids[r]!r}); use NaN for a missing value")
+        bad = np.argwhere(~np.isfinite(X))
+        if bad.size:
+            r, c = bad[0]
+            raise InputError(f"feature column {self._features[c]!r} has non-finite value "
+                             f"{X[r, c]} at row {where[r]!r} (series {ids[r]!r}); impute or "
+                             f"drop the row")
+        return ids, np.ascontiguousarray(y), X
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _config(self):
+        opt = self._net.optimizer
+        return {"cell": self.cell, "hidden_size": self.hidden_size, "n_layers": self.n_layers,
+                "k1": self.k1, "k2": self.k2, "optimizer": opt.config(),
+                "features": list(self._features), "horizon": self._horizon,
+                "backend": self.backend, "dtype": self.dtype, "seed": self.seed,
+                "lags": list(self._lags), "seasonality": list(self._periods),
+                "differencing": bool(self.differencing), "scale_window": self._window,
+                "clip_norm": self.clip_norm}
+
+    def save(self, path, extra_meta=None, extra_arrays=None):
+        """Write everything needed to resume bit for bit (network, optimizer,
+        per-series states, windows and scalers, ids) atomically to ``path``.
+        ``extra_meta`` (JSON-able) and ``extra_arrays`` (name -> ndarray) are
+        stored alongside and returned by ``load``."""
+        extra_meta = {} if extra_meta is None else extra_meta
+        try:
+            json.dumps(extra_meta)
+        except TypeError as exc:
+            raise InputError(f"extra_meta must be JSON-serialisable ({exc})") from None
+        net = self._net
+        meta = {"format": FORMAT, "config": self._config(), "ids": list(self._ids),
+                "net": {"config": net.config(), "layout": net.layout.describe()},
+                "extra": extra_meta}
+        arrays = {f"net.{k}": v for k, v in net.arrays().items()}
+        arrays.update({f"feat.{k}": v for k, v in self._feats.a.items()})
+        for k, v in (extra_arrays or {}).items():
+            arrays[f"extra.{k}"] = np.asarray(v)
+        _ckpt.write(path, kind=CHECKPOINT_KIND, meta=meta, arrays=arrays)
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """Restore a model written by ``save``: returns ``(model, extra_meta,
+        extra_arrays)``.  ``backend`` overrides the saved one."""
+        meta, arrays = _ckpt.read(path, kind=CHECKPOINT_KIND)
+        try:
+            if meta.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: MultiSeriesForecaster format "
+                                      f"{meta.get('format')!r}, this streamlstm reads {FORMAT}")
+            cfg = dict(meta["config"])
+            cfg["optimizer"] = optimizer_from_config(cfg["optimizer"])
+            cfg["seasonality"] = tuple(cfg["seasonality"]) or None
+            cfg["lags"] = tuple(cfg["lags"])
+            if backend is not None:
+                cfg["backend"] = backend
+            model = cls(**cfg)
+            net_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
+            model._net = OnlineRNN.from_checkpoint_parts(meta["net"], net_arrays,
+                                                         backend=cfg["backend"], source=str(path))
+            feat = {k[5:]: v for k, v in arrays.items() if k.startswith("feat.")}
+            n = model._net.n_series
+            for k in SeriesFeatures.ARRAYS:
+                if k not in feat or feat[k].shape[:1] != (n,):
+                    raise CheckpointError(f"{path}: feature state {k!r} is missing or has the "
+                                          f"wrong shape; the file is corrupt")
+            model._feats.a = {k: np.ascontiguousarray(feat[k]) for k in SeriesFeatures.ARRAYS}
+            model._ids = [i for i in meta["ids"]]
+            model._slot = {i: s for s, i in enumerate(model._ids)}
+        except (KeyError, TypeError, InputError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: bad MultiSeriesForecaster checkpoint ({exc!r})") from None
+        extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
+        return model, meta.get("extra", {}), extra
+
+    def __repr__(self):
+        return (f"MultiSeriesForecaster(cell={self.cell!r}, hidden_size={self.hidden_size}, "
+                f"n_series={len(self._ids)}, features={self._features}, "
+                f"horizon={self._horizon}, backend={self.backend!r})")

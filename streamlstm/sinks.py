@@ -1,0 +1,246 @@
+"""Where forecasts go: a Parquet or CSV file written atomically, and the
+checkpointed "parts" a resumable run writes until it is complete.
+
+``ForecastFile`` writes to a temporary file next to the target and renames it
+into place on ``close`` - a reader never sees half a file.  Rows are regrouped
+into Parquet row groups of exactly ``row_group_rows`` rows whatever sizes the
+tables arrive in, so the same rows always give the same bytes (an interrupted
+and resumed run writes the very file an uninterrupted one does).
+
+``PartStore`` is the output of a run with ``--checkpoint``: a directory of
+Parquet parts ``part-000000.parquet, ...``.  A part is written under a temporary
+name and renamed when the checkpoint that counts it is about to be written;
+after a crash, ``reset_to(n)`` deletes every part the checkpoint does not count
+(rows written after the last checkpoint), so no row is ever lost or written
+twice.  ``finish`` streams the committed parts into the final ``ForecastFile``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import tempfile
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from .policy import DataError
+
+ROW_GROUP_ROWS = 65536
+
+
+def out_format(path):
+    low = os.fspath(path).lower()
+    if path == "-" or low.endswith(".csv"):
+        return "csv"
+    if low.endswith((".parquet", ".pq", ".parq")):
+        return "parquet"
+    return None
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+class _Rebatcher:
+    """Collects tables and hands out slices of exactly ``n`` rows."""
+
+    def __init__(self, n):
+        self.n, self.pending, self.rows = n, [], 0
+
+    def add(self, table):
+        if table.num_rows:
+            self.pending.append(table)
+            self.rows += table.num_rows
+        while self.rows >= self.n:
+            t = pa.concat_tables(self.pending).combine_chunks()
+            yield t.slice(0, self.n)
+            rest = t.slice(self.n)
+            self.pending, self.rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def rest(self):
+        if self.rows:
+            yield pa.concat_tables(self.pending).combine_chunks()
+        self.pending, self.rows = [], 0
+
+
+class ForecastFile:
+    """A forecast table written to ``path`` (``.parquet`` or ``.csv``; ``"-"`` is CSV
+    on stdout), atomically."""
+
+    def __init__(self, path, row_group_rows=ROW_GROUP_ROWS, fmt=None):
+        self.path = os.fspath(path)
+        self.fmt = fmt or out_format(self.path)
+        if self.fmt is None:
+            raise DataError(f"{self.path}: cannot tell the output format; name it .parquet or .csv",
+                            origin=self.path)
+        self.schema = None
+        self.rows = 0
+        self._writer = None
+        self._tmp = None
+        self._batches = _Rebatcher(row_group_rows)
+
+    def _open(self, schema):
+        self.schema = schema
+        if self.path == "-":
+            self._sink = sys.stdout.buffer
+        else:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(directory, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(self.path),
+                                             dir=directory)
+            os.close(fd)
+            self._sink = self._tmp
+        if self.fmt == "parquet":
+            self._writer = pq.ParquetWriter(self._sink, schema)
+        else:
+            self._writer = pcsv.CSVWriter(self._sink, schema)
+
+    def write(self, table):
+        if self._writer is None:
+            self._open(table.schema)
+        elif table.schema != self.schema:
+            try:
+                table = table.cast(self.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+                raise DataError(f"{self.path}: these rows' columns ({table.schema.types}) do not "
+                                f"match earlier rows' ({self.schema.types}): {exc}; give the "
+                                f"history and live files the same column types",
+                                origin=self.path) from None
+        for t in self._batches.add(table):
+            self._write(t)
+
+    def _write(self, t):
+        if self.fmt == "parquet":
+            self._writer.write_table(t, row_group_size=t.num_rows)
+        else:
+            self._writer.write_table(t)
+        self.rows += t.num_rows
+
+    def close(self, schema=None):
+        """Flush, fsync and rename into place.  ``schema`` writes an empty table
+        with these columns when no row came."""
+        if self._writer is None:
+            if schema is None:
+                return
+            self._open(schema)
+        for t in self._batches.rest():
+            self._write(t)
+        self._writer.close()
+        self._writer = None
+        if self._tmp is not None:
+            with open(self._tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(self._tmp, self.path)
+            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            self._tmp = None
+        elif self.path == "-":
+            sys.stdout.flush()
+
+    def abort(self):
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+            self._writer = None
+        if self._tmp and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+            self._tmp = None
+
+
+class PartStore:
+    """Checkpointed output parts in ``directory`` (see the module docstring)."""
+
+    def __init__(self, directory):
+        self.dir = os.fspath(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.committed = 0
+        self._writer = None
+        self._tmp = None
+        self.schema = None
+
+    def _name(self, k):
+        return os.path.join(self.dir, f"part-{k:06d}.parquet")
+
+    def reset_to(self, committed):
+        """Keep parts ``0 .. committed-1``; delete later parts and stray temp files."""
+        for p in glob.glob(os.path.join(self.dir, "part-*.parquet")):
+            k = int(os.path.basename(p)[5:11])
+            if k >= committed:
+                os.unlink(p)
+        for p in glob.glob(os.path.join(self.dir, ".tmp-*")):
+            os.unlink(p)
+        missing = [k for k in range(committed) if not os.path.exists(self._name(k))]
+        if missing:
+            raise DataError(f"{self.dir}: output part {self._name(missing[0])} is missing but the "
+                            f"checkpoint counts it; the checkpoint directory was edited - remove "
+                            f"it to start over", origin=self.dir)
+        self.committed = committed
+        if committed and self.schema is None:
+            self.schema = pq.read_schema(self._name(0))
+
+    def write(self, table):
+        if self._writer is None:
+            if self.schema is not None and table.schema != self.schema:
+                table = table.cast(self.schema)
+            self.schema = table.schema
+            fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=self.dir)
+            os.close(fd)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        elif table.schema != self.schema:
+            table = table.cast(self.schema)
+        self._writer.write_table(table)
+
+    def commit(self):
+        """Close the open part and give it its final name; returns the number of
+        committed parts (to be stored in the checkpoint written next)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            with open(self._tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(self._tmp, self._name(self.committed))
+            _fsync_dir(self.dir)
+            self._tmp = None
+            self.committed += 1
+        return self.committed
+
+    def paths(self):
+        return [self._name(k) for k in range(self.committed)]
+
+    def iter_batches(self, columns=None):
+        for p in self.paths():
+            yield from pq.ParquetFile(p).iter_batches(columns=columns)
+
+    def finish(self, out):
+        """Stream the committed parts into ``out`` (a ``ForecastFile``)."""
+        for rb in self.iter_batches():
+            out.write(pa.Table.from_batches([rb]))
+        out.close(schema=self.schema)
+
+    def remove(self):
+        self.abort()
+        for p in self.paths():
+            if os.path.exists(p):
+                os.unlink(p)
+        self.committed = 0
+
+    def abort(self):
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+            self._writer = None
+        if self._tmp and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+        self._tmp = None
