@@ -19,12 +19,19 @@ def sigmoid(a):
         return 1.0 / (1.0 + np.exp(-a))
 
 
+def linear(x, w):
+    """x (B, in) @ w.T (in, out) computed row by row: each row's bits do not depend
+    on how many rows share the call (BLAS picks size-dependent kernels), which
+    keeps ``step_rows`` = one ``step`` per row bit for bit on this backend too."""
+    return (x[:, None, :] * w[None, :, :]).sum(axis=-1)
+
+
 # ---------------------------------------------------------------------------------
 # LSTM (SPEC 1): i,f,g,o = split(W_ih x + b_ih + W_hh h + b_hh)
 def lstm_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     """x (B, in), h (B, H), c (B, H) -> h' (B, H), c' (B, H), cache."""
     H = h.shape[1]
-    a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh          # (B, 4H)
+    a = linear(x, w_ih) + b_ih + linear(h, w_hh) + b_hh          # (B, 4H)
     i = sigmoid(a[:, 0 * H:1 * H])
     f = sigmoid(a[:, 1 * H:2 * H])
     g = np.tanh(a[:, 2 * H:3 * H])
@@ -56,8 +63,8 @@ def lstm_backward(dh2, dc2, cache, w_ih, w_hh, gw_ih, gw_hh, gb_ih, gb_hh):
 def gru_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     """x (B, in), h (B, H) -> h' (B, H), cache."""
     H = h.shape[1]
-    gi = x @ w_ih.T + b_ih                               # (B, 3H)
-    gh = h @ w_hh.T + b_hh                               # (B, 3H)
+    gi = linear(x, w_ih) + b_ih                               # (B, 3H)
+    gh = linear(h, w_hh) + b_hh                               # (B, 3H)
     r = sigmoid(gi[:, 0:H] + gh[:, 0:H])
     z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
     ghn = gh[:, 2 * H:3 * H]
@@ -104,7 +111,7 @@ def stack_forward(layout: Layout, W: dict, x, state):
 
 
 def head_forward(W, h_top):
-    return h_top @ W["head.weight"].T + W["head.bias"]
+    return linear(h_top, W["head.weight"]) + W["head.bias"]
 
 
 def window_loss_and_grad(layout: Layout, theta, entry, win_u, win_y, k1):
