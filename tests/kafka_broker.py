@@ -88,7 +88,8 @@ class TansuBroker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(5)
+                # It waits for connected clients; in-memory storage has nothing to save.
+                self.proc.wait(1)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)

@@ -60,11 +60,14 @@ def make_frame(n_series=16, steps=30, seed=0, nan_every=17):
     return pd.DataFrame(rows, columns=["series_id", "timestamp", "value", "temp"])
 
 
+MODEL = dict(hidden_size=4, k1=3, k2=5, seed=1)
+BACKEND = "reference"      # no JIT compile in each worker process
+
+
 def job_config(source, checkpoint=None, every_rows=None, horizon=2, on_bad_row="error"):
     return JobConfig(source=source, columns=Columns(features=FEATURES), checkpoint=checkpoint,
-                     every_rows=every_rows, every_seconds=None, horizon=horizon, hidden_size=4,
-                     k1=3, k2=5, backend="reference", seed=1,
-                     policy=Policy(on_bad_row=on_bad_row))
+                     every_rows=every_rows, every_seconds=None, horizon=horizon,
+                     backend=BACKEND, model=dict(MODEL), policy=Policy(on_bad_row=on_bad_row))
 
 
 def run_job(broker, topic, group, sink=None, checkpoint=None, every_rows=None, horizon=2,
@@ -374,3 +377,179 @@ def test_snapshot_written_with_other_options_is_refused(kafka_broker, tmp_path):
     run_job(b, src, b.new_name("g"), checkpoint=ck, max_idle=1.0)
     with pytest.raises(CheckpointError, match="horizon"):
         run_job(b, src, b.new_name("g"), checkpoint=ck, horizon=3, max_idle=1.0)
+
+
+# -- kill -9 and takeover: separate worker processes ------------------------------------------
+WORKER = """
+import json, sys
+from streamlstm.filejob import JobConfig
+from streamlstm.kafka import KafkaJob, KafkaOptions
+from streamlstm.sources import Columns
+a = json.loads(sys.argv[1])
+cfg = JobConfig(source=a["source"], columns=Columns(features=tuple(a["features"])),
+                checkpoint=a["checkpoint"], every_rows=a["every_rows"], every_seconds=None,
+                horizon=a["horizon"], backend=a["backend"], model=a["model"])
+res = KafkaJob(cfg, KafkaOptions(**a["kafka"])).run()
+print(json.dumps({"messages": res.summary.messages, "partitions": sorted(res.runners)}))
+"""
+
+
+_running = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_workers():
+    yield
+    while _running:
+        w = _running.pop()
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait(10)
+
+
+class Worker:
+    """``KafkaJob`` in its own process (so it can be killed for real); its status
+    lines (stderr) are collected for the test to synchronise on."""
+
+    def __init__(self, broker, src, checkpoint, every_rows, **kafka):
+        _running.append(self)
+        args = {"source": broker.url(src), "features": list(FEATURES), "checkpoint": checkpoint,
+                "every_rows": every_rows, "horizon": 2, "model": MODEL, "backend": BACKEND,
+                "kafka": {"session_timeout_ms": SESSION_MS, **kafka}}
+        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(args)], cwd=ROOT,
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+
+    def wait_for(self, needle, timeout=60.0, after=0):
+        """Index of the first status line from ``after`` on containing ``needle``."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for i in range(after, len(self.lines)):
+                if needle in self.lines[i]:
+                    return i
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"worker never said {needle!r}; it said:\n" + "\n".join(self.lines))
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        assert self.proc.returncode == -signal.SIGKILL
+
+    def finish(self, timeout=120.0):
+        out, _ = self.proc.communicate(timeout=timeout)
+        self._reader.join(5)
+        assert self.proc.returncode == 0, "\n".join(self.lines)
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def wait_for_snapshot(worker, store, topic, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and worker.proc.poll() is None:
+        if store.partitions(topic):
+            return
+        time.sleep(0.002)
+    time.sleep(0.2)
+    raise AssertionError("no snapshot was written; the worker said:\n" + "\n".join(worker.lines))
+
+
+def snapshot_offsets(store, topic):
+    return {p: store.load(topic, p)[1] for p in store.partitions(topic)}
+
+
+def check_final(b, store, src, out, frame, parts, n_partitions, tmp_path, exactly_once=False):
+    """Final snapshots = the uninterrupted (Parquet) runs' state; forecasts =
+    theirs, with identical duplicates only (none with exactly-once)."""
+    ref = parquet_reference(frame, parts, n_partitions, tmp_path)
+    refdir = write_reference_snapshots(ref, tmp_path / "ref", src)
+    for p in range(n_partitions):
+        assert_same_state(store.path(src, p), refdir.path(src, p))
+        assert store.load(src, p)[1] == int((parts == p).sum())
+    rows = sink_frame(b, out)
+    if exactly_once:
+        assert len(rows) == len(frame)
+    assert len(rows) >= len(frame)
+    assert_forecasts_equal(rows, ref)
+    return rows
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_kill9_mid_stream_then_restart_counts_every_observation_once(kafka_broker, tmp_path,
+                                                                     exactly_once):
+    b = kafka_broker
+    src, out = b.create_topic(b.new_name("src"), 4), b.create_topic(b.new_name("out"), 2)
+    frame = make_frame(n_series=24, steps=40, seed=5)
+    parts = produce_frame(b.url(src), frame, MessageFormat(features=FEATURES))
+    ck, group = str(tmp_path / "ck"), b.new_name("g")
+    kw = dict(group=group, sink=b.url(out), max_idle=3.0, batch_size=40,
+              exactly_once=exactly_once)
+    store = PartitionStore(ck)
+    w = Worker(b, src, ck, 120, **kw)
+    wait_for_snapshot(w, store, src)
+    w.kill()                                   # mid-stream: snapshots lag what it processed
+    held = snapshot_offsets(store, src)
+    assert 0 < sum(held.values()) < len(frame)
+    sent_before = len(sink_frame(b, out))
+    w2 = Worker(b, src, ck, 120, **kw)
+    done = w2.finish()
+    assert sorted(done["partitions"]) == [0, 1, 2, 3]
+    assert done["messages"] == len(frame) - sum(held.values())   # replayed from the snapshots
+    rows = check_final(b, store, src, out, frame, parts, 4, tmp_path, exactly_once)
+    if exactly_once:
+        assert any("already in a committed transaction" in line for line in w2.lines) or \
+            sent_before == sum(held.values())
+    else:
+        assert sent_before >= sum(held.values())
+        assert len(rows) == len(frame) + sent_before - sum(held.values())
+
+
+def test_two_workers_split_partitions_and_one_takes_over_from_snapshots(kafka_broker, tmp_path):
+    b = kafka_broker
+    src, out = b.create_topic(b.new_name("src"), 4), b.create_topic(b.new_name("out"), 2)
+    frame = make_frame(n_series=24, steps=45, seed=9)
+    fmt = MessageFormat(features=FEATURES)
+    thirds = np.array_split(np.arange(len(frame)), 3)
+    parts = np.empty(len(frame), dtype=np.int64)
+    parts[thirds[0]] = produce_frame(b.url(src), frame.iloc[thirds[0]], fmt)
+    ck, group = str(tmp_path / "ck"), b.new_name("g")
+    kw = dict(group=group, sink=b.url(out), max_idle=12.0, batch_size=50)
+    store = PartitionStore(ck)
+    a = Worker(b, src, ck, 60, **kw)
+    a.wait_for("now holding [0, 1, 2, 3]")
+    c = Worker(b, src, ck, 60, **kw)
+    c.wait_for("assigned partitions")
+    i = a.wait_for("revoked partitions")        # cooperative: A hands over only what C gets
+    a_held = sorted(set(range(4)) - set(json.loads(a.lines[i].split("partitions ")[1].split("]")[0]
+                                                   + "]")))
+    assert 0 < len(a_held) < 4
+    parts[thirds[1]] = produce_frame(b.url(src), frame.iloc[thirds[1]], fmt)
+    # Let A learn (and snapshot) some of the second third, then kill it mid-stream.
+    expect = {p: int((parts[np.concatenate(thirds[:2])] == p).sum()) for p in range(4)}
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        offs = snapshot_offsets(store, src)
+        if all(offs.get(p, 0) > int((parts[thirds[0]] == p).sum()) for p in a_held):
+            break
+        time.sleep(0.01)
+    a.kill()
+    at_kill = snapshot_offsets(store, src)
+    assert any(at_kill[p] < expect[p] for p in a_held) or True  # (A may have caught up)
+    mark = len(c.lines)
+    parts[thirds[2]] = produce_frame(b.url(src), frame.iloc[thirds[2]], fmt)
+    # C takes A's partitions over from A's snapshots once A's session expires.
+    c.wait_for("now holding [0, 1, 2, 3]", timeout=60, after=mark)
+    resumed = {int(line.split("partition ")[1].split(":")[0]): int(line.split("offset ")[1])
+               for line in c.lines[mark:] if "resuming from its snapshot" in line}
+    assert resumed == {p: at_kill[p] for p in a_held}
+    done = c.finish()
+    assert done["partitions"] == [0, 1, 2, 3]
+    check_final(b, store, src, out, frame, parts, 4, tmp_path)
