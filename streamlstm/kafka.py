@@ -658,6 +658,7 @@ class WorkerSummary:
     snapshots: int = 0
     rebalances: int = 0
     seconds: float = 0.0
+    busy_seconds: float = 0.0             # time spent decoding, learning, sending
     skipped: Counter = field(default_factory=Counter)   # this worker's bad messages by reason
     partitions: dict = field(default_factory=dict)      # partition -> dict, as last held
     stopped_because: str = ""
@@ -741,6 +742,7 @@ class KafkaWorker:
         self.parts: dict[int, _Partition] = {}
         self.summary = WorkerSummary(str(source), group)
         self._failed = None           # first error raised inside a rebalance callback
+        self._closing = False
         self._joined = False
         self._consumer = None
 
@@ -839,7 +841,8 @@ class KafkaWorker:
             gone = [tp.partition for tp in tps if tp.partition in self.parts]
             if gone:
                 self._checkpoint(consumer, gone, reason="revoked")
-                self.log(f"revoked partitions {sorted(gone)}; their snapshots are up to date")
+                if not self._closing:
+                    self.log(f"revoked partitions {sorted(gone)}; their snapshots are up to date")
             for p in gone:
                 self._retire(p)
         except BaseException as exc:
@@ -916,6 +919,7 @@ class KafkaWorker:
         self._touch()
         self._since_ckpt, self._last_ckpt, self._down_since = 0, time.monotonic(), None
         ok = False
+        old_handlers = self._catch_signals()
         try:
             consumer.subscribe([self.source.topic], on_assign=self._on_assign,
                                on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -937,14 +941,51 @@ class KafkaWorker:
             for p in list(self.parts):
                 self.summary.partitions[p] = self._describe(self.parts[p])
             self.summary.seconds = time.monotonic() - t0
-            consumer.close()    # revokes (and, when ok, snapshots nothing new)
+            self._closing = True
+            try:
+                consumer.close()    # leaves the group: revokes (nothing new to snapshot)
+            finally:
+                self._restore_signals(old_handlers)
         return self.summary
+
+    # -- Ctrl-C / SIGTERM: finish the poll, snapshot, leave the group ------------------------
+    _stop_signal = None
+
+    def _catch_signals(self):
+        """The first SIGINT or SIGTERM stops the worker cleanly after the current
+        poll (flush, snapshot, commit, leave the group: its partitions move to the
+        other workers at once); a second SIGINT interrupts at once (no snapshot)."""
+        import signal
+        old = {}
+
+        def handler(signum, frame):
+            if self._stop_signal and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_signal = signal.Signals(signum).name
+
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, handler)
+        except ValueError:   # not the main thread: leave signals alone
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            return {}
+        return old
+
+    @staticmethod
+    def _restore_signals(old):
+        import signal
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
     def _loop(self, consumer, t0):
         from confluent_kafka import KafkaError
         while True:
             if self._failed:
                 raise self._failed
+            if self._stop_signal:
+                self.summary.stopped_because = f"stopped by {self._stop_signal}"
+                return
             if self.max_messages is not None and self.summary.messages >= self.max_messages:
                 self.summary.stopped_because = f"read --max-messages {self.max_messages}"
                 return
@@ -967,6 +1008,7 @@ class KafkaWorker:
             if by_part:
                 self._down_since = None
                 self._process(consumer, by_part)
+                self.summary.busy_seconds += time.monotonic() - now
                 self._touch()
                 if self.progress is not None:
                     self.progress.update(self.summary.messages,
@@ -1131,6 +1173,7 @@ class KafkaResult:
     summary: WorkerSummary
     runners: dict                       # partition -> StreamRunner, as this worker last held them
     seconds: float
+    sink: str | None = None
 
 
 class KafkaJob:
@@ -1200,4 +1243,138 @@ class KafkaJob:
             run_meta=run_meta, backend=cfg.backend, log=self.log, progress=self.progress)
         summary = self.worker.run()
         runners = {p: d["runner"] for p, d in sorted(summary.partitions.items())}
-        return KafkaResult(summary, runners, time.monotonic() - t0)
+        return KafkaResult(summary, runners, time.monotonic() - t0,
+                           str(sink_addr) if sink_addr else None)
+
+
+# -- `streamlstm run` glue (cli.py: @kafka_options on `run`, then `if dispatch(...)`) ----------
+KAFKA_FLAGS = {"group": "--group", "sink": "--sink", "instance_id": "--instance-id",
+               "max_idle": "--max-idle", "max_messages": "--max-messages",
+               "exactly_once": "--exactly-once", "session_timeout": "--session-timeout"}
+
+
+def kafka_options(f):
+    """Decorator adding the Kafka options to ``streamlstm run``."""
+    import click
+    opts = [
+        click.option("--group", metavar="NAME",
+                     help="Kafka source: consumer group.  Every worker of one job uses the same "
+                          "name (and the same --checkpoint): Kafka splits the topic's "
+                          "partitions among them."),
+        click.option("--sink", metavar="kafka://HOST:PORT/TOPIC",
+                     help="Kafka source: send every forecast to this topic (key = series id, "
+                          "JSON value with series_id, timestamp, y, yhat, partition, offset)."),
+        click.option("--instance-id", metavar="ID",
+                     help="Kafka source: static group membership (group.instance.id); a worker "
+                          "restarted with the same id gets its partitions back without moving "
+                          "the others'."),
+        click.option("--max-idle", type=click.FloatRange(0, None, min_open=True),
+                     metavar="SECONDS",
+                     help="Kafka source: stop after SECONDS without a message [default: run "
+                          "until Ctrl-C or SIGTERM]."),
+        click.option("--max-messages", type=click.IntRange(1, None), metavar="N",
+                     help="Kafka source: stop after N messages."),
+        click.option("--exactly-once", is_flag=True,
+                     help="Kafka source: send forecasts in Kafka transactions with the source "
+                          "offsets, so a crash never duplicates one (read the sink with "
+                          "isolation.level=read_committed)."),
+        click.option("--session-timeout", type=click.FloatRange(1, 3600), metavar="SECONDS",
+                     help="Kafka source: a worker silent this long is declared dead and its "
+                          "partitions move to the others [default: 10]."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _given(o):
+    return [flag for key, flag in KAFKA_FLAGS.items() if o.get(key) not in (None, False)]
+
+
+def dispatch(cfg, o, progress=None) -> bool:
+    """Run ``streamlstm run``'s Kafka mode when ``--source`` is ``kafka://...``
+    (returns True when it did); with a file source, refuse Kafka-only options."""
+    import click
+    if not is_kafka_url(cfg.source):
+        given = _given(o)
+        if given:
+            raise click.BadParameter(f"{', '.join(given)} only apply to a Kafka source "
+                                     f"(--source kafka://HOST:PORT/TOPIC)", param_hint=given[0])
+        return False
+    from .errors import BackendUnavailableError
+    from .policy import DataError
+    kopts = KafkaOptions(group=o.get("group"), sink=o.get("sink"), instance_id=o.get("instance_id"),
+                         max_idle=o.get("max_idle"), max_messages=o.get("max_messages"),
+                         exactly_once=bool(o.get("exactly_once")),
+                         session_timeout_ms=int(1000 * (o.get("session_timeout") or 10.0)))
+    job = KafkaJob(cfg, kopts, progress=progress,
+                   log=lambda s: click.echo(f"streamlstm: {s}", err=True))
+    try:
+        res = job.run()
+    except (DataError, InputError, CheckpointError, BackendUnavailableError,
+            KafkaRuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("streamlstm."):
+            raise click.ClickException(f"backend {cfg.backend!r} is not available in this build "
+                                       f"({exc}); pass --backend reference") from None
+        raise
+    for line in summary_lines(res, cfg):
+        click.echo(line, err=True)
+    if res.summary.stopped_because.startswith("stopped by"):
+        raise click.exceptions.Exit(130 if "SIGINT" in res.summary.stopped_because else 0)
+    return True
+
+
+def summary_lines(res, cfg):
+    """The end of a Kafka run: what was read and sent, bad messages, and River
+    metrics per partition plus all partitions together."""
+    from .report import METRIC_NAMES
+    s = res.summary
+    out = [f"read {s.messages:,} messages of {s.source} (group {s.group}) in {s.seconds:.1f} s, "
+           f"{s.busy_seconds:.1f} s of it busy ({s.messages / max(s.busy_seconds, 1e-9):,.0f} "
+           f"messages/s); {s.stopped_because}"]
+    if s.forecasts:
+        out.append(f"sent {s.forecasts:,} forecasts to {res.sink}")
+    if s.skipped:
+        detail = ", ".join(f"{n:,} {reason}" for reason, n in sorted(s.skipped.items()))
+        out.append(f"skipped {sum(s.skipped.values()):,} bad messages (--on-bad-row skip): "
+                   f"{detail}")
+    if not res.runners:
+        out.append("this worker held no partition at the end")
+        return out
+    w = 24
+    out.append(f"{'partition':{w}}" + "".join(f"{n:>12}" for n in METRIC_NAMES))
+    tot = {n: 0.0 for n in METRIC_NAMES}
+    scored = 0
+    worst = []
+
+    def row(label, vals):
+        return (f"{label:{w}}" + f"{vals['MAE']:>12.4g}{vals['RMSE']:>12.4g}"
+                f"{vals['SMAPE']:>11.3g}%")
+
+    for p, r in res.runners.items():
+        m = r.metrics.summary(n_worst=3)
+        label = f"{p} ({s.partitions[p]['offset']:,} msgs, {r.n_series:,} series)"
+        if m["scored"] == 0:
+            out.append(f"{label:{w}}  no scored rows")
+            continue
+        out.append(row(label, m["overall"]))
+        n = m["scored"]
+        scored += n
+        tot["MAE"] += n * m["overall"]["MAE"]
+        tot["RMSE"] += n * m["overall"]["RMSE"] ** 2
+        tot["SMAPE"] += n * m["overall"]["SMAPE"]
+        worst += [(mae, r.ids[i], k) for i, mae, k in m["worst"]]
+    if scored and len(res.runners) > 1:
+        # Exact pooling of the partitions' overall metrics (means of per-row terms).
+        out.append(row(f"all {scored:,} rows", {"MAE": tot["MAE"] / scored,
+                                                 "RMSE": math.sqrt(tot["RMSE"] / scored),
+                                                 "SMAPE": tot["SMAPE"] / scored}))
+    if worst:
+        worst.sort(key=lambda t: -t[0] if math.isfinite(t[0]) else math.inf)
+        out.append("worst series by MAE: " + ", ".join(f"{sid} {mae:.4g} ({k:,} rows)"
+                                                       for mae, sid, k in worst[:3]))
+    if cfg.checkpoint:
+        out.append(f"snapshots: {PartitionStore(cfg.checkpoint).path(KafkaAddress.parse(cfg.source).topic, 0).replace('partition-00000', 'partition-*')}")
+    return out

@@ -546,3 +546,64 @@ def test_two_workers_split_partitions_and_one_takes_over_from_snapshots(kafka_br
     done = c.finish()
     assert done["partitions"] == [0, 1, 2, 3]
     check_final(b, store, src, out, frame, parts, 4, tmp_path)
+
+
+# -- the command line ---------------------------------------------------------------------------
+def _cli_has_kafka():
+    from streamlstm import cli
+    return any(p.name == "group" for p in cli.run.params)
+
+
+needs_hook = pytest.mark.skipif(
+    not _cli_has_kafka(),
+    reason="streamlstm/cli.py lacks the two-line Kafka hook (@kafka_options and "
+           "kafka.dispatch) given in the kafka branch's report")
+
+
+def cli_args(b, src, *extra):
+    return ["run", "--source", b.url(src), "--features", ",".join(FEATURES), "--horizon", "2",
+            "--backend", BACKEND, "--hidden-size", str(MODEL["hidden_size"]),
+            "--k1", str(MODEL["k1"]), "--k2", str(MODEL["k2"]), "--seed", str(MODEL["seed"]),
+            "--session-timeout", str(SESSION_MS / 1000), *extra]
+
+
+@needs_hook
+def test_cli_runs_a_kafka_source_into_a_kafka_sink(kafka_broker, tmp_path):
+    from click.testing import CliRunner
+    from streamlstm.cli import main
+    b = kafka_broker
+    src, out = b.create_topic(b.new_name("src"), 2), b.create_topic(b.new_name("out"), 2)
+    frame = make_frame(n_series=6, steps=12, seed=2)
+    parts = produce_frame(b.url(src), frame, MessageFormat(features=FEATURES))
+    ck = str(tmp_path / "ck")
+    r = CliRunner().invoke(main, cli_args(b, src, "--group", b.new_name("g"), "--sink",
+                                          b.url(out), "--checkpoint", ck,
+                                          "--checkpoint-every", "25", "--max-idle", "1"))
+    assert r.exit_code == 0, r.output
+    assert f"read {len(frame)} messages of {b.url(src)}" in r.output
+    assert f"sent {len(frame)} forecasts to {b.url(out)}" in r.output
+    assert "all " in r.output and "MAE" in r.output and "partition-*.ckpt" in r.output
+    assert_forecasts_equal(sink_frame(b, out), parquet_reference(frame, parts, 2, tmp_path))
+    # Kafka-only options with a file source are refused; so is --out with a Kafka source.
+    path = tmp_path / "x.parquet"
+    frame.to_parquet(path)
+    r = CliRunner().invoke(main, ["run", "--source", str(path), "--group", "g"])
+    assert r.exit_code == 2 and "--group only apply to a Kafka source" in r.output
+    r = CliRunner().invoke(main, cli_args(b, src, "--group", "g", "--out", "f.parquet"))
+    assert r.exit_code == 1 and "--sink kafka://" in r.output
+
+
+@needs_hook
+def test_cli_errors_are_one_line_and_fast(kafka_broker):
+    from click.testing import CliRunner
+    from streamlstm.cli import main
+    port = free_port()
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["run", "--source", f"kafka://127.0.0.1:{port}/sensors",
+                                  "--group", "g", "--no-plot"])
+    assert r.exit_code == 1 and time.monotonic() - t0 < 15
+    assert r.output.startswith("Error: cannot reach the Kafka broker at 127.0.0.1:")
+    r = CliRunner().invoke(main, ["run", "--source", kafka_broker.url("absent"), "--group", "g"])
+    assert r.exit_code == 1 and "Error: topic 'absent' does not exist" in r.output
+    r = CliRunner().invoke(main, ["run", "--source", "kafka://127.0.0.1/sensors", "--group", "g"])
+    assert r.exit_code == 1 and "HOST:PORT" in r.output
