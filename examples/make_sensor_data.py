@@ -33,11 +33,12 @@ KINDS = ("temp", "power", "hum")
 
 
 def sensor_table(n_sensors, steps, start, freq_s, seed, gap_rate, nan_rate, late_frac,
-                 chunk_steps=256):
+                 chunk_steps=256, id_prefix=""):
     """Yield pyarrow tables of consecutive time chunks (arrival order)."""
     rng = np.random.default_rng(seed)
     kinds = np.array([KINDS[i % 3] for i in range(n_sensors)])
-    ids = np.array([f"{k}-{i // 3 + 1:02d}" if n_sensors <= 300 else f"{k}-{i // 3 + 1:04d}"
+    ids = np.array([f"{id_prefix}{k}-{i // 3 + 1:02d}" if n_sensors <= 300
+                    else f"{id_prefix}{k}-{i // 3 + 1:04d}"
                     for i, k in enumerate(kinds)], dtype=object)
     level = rng.normal(0, 1, n_sensors)
     amp = rng.uniform(0.7, 1.3, n_sensors)

@@ -21,6 +21,7 @@ import time
 import click
 import numpy as np
 
+from . import __version__
 from .errors import BackendUnavailableError, CheckpointError, InputError
 from .multiseries import DEFAULT_LR as _DEFAULT_LR
 from .multiseries import MultiSeriesForecaster
@@ -134,7 +135,7 @@ def _fail(exc):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="streamlstm", prog_name="streamlstm")
+@click.version_option(version=__version__, prog_name="streamlstm")
 def main():
     """Online forecasting with stateful LSTM/GRU networks.
 
@@ -174,7 +175,7 @@ def main():
 @click.option("--init-from", metavar="CKPT",
               help="Start from the model of another run's checkpoint (its series count as "
                    "history) instead of a fresh one.")
-@click.option("--horizon", default=1, show_default=True, type=click.IntRange(1, 10_000),
+@click.option("--horizon", default=1, show_default=True, type=click.IntRange(1, 10_000), metavar="N",
               help="Steps ahead forecast at every row (adds yhat_h2.. columns).")
 @click.option("--cell", type=click.Choice(["lstm", "gru"]), default=_FD["cell"],
               show_default=True, help="Recurrent cell.")
@@ -251,6 +252,9 @@ def run(**o):
         if out_format(o["out"]) is None:
             raise click.BadParameter(f"{o['out']!r}: name the output .parquet or .csv (or '-' "
                                      f"for CSV on stdout)", param_hint="--out")
+    if o["checkpoint"] and os.path.exists(o["checkpoint"]) and not os.path.isdir(o["checkpoint"]):
+        raise click.BadParameter(f"{o['checkpoint']!r} is a file; --checkpoint names a directory "
+                                 f"(created if missing)", param_hint="--checkpoint")
     if plot and not plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
         raise click.BadParameter(f"{plot!r}: name the plot .png (or .svg, .pdf)",
                                  param_hint="--plot")

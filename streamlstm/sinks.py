@@ -95,6 +95,9 @@ class ForecastFile:
         else:
             directory = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(directory, exist_ok=True)
+            # A run killed while writing this file left its temp file: remove it.
+            for stale in glob.glob(os.path.join(directory, ".tmp-*" + os.path.basename(self.path))):
+                os.unlink(stale)
             fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(self.path),
                                              dir=directory)
             os.close(fd)
@@ -221,10 +224,12 @@ class PartStore:
         for p in self.paths():
             yield from pq.ParquetFile(p).iter_batches(columns=columns)
 
-    def finish(self, out):
+    def finish(self, out, on_batch=None):
         """Stream the committed parts into ``out`` (a ``ForecastFile``)."""
         for rb in self.iter_batches():
             out.write(pa.Table.from_batches([rb]))
+            if on_batch is not None:
+                on_batch()
         out.close(schema=self.schema)
 
     def remove(self):

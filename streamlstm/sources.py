@@ -166,7 +166,7 @@ def _parse_numbers(arr):
         pass
     raw = arr.to_numpy(zero_copy_only=False)
     s = pd.Series(raw, dtype=object)
-    num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    num = np.array(pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
     isnull = s.isna().to_numpy()
     nanword = s.str.lower().isin(_NAN_WORDS).to_numpy()
     bad = np.isnan(num) & ~isnull & ~nanword
@@ -387,34 +387,35 @@ class ParquetSource(Source):
         return {"format": self.format, "rows": int(self.total_rows), **file_fingerprint(self.name)}
 
     def _raw(self, start, batch_rows):
-        if start >= self.total_rows:
-            return
-        g = int(np.searchsorted(self._starts, start, side="right") - 1)
-        row = int(self._starts[g])
-        skip = start - row
-        it = self._pf.iter_batches(batch_size=batch_rows, row_groups=range(g, len(self._starts) - 1),
-                                   columns=self.columns.needed(), use_threads=True)
-        while True:
-            try:
-                rb = next(it)
-            except StopIteration:
-                return
-            except (pa.ArrowException, OSError) as exc:
-                g_now = int(np.searchsorted(self._starts, row, side="right") - 1)
-                raise DataError(
-                    f"{self.name}: corrupt data in row group {g_now} (rows {row} to "
-                    f"{int(self._starts[min(g_now + 1, len(self._starts) - 1)]) - 1}): "
-                    f"{_short(exc)}; re-export or re-copy the file", origin=self.name,
-                    row=row) from None
-            if skip:
-                cut = min(skip, rb.num_rows)
-                rb = rb.slice(cut)
-                skip -= cut
-                row += cut
-                if rb.num_rows == 0:
-                    continue
-            yield row, rb
-            row += rb.num_rows
+        # Row group by row group: memory is bounded by one row group, a resumed run
+        # jumps straight to the group holding its row, and a corrupt page is
+        # reported with the rows it holds.
+        starts = self._starts
+        g0 = int(np.searchsorted(starts, start, side="right") - 1)
+        for g in range(g0, len(starts) - 1):
+            row = int(starts[g])
+            skip = max(0, start - row)
+            it = self._pf.iter_batches(batch_size=batch_rows, row_groups=[g],
+                                       columns=self.columns.needed(), use_threads=True)
+            while True:
+                try:
+                    rb = next(it)
+                except StopIteration:
+                    break
+                except (pa.ArrowException, OSError) as exc:
+                    raise DataError(
+                        f"{self.name}: corrupt data in row group {g} (rows {int(starts[g])} to "
+                        f"{int(starts[g + 1]) - 1}): {_short(exc)}; re-export or re-copy the file",
+                        origin=self.name, row=int(starts[g])) from None
+                if skip:
+                    cut = min(skip, rb.num_rows)
+                    rb = rb.slice(cut)
+                    skip -= cut
+                    row += cut
+                    if rb.num_rows == 0:
+                        continue
+                yield row, rb
+                row += rb.num_rows
 
 
 class CSVSource(Source):
