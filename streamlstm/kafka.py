@@ -710,13 +710,17 @@ class KafkaWorker:
     progress
         An object with ``start(label, total, done)``, ``update(rows, n_series)``
         and ``finish()`` (the CLI's progress bar), or None.
+    policy
+        ``policy.Policy`` that restored runners follow from now on (None: the one
+        in their snapshot).
     """
 
     def __init__(self, source, group, new_runner, *, store=None, sink=None, fmt=None,
                  checkpoint_every=None, checkpoint_seconds=None, max_idle=None,
                  max_messages=None, instance_id=None, session_timeout_ms=10000,
                  batch_size=5000, poll_timeout=0.25, connect_timeout=5.0, exactly_once=False,
-                 run_meta=None, backend=None, log=None, join_timeout=60.0, progress=None):
+                 run_meta=None, backend=None, log=None, join_timeout=60.0, progress=None,
+                 policy=None):
         if not group:
             raise KafkaSetupError("a Kafka source needs a consumer group: pass --group NAME "
                                   "(every worker of one job uses the same name)")
@@ -738,6 +742,7 @@ class KafkaWorker:
         self.log = log or (lambda s: None)
         self.join_timeout = float(join_timeout)
         self.progress = progress
+        self.policy = policy
         self.origin = str(source)
         self.parts: dict[int, _Partition] = {}
         self.summary = WorkerSummary(str(source), group)
@@ -806,15 +811,22 @@ class KafkaWorker:
             self.log(f"partition {p}: no snapshot, starting a fresh model at its first message")
             return _Partition(p, self.new_runner(), 0)
         runner, offset, meta = loaded
+        from .filejob import RELAXABLE
         want = json.loads(json.dumps(self.run_meta))
         have = meta.get("run", {})
-        if have != want:
-            diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        # As for files (filejob.RELAXABLE): every row a strict policy ("error") let
+        # through, a looser one would have treated the same - so a run stopped by a
+        # bad message can be resumed with --on-bad-row skip.
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k)
+                      and not (k in RELAXABLE and have.get(k) == "error"))
+        if diff:
             path = self.store.path(self.source.topic, p)
             raise CheckpointError(
                 f"{path}: this snapshot was written with other options ("
                 + ", ".join(f"{k}: {have.get(k)!r} there, {want.get(k)!r} now" for k in diff[:4])
                 + "); rerun with the same options or use another --checkpoint directory")
+        if self.policy is not None:
+            runner.policy = self.policy
         self.log(f"partition {p}: resuming from its snapshot at offset {offset}")
         return _Partition(p, runner, offset, emit_from=offset, snap_offset=offset)
 
@@ -1240,7 +1252,8 @@ class KafkaJob:
             max_idle=k.max_idle, max_messages=k.max_messages, instance_id=k.instance_id,
             session_timeout_ms=k.session_timeout_ms, batch_size=k.batch_size,
             connect_timeout=k.connect_timeout, exactly_once=k.exactly_once,
-            run_meta=run_meta, backend=cfg.backend, log=self.log, progress=self.progress)
+            run_meta=run_meta, backend=cfg.backend, log=self.log, progress=self.progress,
+            policy=cfg.policy)
         summary = self.worker.run()
         runners = {p: d["runner"] for p, d in sorted(summary.partitions.items())}
         return KafkaResult(summary, runners, time.monotonic() - t0,
