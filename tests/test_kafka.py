@@ -271,6 +271,41 @@ def test_missing_topics_fail_fast_naming_them(kafka_broker, tmp_path):
         run_job(b, there, None)
 
 
+def test_losing_the_broker_mid_run_is_a_clear_error_not_a_hang(tmp_path):
+    from kafka_broker import TansuBroker
+    b = TansuBroker().start()                 # a broker of its own, to kill
+    try:
+        src, out = b.create_topic("s", 2), b.create_topic("o", 1)
+        produce_frame(b.url(src), make_frame(n_series=4, steps=5), MessageFormat(features=FEATURES))
+        cfg = job_config(b.url(src), str(tmp_path / "ck"))
+        job = KafkaJob(cfg, KafkaOptions(group="g", sink=b.url(out), session_timeout_ms=SESSION_MS,
+                                         connect_timeout=1.0), log=lambda s: None)
+        got = {}
+
+        def work():
+            try:
+                job.run()
+            except Exception as exc:  # noqa: BLE001 - the test inspects it
+                got["error"], got["at"] = exc, time.monotonic()
+
+        th = threading.Thread(target=work)
+        th.start()
+        deadline = time.monotonic() + 30
+        while not getattr(getattr(job, "worker", None), "summary", None) or \
+                job.worker.summary.messages < 20:
+            assert time.monotonic() < deadline and th.is_alive()
+            time.sleep(0.05)
+        killed = time.monotonic()
+        b.proc.kill()
+        th.join(60)
+        assert not th.is_alive()
+    finally:
+        b.stop()
+    assert got["at"] - killed < 20
+    msg = str(got["error"])
+    assert f"lost the Kafka broker at {b.bootstrap}" in msg and "rerun the same command" in msg
+
+
 # -- through the broker: Kafka = Parquet per partition, bit for bit ------------------------------
 def test_forecasts_through_kafka_equal_parquet_per_partition(kafka_broker, tmp_path):
     b = kafka_broker
@@ -316,7 +351,9 @@ def test_restart_seeks_to_the_snapshot_offset_not_the_group_offset(kafka_broker,
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
     c.commit(offsets=[TopicPartition(src, p, 1) for p in range(2)], asynchronous=False)
     c.close()
-    second = run_job(b, src, group, sink=out, checkpoint=ck, every_rows=40, batch_size=30)
+    # (The second run is a static member: --instance-id.)
+    second = run_job(b, src, group, sink=out, checkpoint=ck, every_rows=40, batch_size=30,
+                     instance_id="worker-1")
     assert second.summary.messages == len(frame) - 77
     ref = parquet_reference(frame, parts, 2, tmp_path)
     rows = sink_frame(b, out)
