@@ -90,13 +90,13 @@ class Progress:
     def __init__(self, enabled):
         self.enabled = enabled
         self._last = 0.0
+        self._drawn = False
 
     def start(self, label, total, done=0):
         self.label, self.total, self.base = label, total, done
         self.t0 = time.monotonic()
         self.rows, self.series = done, 0
-        self._last = 0.0
-        self._draw(force=True)
+        self._last = 0.0      # the first update draws at once
 
     def update(self, rows, n_series):
         self.rows, self.series = rows, n_series
@@ -104,8 +104,13 @@ class Progress:
 
     def finish(self):
         self._draw(force=True)
-        if self.enabled:
+        self.break_line()
+
+    def break_line(self):
+        """End the bar's line (before a message)."""
+        if self._drawn:
             click.echo("", err=True)
+            self._drawn = False
 
     def _draw(self, force=False):
         if not self.enabled:
@@ -114,6 +119,7 @@ class Progress:
         if not force and now - self._last < 0.1:
             return
         self._last = now
+        self._drawn = True
         dt = max(now - self.t0, 1e-9)
         rate = (self.rows - self.base) / dt
         width = shutil.get_terminal_size((100, 20)).columns
@@ -238,7 +244,7 @@ def run(**o):
       streamlstm run --source live.parquet --replay history.parquet \\
                      --out forecasts.parquet --checkpoint ckpt/ --checkpoint-every 100000
     """
-    from .filejob import FileJob, Interrupted, JobConfig
+    from .filejob import FileJob, JobConfig
     from .sources import Columns
 
     every_rows, every_seconds = _parse_every(o["checkpoint_every"])
@@ -272,28 +278,37 @@ def run(**o):
         policy=Policy(o["on_bad_row"], o["new_series"]), metrics_window=o["metrics_window"],
         batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
     show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
-    job = FileJob(cfg, Progress(show_progress))
+    progress = Progress(show_progress)
+    job = FileJob(cfg, progress)
     try:
-        try:
-            res = job.run()
-        except Interrupted as exc:
-            where = (f"checkpoint written at {exc.phase} row {exc.row:,}; rerun the same command "
-                     f"to resume" if exc.checkpointed else
-                     "no --checkpoint, nothing saved")
-            click.echo(f"\ninterrupted: {where}", err=True)
-            raise click.exceptions.Exit(130)
-        except (DataError, InputError, CheckpointError, BackendUnavailableError) as exc:
-            _fail(exc)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("streamlstm."):
-                _fail(f"backend {cfg.backend!r} is not available in this build ({exc}); "
-                      f"pass --backend reference")
-            raise
-        except OSError as exc:
-            _fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))
+        res = _run_job(job, progress, cfg)
         _report(res, cfg, o, plot, job)
     finally:
         job.cleanup()
+
+
+def _run_job(job, progress, cfg):
+    """``job.run()`` with every user error turned into one ``Error:`` line."""
+    from .filejob import Interrupted
+    try:
+        try:
+            return job.run()
+        finally:
+            progress.break_line()
+    except Interrupted as exc:
+        where = (f"checkpoint written at {exc.phase} row {exc.row:,}; rerun the same command to "
+                 f"resume" if exc.checkpointed else "no --checkpoint, nothing saved")
+        click.echo(f"interrupted: {where}", err=True)
+        raise click.exceptions.Exit(130)
+    except (DataError, InputError, CheckpointError, BackendUnavailableError) as exc:
+        _fail(exc)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("streamlstm."):
+            _fail(f"backend {cfg.backend!r} is not available in this build ({exc}); pass "
+                  f"--backend reference")
+        raise
+    except OSError as exc:
+        _fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
 def _series_label(runner):

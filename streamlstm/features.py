@@ -36,10 +36,15 @@ import numpy as np
 from numba import njit
 
 CLIP = 8.0           # scaled inputs/targets are clipped to [-CLIP, CLIP]
+WINSOR = 4.0         # scaler updates are winsorized at mean +- WINSOR * s ...
+WINSOR_AFTER = 4.0   # ... once a scaler has seen this many values
 TINY = 1e-12         # relative floor on a scale, so a constant series does not divide by 0
 
-# Columns of the per-series float state ``ystat`` (N, 4).
-Y_N, Y_MEAN, Y_SQ, Y_LEVEL = range(4)
+# Columns of the per-series target state ``ystat`` (N, 6): the level scaler
+# (count, EW mean, EW variance of values), the change scaler (count, EW mean
+# square of one-step changes) and the last observed value.
+Y_N, Y_MEAN, Y_VAR, Y_DN, Y_DSQ, Y_LEVEL = range(6)
+N_YSTAT = 6
 # Columns of the per-series per-feature state ``xstat`` (N, F, 3).
 X_N, X_MEAN, X_VAR = range(3)
 
@@ -54,47 +59,89 @@ def _clip(v):
 
 
 @njit(cache=True)
-def _scale(ystat_row, diff):
-    """(level, s) of one series: the affine map scaled -> raw for its next value.
-    s <= 0 means "not enough history yet" (no target, lag inputs 0)."""
-    n = ystat_row[Y_N]
+def _floor(s, ref):
+    f = TINY * max(1.0, abs(ref))
+    return s if s > f else f
+
+
+@njit(cache=True)
+def _level_scale(ystat_row):
+    """(mean, s) of the series' values; s <= 0 while fewer than 2 were seen."""
+    m = ystat_row[Y_MEAN]
+    if ystat_row[Y_N] < 2.0:
+        return m, -1.0
+    return m, _floor(math.sqrt(ystat_row[Y_VAR]), m)
+
+
+@njit(cache=True)
+def _change_scale(ystat_row):
+    """RMS of the series' one-step changes; <= 0 while none was seen."""
+    if ystat_row[Y_DN] < 1.0:
+        return -1.0
+    return _floor(math.sqrt(ystat_row[Y_DSQ]), ystat_row[Y_LEVEL])
+
+
+@njit(cache=True)
+def _target_map(ystat_row, diff):
+    """(level, s): raw = level + s * scaled for the series' next value (s <= 0:
+    not enough history yet: no target, and the forecast is ``level``)."""
     if diff:
-        level = ystat_row[Y_LEVEL]
-        if n < 1.0:
-            return level, -1.0
-        s = math.sqrt(ystat_row[Y_SQ])
-    else:
-        level = ystat_row[Y_MEAN]
-        if n < 2.0:
-            return level, -1.0
-        s = math.sqrt(max(ystat_row[Y_SQ] - level * level, 0.0))
-    floor = TINY * max(1.0, abs(level))
-    if s < floor:
-        s = floor
-    return level, s
+        return ystat_row[Y_LEVEL], _change_scale(ystat_row)
+    return _level_scale(ystat_row)
+
+
+@njit(cache=True)
+def _ew(n, mean, var, v, alpha_min):
+    """Adaptive EW mean/variance (West): weight max(1/n, alpha_min), so the plain
+    mean/variance until 1/alpha_min values, exponentially weighted after.  Once
+    established, an update is winsorized at mean +- WINSOR s: one outlier (a
+    sensor dropout) moves the scaler a little, a lasting shift within a few
+    dozen values (the variance grows geometrically while it lasts)."""
+    n += 1.0
+    a = max(1.0 / n, alpha_min)
+    if n > WINSOR_AFTER and var > 0.0:
+        lim = WINSOR * math.sqrt(var)
+        if v > mean + lim:
+            v = mean + lim
+        elif v < mean - lim:
+            v = mean - lim
+    d = v - mean
+    mean += a * d
+    var = (1.0 - a) * (var + a * d * d)
+    return n, mean, var
 
 
 @njit(cache=True)
 def _inputs(u, hist_row, ystat_row, xstat_row, x_row, pos, lags, periods, diff, n_x_first):
     """Fill one input row ``u`` (I,) from a series' feature state before this row.
 
-    Layout: [lag inputs (len(lags)), sin/cos per period (2 len(periods)), features (F)].
-    ``x_row`` must already be folded into ``xstat_row`` (see ``_update_x``).
+    Layout: [lag inputs (len(lags)), level input (differencing only),
+    sin/cos per period (2 len(periods)), features (F)].  ``x_row`` must already
+    be folded into ``xstat_row`` (see ``_update_x``).
     """
-    level, s = _scale(ystat_row, diff)
+    mean, sy = _level_scale(ystat_row)
+    sd = _change_scale(ystat_row)
     P = hist_row.shape[0]
     j = 0
     for k in range(lags.shape[0]):
         lag = lags[k]
         v = 0.0
-        if s > 0.0:
-            a = hist_row[P - lag]                      # y_{t-lag}
-            if diff:
-                b = hist_row[P - lag - 1]              # y_{t-lag-1}
-                if not (math.isnan(a) or math.isnan(b)):
-                    v = _clip((a - b) / s)
-            elif not math.isnan(a):
-                v = _clip((a - level) / s)
+        a = hist_row[P - lag]                          # y_{t-lag}
+        if diff:
+            b = hist_row[P - lag - 1]                  # y_{t-lag-1}
+            if sd > 0.0 and not (math.isnan(a) or math.isnan(b)):
+                v = _clip((a - b) / sd)
+        elif sy > 0.0 and not math.isnan(a):
+            v = _clip((a - mean) / sy)
+        u[j] = v
+        j += 1
+    if diff:
+        # where the last value sits in the series' usual range: lets the network
+        # learn mean reversion, which changes alone cannot show
+        v = 0.0
+        lv = ystat_row[Y_LEVEL]
+        if sy > 0.0 and not math.isnan(lv):
+            v = _clip((lv - mean) / sy)
         u[j] = v
         j += 1
     for k in range(periods.shape[0]):
@@ -116,17 +163,14 @@ def _update_x(xstat_row, x_row, alpha_min):
         xv = x_row[f]
         if math.isnan(xv):
             continue
-        n = xstat_row[f, X_N] + 1.0
-        a = max(1.0 / n, alpha_min)
-        d = xv - xstat_row[f, X_MEAN]
-        # West's exponentially weighted mean/variance (the plain Welford update while a = 1/n).
-        xstat_row[f, X_MEAN] += a * d
-        xstat_row[f, X_VAR] = (1.0 - a) * (xstat_row[f, X_VAR] + a * d * d)
+        n, m, v = _ew(xstat_row[f, X_N], xstat_row[f, X_MEAN], xstat_row[f, X_VAR], xv, alpha_min)
         xstat_row[f, X_N] = n
+        xstat_row[f, X_MEAN] = m
+        xstat_row[f, X_VAR] = v
 
 
 @njit(cache=True)
-def _push_y(hist_row, ystat_row, y, alpha_min, diff):
+def _push_y(hist_row, ystat_row, y, alpha_min):
     """Fold an observed (finite) or missing (NaN) value into the series' state."""
     P = hist_row.shape[0]
     prev = hist_row[P - 1]
@@ -135,20 +179,15 @@ def _push_y(hist_row, ystat_row, y, alpha_min, diff):
     hist_row[P - 1] = y
     if math.isnan(y):
         return
-    if diff:
-        # the scale is the RMS of observed one-step changes (both ends observed)
-        if not math.isnan(prev):
-            n = ystat_row[Y_N] + 1.0
-            a = max(1.0 / n, alpha_min)
-            d = y - prev
-            ystat_row[Y_SQ] += a * (d * d - ystat_row[Y_SQ])
-            ystat_row[Y_N] = n
-    else:
-        n = ystat_row[Y_N] + 1.0
-        a = max(1.0 / n, alpha_min)
-        ystat_row[Y_MEAN] += a * (y - ystat_row[Y_MEAN])
-        ystat_row[Y_SQ] += a * (y * y - ystat_row[Y_SQ])
-        ystat_row[Y_N] = n
+    if not math.isnan(prev):
+        # changes have mean ~0: track their mean square (a zero-mean "variance")
+        n, _, dsq = _ew(ystat_row[Y_DN], 0.0, ystat_row[Y_DSQ], y - prev, alpha_min)
+        ystat_row[Y_DN] = n
+        ystat_row[Y_DSQ] = dsq
+    n, m, v = _ew(ystat_row[Y_N], ystat_row[Y_MEAN], ystat_row[Y_VAR], y, alpha_min)
+    ystat_row[Y_N] = n
+    ystat_row[Y_MEAN] = m
+    ystat_row[Y_VAR] = v
     ystat_row[Y_LEVEL] = y
 
 
@@ -170,7 +209,7 @@ def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff,
             if not math.isnan(X[r, f]):
                 xlast[n, f] = X[r, f]
         _inputs(U[r], hist[n], ystat[n], xstat[n], X[r], pos[n], lags, periods, diff, n_x_first)
-        lv, s = _scale(ystat[n], diff)
+        lv, s = _target_map(ystat[n], diff)
         level[r] = lv
         scale[r] = s
         t = np.nan
@@ -182,7 +221,7 @@ def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff,
             else:
                 t = _clip((yr - lv) / s)
         T[r] = t
-        _push_y(hist[n], ystat[n], yr, alpha_min, diff)
+        _push_y(hist[n], ystat[n], yr, alpha_min)
         pos[n] += 1
 
 
@@ -198,7 +237,7 @@ def rollout_inputs(hist, ystat, xstat, X, pos, lags, periods, diff, n_x_first, U
     scalers are frozen during a rollout (``X`` is scaled, not learned)."""
     for b in range(hist.shape[0]):
         _inputs(U[b], hist[b], ystat[b], xstat[b], X[b], pos[b], lags, periods, diff, n_x_first)
-        lv, s = _scale(ystat[b], diff)
+        lv, s = _target_map(ystat[b], diff)
         level[b] = lv
         scale[b] = s
 
@@ -212,7 +251,7 @@ def rollout_push(hist, ystat, pos, values, diff):
         for p in range(P - 1):
             hist[b, p] = hist[b, p + 1]
         hist[b, P - 1] = values[b]
-        if diff and not math.isnan(values[b]):
+        if not math.isnan(values[b]):
             ystat[b, Y_LEVEL] = values[b]
         pos[b] += 1
 
@@ -234,12 +273,15 @@ class SeriesFeatures:
         self.diff = bool(differencing)
         self.alpha_min = 1.0 / float(window)
         self.n_features = int(n_features)
-        self.P = int(self.lags.max()) + (1 if self.diff else 0)
+        self.P = max(1, int(self.lags.max(initial=0)) + (1 if self.diff else 0))
         self.a = self._fresh(0)
 
     @property
     def n_x_first(self):
-        return int(self.lags.size + 2 * self.periods.size)
+        n = int(self.lags.size + (1 if self.diff else 0) + 2 * self.periods.size)
+        # A network needs an input: with no lag, seasonal or level input (a
+        # regressor before its first feature), one constant-0 column stands in.
+        return max(n, 1)
 
     @property
     def n_inputs(self):
@@ -247,7 +289,7 @@ class SeriesFeatures:
 
     def _fresh(self, n):
         F = self.n_features
-        ystat = np.zeros((n, 4))
+        ystat = np.zeros((n, N_YSTAT))
         ystat[:, Y_LEVEL] = np.nan
         return {"hist": np.full((n, self.P), np.nan), "ystat": ystat,
                 "xstat": np.zeros((n, F, 3)), "xlast": np.full((n, F), np.nan),
@@ -276,7 +318,7 @@ class SeriesFeatures:
         """Prepare R rows (see ``learn_rows``); returns ``(U, T, level, scale)`` and
         folds the rows into the state."""
         R = slots.shape[0]
-        U = np.empty((R, self.n_inputs))
+        U = np.zeros((R, self.n_inputs))
         T = np.empty(R)
         level = np.empty(R)
         scale = np.empty(R)
@@ -297,7 +339,7 @@ class SeriesFeatures:
     def rollout_step(self, snap, X):
         """Inputs and (level, scale) for the next rollout step of the snapshot."""
         B = snap["pos"].shape[0]
-        U = np.empty((B, self.n_inputs))
+        U = np.zeros((B, self.n_inputs))
         level = np.empty(B)
         scale = np.empty(B)
         rollout_inputs(snap["hist"], snap["ystat"], snap["xstat"], X, snap["pos"], self.lags,

@@ -295,6 +295,7 @@ class FileJob:
                 src = srcs[ph]
                 self.progress.start(("replay " if ph == "replay" else "") + os.path.basename(src.name),
                                     src.total_rows, row)
+                self.progress.update(row, runner.n_series)
                 last_ck, since = time.monotonic(), 0
                 for batch in src.batches(start=row, batch_rows=cfg.batch_rows):
                     fc = runner.process(batch, score=(ph == "live"))

@@ -160,8 +160,6 @@ class MultiSeriesForecaster:
     @staticmethod
     def _check_lags(lags):
         ls = [lags] if isinstance(lags, numbers.Integral) else list(lags)
-        if not ls:
-            raise InputError("lags must list at least one lag, e.g. (1,)")
         for lag in ls:
             _check_positive_int("lags entry", lag)
         return tuple(int(v) for v in ls)
@@ -495,34 +493,20 @@ class MultiSeriesForecaster:
                 "differencing": bool(self.differencing), "scale_window": self._window,
                 "clip_norm": self.clip_norm}
 
-    def save(self, path, extra_meta=None, extra_arrays=None):
-        """Write everything needed to resume bit for bit (network, optimizer,
-        per-series states, windows and scalers, ids) atomically to ``path``.
-        ``extra_meta`` (JSON-able) and ``extra_arrays`` (name -> ndarray) are
-        stored alongside and returned by ``load``."""
-        extra_meta = {} if extra_meta is None else extra_meta
-        try:
-            json.dumps(extra_meta)
-        except TypeError as exc:
-            raise InputError(f"extra_meta must be JSON-serialisable ({exc})") from None
+    def _parts(self):
+        """(meta, arrays): everything needed to rebuild this model bit for bit."""
         net = self._net
         meta = {"format": FORMAT, "config": self._config(), "ids": list(self._ids),
-                "net": {"config": net.config(), "layout": net.layout.describe()},
-                "extra": extra_meta}
+                "net": {"config": net.config(), "layout": net.layout.describe()}}
         arrays = {f"net.{k}": v for k, v in net.arrays().items()}
         arrays.update({f"feat.{k}": v for k, v in self._feats.a.items()})
-        for k, v in (extra_arrays or {}).items():
-            arrays[f"extra.{k}"] = np.asarray(v)
-        _ckpt.write(path, kind=CHECKPOINT_KIND, meta=meta, arrays=arrays)
+        return meta, arrays
 
     @classmethod
-    def load(cls, path, backend=None):
-        """Restore a model written by ``save``: returns ``(model, extra_meta,
-        extra_arrays)``.  ``backend`` overrides the saved one."""
-        meta, arrays = _ckpt.read(path, kind=CHECKPOINT_KIND)
+    def _from_parts(cls, meta, arrays, backend=None, source="checkpoint"):
         try:
             if meta.get("format") != FORMAT:
-                raise CheckpointError(f"{path}: MultiSeriesForecaster format "
+                raise CheckpointError(f"{source}: MultiSeriesForecaster format "
                                       f"{meta.get('format')!r}, this streamlstm reads {FORMAT}")
             cfg = dict(meta["config"])
             cfg["optimizer"] = optimizer_from_config(cfg["optimizer"])
@@ -533,22 +517,57 @@ class MultiSeriesForecaster:
             model = cls(**cfg)
             net_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
             model._net = OnlineRNN.from_checkpoint_parts(meta["net"], net_arrays,
-                                                         backend=cfg["backend"], source=str(path))
+                                                         backend=cfg["backend"], source=source)
             feat = {k[5:]: v for k, v in arrays.items() if k.startswith("feat.")}
             n = model._net.n_series
             for k in SeriesFeatures.ARRAYS:
                 if k not in feat or feat[k].shape[:1] != (n,):
-                    raise CheckpointError(f"{path}: feature state {k!r} is missing or has the "
+                    raise CheckpointError(f"{source}: feature state {k!r} is missing or has the "
                                           f"wrong shape; the file is corrupt")
-            model._feats.a = {k: np.ascontiguousarray(feat[k]) for k in SeriesFeatures.ARRAYS}
-            model._ids = [i for i in meta["ids"]]
+            model._feats.a = {k: np.array(feat[k], copy=True) for k in SeriesFeatures.ARRAYS}
+            model._ids = list(meta["ids"])
             model._slot = {i: s for s, i in enumerate(model._ids)}
+        except CheckpointError:
+            raise
         except (KeyError, TypeError, InputError) as exc:
-            if isinstance(exc, CheckpointError):
-                raise
-            raise CheckpointError(f"{path}: bad MultiSeriesForecaster checkpoint ({exc!r})") from None
+            raise CheckpointError(f"{source}: bad MultiSeriesForecaster checkpoint "
+                                  f"({exc!r})") from None
+        return model
+
+    def save(self, path, extra_meta=None, extra_arrays=None):
+        """Write everything needed to resume bit for bit (network, optimizer,
+        per-series states, windows and scalers, ids) atomically to ``path``.
+        ``extra_meta`` (JSON-able) and ``extra_arrays`` (name -> ndarray) are
+        stored alongside and returned by ``load``."""
+        extra_meta = {} if extra_meta is None else extra_meta
+        try:
+            json.dumps(extra_meta)
+        except TypeError as exc:
+            raise InputError(f"extra_meta must be JSON-serialisable ({exc})") from None
+        meta, arrays = self._parts()
+        meta["extra"] = extra_meta
+        for k, v in (extra_arrays or {}).items():
+            arrays[f"extra.{k}"] = np.asarray(v)
+        _ckpt.write(path, kind=CHECKPOINT_KIND, meta=meta, arrays=arrays)
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """Restore a model written by ``save``: returns ``(model, extra_meta,
+        extra_arrays)``.  ``backend`` overrides the saved one."""
+        meta, arrays = _ckpt.read(path, kind=CHECKPOINT_KIND)
+        model = cls._from_parts(meta, arrays, backend=backend, source=str(path))
         extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
         return model, meta.get("extra", {}), extra
+
+    # Pickling (River's clone/pickle checks, multiprocessing) goes through the same
+    # parts as a checkpoint: backends may hold device memory or compiled state.
+    def __getstate__(self):
+        meta, arrays = self._parts()
+        return {"meta": meta, "arrays": {k: np.array(v, copy=True) for k, v in arrays.items()}}
+
+    def __setstate__(self, state):
+        other = type(self)._from_parts(state["meta"], state["arrays"], source="pickle")
+        self.__dict__.update(other.__dict__)
 
     def __repr__(self):
         return (f"MultiSeriesForecaster(cell={self.cell!r}, hidden_size={self.hidden_size}, "

@@ -90,6 +90,7 @@ class Problem:
     reason: str
     value: object             # callable r -> raw value
     hint: str = ""
+    detail: object = None     # callable r -> extra context for the message, or None
 
 
 _SKIP_HINT = "or pass --on-bad-row skip to drop such rows"
@@ -108,8 +109,9 @@ HINTS = {
 
 
 def _fmt_value(v):
-    if isinstance(v, float):
-        return repr(v)
+    import datetime
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        return repr(str(v))     # '2024-01-31 13:00:00', not datetime.datetime(...)
     return repr(v)
 
 
@@ -125,7 +127,9 @@ def raise_first(batch, problems):
     v = best.value(first)
     col = f", column {best.column!r}" if best.column else ""
     hint = best.hint or HINTS.get(best.reason, "")
-    raise DataError(f"{batch.where(first)}{col}: {best.reason} (value {_fmt_value(v)}); {hint}",
+    detail = f"; {best.detail(first)}" if best.detail is not None else ""
+    raise DataError(f"{batch.where(first)}{col}: {best.reason} (value {_fmt_value(v)}{detail}); "
+                    f"{hint}",
                     origin=batch.origin, row=int(batch.rows[first]), column=best.column,
                     value=v, reason=best.reason)
 

@@ -44,6 +44,16 @@ def forecaster_class():
     return MultiSeriesForecaster
 
 
+def format_time(v, batch):
+    """A time key (int ns / int / float) as the user wrote it, for messages."""
+    if batch.time_kind != "datetime":
+        return v.item() if hasattr(v, "item") else v
+    import pyarrow as pa
+    tb = (batch.columns or {}).get("time")
+    tz = getattr(tb.type, "tz", None) if tb is not None else None
+    return str(pa.scalar(int(v), type=pa.timestamp("ns", tz=tz)).as_py())
+
+
 @dataclass
 class RowBatch:
     """Rows in arrival order, one observation each (long format).
@@ -228,11 +238,12 @@ class StreamRunner:
         codes = order_codes(dense[ok_rows], t[ok_rows], last, seen)
         if codes.any():
             value = self._time_value(batch)
+            detail = self._latest_time_detail(batch, dense, t, ok_rows, codes)
             for code, reason in ((1, DUPLICATE_TIME), (2, OUT_OF_ORDER)):
                 m = np.zeros(R, dtype=bool)
                 m[ok_rows[codes == code]] = True
                 if m.any():
-                    problems.append(Problem(m, batch.time_name, reason, value))
+                    problems.append(Problem(m, batch.time_name, reason, value, detail=detail))
                     bad |= m
         # 4. The policy: stop at the first row whose problem is an error, else drop.
         skipped = Counter()
@@ -297,6 +308,21 @@ class StreamRunner:
                 f"but earlier rows of this run (history or a previous file) had "
                 f"{self.time_kind} timestamps; use one kind of timestamp in every file of a run")
         return batch.time_kind, (np.float64 if batch.time_kind == "float" else np.int64)
+
+    def _latest_time_detail(self, batch, dense, t, ok_rows, codes):
+        """For a message: the series' latest accepted time when row r arrived."""
+        def detail(r):
+            s = dense[r]
+            before = ok_rows[(ok_rows < r) & (dense[ok_rows] == s)]
+            accepted = before[codes[np.searchsorted(ok_rows, before)] == 0]
+            cands = [t[i] for i in accepted]
+            if s < self.seen.size and self.seen[s]:
+                cands.append(self.last_time[s])
+            if not cands:
+                return ""
+            latest = max(cands)
+            return f"series {batch.ids[r]!r} is already at {format_time(latest, batch)!r}"
+        return detail
 
     @staticmethod
     def _time_value(batch):

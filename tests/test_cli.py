@@ -67,7 +67,7 @@ def test_run_prints_forecasts_summary_and_plot(data, tmp_path):
     assert out[0].split()[:4] == ["series", "last", "time", "y"]
     assert len(out) == 1 + 4                                   # header + 4 series
     assert "MAE" in res.stderr and "RMSE" in res.stderr and "SMAPE" in res.stderr
-    assert "worst series by MAE" in res.stderr and "naive last value" in res.stderr
+    assert "worst series by MAE" in res.stderr and "naive last-value forecast: MAE" in res.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -102,3 +102,21 @@ def test_random_kill_9_from_outside(data, reference, tmp_path):
             break
     assert killed_mid_run >= 1
     finish(data, out, ck, reference)
+
+
+def test_ctrl_c_checkpoints_at_a_batch_boundary(data, reference, tmp_path):
+    out, ck = tmp_path / "out.parquet", tmp_path / "ck"
+    p = spawn(command(data, out, ck, every="1000000"))     # no periodic checkpoint
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        # Wait until the run is past start-up (its output part exists), then interrupt.
+        if (ck / "parts").exists() and any(n.startswith(".tmp-") for n in os.listdir(ck / "parts")):
+            break
+        time.sleep(0.02)
+    assert p.poll() is None
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "interrupted: checkpoint written at" in err and "Traceback" not in err
+    assert (ck / "checkpoint.slstm").exists()
+    finish(data, out, ck, reference)

@@ -136,12 +136,13 @@ def test_add_features_keeps_forecasts_and_learns_from_them():
     m = make()
     m.predict_learn(ids, y)
     before = m.forecast(3)
+    n_in = m.net.n_inputs
     m.add_features(["promo"])
-    assert m.forecast(3) == before
+    assert m.forecast(3) == before and m.net.n_inputs == n_in + 1
     out = m.predict_learn(["a"] * 5, [100.0, 101, 102, 103, 104], [[0], [1], [0], [1], [0]])
     assert np.isfinite(out).all()
     w = m.net.state_dict()["weight_ih_l0"]
-    assert w.shape[1] == 2 and np.any(w[:, 1] != 0)      # the new column has learned
+    assert w.shape[1] == n_in + 1 and np.any(w[:, -1] != 0)      # the new column has learned
 
 
 def test_learns_many_seasonal_series_in_the_hundreds():
