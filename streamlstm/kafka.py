@@ -659,8 +659,11 @@ class WorkerSummary:
     rebalances: int = 0
     seconds: float = 0.0
     busy_seconds: float = 0.0             # time spent decoding, learning, sending
+    first_at: float | None = None         # time.time() of the first message received
+    last_at: float | None = None          # ... and when the last one had been processed
     skipped: Counter = field(default_factory=Counter)   # this worker's bad messages by reason
     partitions: dict = field(default_factory=dict)      # partition -> dict, as last held
+    held: list = field(default_factory=list)            # partitions held at the end
     stopped_because: str = ""
 
     @property
@@ -854,9 +857,12 @@ class KafkaWorker:
             if gone:
                 self._checkpoint(consumer, gone, reason="revoked")
                 if not self._closing:
-                    self.log(f"revoked partitions {sorted(gone)}; their snapshots are up to date")
+                    self.log(f"revoked partitions {sorted(gone)} of {self.source.topic}; their "
+                             f"snapshots are up to date")
             for p in gone:
                 self._retire(p)
+            if gone and not self._closing:
+                self.log(f"now holding {sorted(self.parts)}")
         except BaseException as exc:
             self._failed = self._failed or exc
 
@@ -952,6 +958,7 @@ class KafkaWorker:
                     self.sink.abort()
             for p in list(self.parts):
                 self.summary.partitions[p] = self._describe(self.parts[p])
+            self.summary.held = sorted(self.parts)
             self.summary.seconds = time.monotonic() - t0
             self._closing = True
             try:
@@ -1019,8 +1026,11 @@ class KafkaWorker:
                     raise self._message_error(m, err)
             if by_part:
                 self._down_since = None
+                if self.summary.first_at is None:
+                    self.summary.first_at = time.time()
                 self._process(consumer, by_part)
                 self.summary.busy_seconds += time.monotonic() - now
+                self.summary.last_at = time.time()
                 self._touch()
                 if self.progress is not None:
                     self.progress.update(self.summary.messages,
@@ -1183,7 +1193,7 @@ class KafkaOptions:
 @dataclass
 class KafkaResult:
     summary: WorkerSummary
-    runners: dict                       # partition -> StreamRunner, as this worker last held them
+    runners: dict                       # partition -> StreamRunner, held at the end
     seconds: float
     sink: str | None = None
 
@@ -1255,7 +1265,7 @@ class KafkaJob:
             run_meta=run_meta, backend=cfg.backend, log=self.log, progress=self.progress,
             policy=cfg.policy)
         summary = self.worker.run()
-        runners = {p: d["runner"] for p, d in sorted(summary.partitions.items())}
+        runners = {p: summary.partitions[p]["runner"] for p in summary.held}
         return KafkaResult(summary, runners, time.monotonic() - t0,
                            str(sink_addr) if sink_addr else None)
 
