@@ -3,6 +3,7 @@ with one worker and with two workers in one consumer group.
 
     python bench/kafka.py                  # 1,000 sensors x 200 steps, 4 partitions
     python bench/kafka.py --quick          # 1,000 sensors x 40 steps, 1 repeat
+    python bench/kafka.py --threads 1      # one core per process: scale-out on one box
 
 What is measured, on the same rows (``examples/make_sensor_data.py``):
 
@@ -152,7 +153,13 @@ def main(argv=None):
     p.add_argument("--poll", type=int, default=5000, help="messages per poll (batch)")
     p.add_argument("--max-idle", type=float, default=3.0,
                    help="a worker stops after this long without a message (outside the clock)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="Numba threads per process (NUMBA_NUM_THREADS; default: all cores).  "
+                        "On one machine, --threads 1 gives each worker a core of its own, as "
+                        "on separate machines")
     args = p.parse_args(argv)
+    if args.threads:
+        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)   # before numba is imported
     steps = args.steps or (40 if args.quick else 200)
     repeats = args.repeats or (1 if args.quick else 3)
     counts = [int(c) for c in args.workers.split(",")]
@@ -163,7 +170,7 @@ def main(argv=None):
     print(f"data: {args.sensors:,} sensors x {steps:,} steps = {rows:,} rows; "
           f"{args.partitions} partitions; backend={args.backend} hidden={args.hidden_size} "
           f"k1={args.k1} k2={args.k2} features={','.join(features(args)) or '-'}; "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, Numba threads per process: {args.threads or 'all'}")
     res = {"parquet": [], **{f"kafka_{n}": [] for n in counts}}
     produce = []
     with tempfile.TemporaryDirectory(prefix="streamlstm-kbench-") as d:
@@ -203,6 +210,7 @@ def main(argv=None):
                    "partitions": args.partitions, "backend": args.backend,
                    "hidden_size": args.hidden_size, "k1": args.k1, "k2": args.k2,
                    "features": args.features, "repeats": repeats, "cpus": os.cpu_count(),
+                   "threads": args.threads,
                    "runs": res, "median": med,
                    "producer_msgs_per_s": statistics.median(produce)}, f, indent=2)
 

@@ -302,7 +302,7 @@ def decode_messages(messages, fmt: MessageFormat, origin: str, partition: int, t
             flag(MISSING_ID, fmt.series, r, None)
             continue
         if isinstance(sid, bool) or not isinstance(sid, (str, int)):
-            flag(NOT_A_NUMBER if isinstance(sid, float) else UNREADABLE, fmt.series, r, sid)
+            flag(UNREADABLE, fmt.series, r, sid)       # ids are strings or integers
             continue
         ids[r] = sid
         if fmt.target not in d:
@@ -665,10 +665,6 @@ class WorkerSummary:
     partitions: dict = field(default_factory=dict)      # partition -> dict, as last held
     held: list = field(default_factory=list)            # partitions held at the end
     stopped_because: str = ""
-
-    @property
-    def rate(self):
-        return self.messages / self.seconds if self.seconds > 0 else float("nan")
 
 
 class KafkaWorker:
@@ -1236,6 +1232,9 @@ class KafkaJob:
         src, sink_addr = self._check()
         t0 = time.monotonic()
         store = PartitionStore(cfg.checkpoint) if cfg.checkpoint else None
+        if store is None:
+            self.log("no --checkpoint: partition state is not saved, a restarted worker "
+                     "relearns each partition from its first message")
         run_meta = cfg.result_config()
         # Broker and topics are checked before any producer or consumer exists.
         topic_partitions(src, k.connect_timeout)
