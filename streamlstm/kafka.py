@@ -677,6 +677,7 @@ class WorkerSummary:
     rebalances: int = 0
     seconds: float = 0.0
     busy_seconds: float = 0.0             # time spent decoding, learning, sending
+    busy_cpu_seconds: float = 0.0         # ... in CPU time of the process (all its threads)
     first_at: float | None = None         # time.time() of the first message received
     last_at: float | None = None          # ... and when the last one had been processed
     skipped: Counter = field(default_factory=Counter)   # this worker's bad messages by reason
@@ -1042,7 +1043,9 @@ class KafkaWorker:
                 self._down_since = None
                 if self.summary.first_at is None:
                     self.summary.first_at = time.time()
+                cpu0 = time.process_time()
                 self._process(consumer, by_part)
+                self.summary.busy_cpu_seconds += time.process_time() - cpu0
                 self.summary.busy_seconds += time.monotonic() - now
                 self.summary.last_at = time.time()
                 self._touch()
