@@ -485,8 +485,13 @@ class PartitionStore:
     """One snapshot file per source partition: ``DIR/<topic>/partition-00003.ckpt``.
 
     The directory may be shared storage (NFS and the like): every write is one
-    atomic rename of a complete file, and only the current owner of a partition
-    (by the consumer group's assignment) writes it."""
+    atomic rename of a complete file holding a state *and* the offset it has
+    reached, so any snapshot a worker loads is consistent.  The partition's owner
+    writes it (on revocation before the group hands the partition on); a worker
+    whose session expired unnoticed (a long stall) may still overwrite a newer
+    snapshot with an older one - which costs its next owner a longer replay,
+    never a row counted twice or lost.  (With ``--exactly-once`` such a worker is
+    fenced at its next transaction and stops before it snapshots.)"""
 
     def __init__(self, directory):
         self.directory = os.fspath(directory)
