@@ -168,6 +168,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         os.environ["NUMBA_NUM_THREADS"] = str(args.threads)   # before numba is imported
+    try:
+        from streamlstm.backend import backend_class
+        backend_class(args.backend)
+    except (ImportError, RuntimeError) as exc:
+        sys.exit(f"backend {args.backend!r} is not available here ({exc}); pass "
+                 f"--backend reference (slow) or another one")
     steps = args.steps or (40 if args.quick else 200)
     repeats = args.repeats or (1 if args.quick else 3)
     counts = [int(c) for c in args.workers.split(",")]
