@@ -588,17 +588,6 @@ def test_two_workers_split_partitions_and_one_takes_over_from_snapshots(kafka_br
 
 
 # -- the command line ---------------------------------------------------------------------------
-def _cli_has_kafka():
-    from streamlstm import cli
-    return any(p.name == "group" for p in cli.run.params)
-
-
-needs_hook = pytest.mark.skipif(
-    not _cli_has_kafka(),
-    reason="streamlstm/cli.py lacks the two-line Kafka hook (@kafka_options and "
-           "kafka.dispatch) given in the kafka branch's report")
-
-
 def cli_args(b, src, *extra):
     return ["run", "--source", b.url(src), "--features", ",".join(FEATURES), "--horizon", "2",
             "--backend", BACKEND, "--hidden-size", str(MODEL["hidden_size"]),
@@ -606,7 +595,6 @@ def cli_args(b, src, *extra):
             "--session-timeout", str(SESSION_MS / 1000), *extra]
 
 
-@needs_hook
 def test_cli_runs_a_kafka_source_into_a_kafka_sink(kafka_broker, tmp_path):
     from click.testing import CliRunner
     from streamlstm.cli import main
@@ -632,7 +620,6 @@ def test_cli_runs_a_kafka_source_into_a_kafka_sink(kafka_broker, tmp_path):
     assert r.exit_code == 1 and "--sink kafka://" in r.output
 
 
-@needs_hook
 def test_cli_errors_are_one_line_and_fast(kafka_broker):
     from click.testing import CliRunner
     from streamlstm.cli import main
