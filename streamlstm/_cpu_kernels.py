@@ -563,101 +563,78 @@ def _bias_acc(gp, b0, GHp, D, T):
 
 
 @njit(**_FAST)
-def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
-    """Back-propagate the masked loss of the last k1 of T re-run rows through
-    all T rows and add the gradient to gp (kernel layout).
+def _bw_head(t, T, Mf, htop, wy, kp, cfg, dxv, hg):
+    """Row t's loss (if among the last k1) into dxv = d loss / d h_top and the
+    head gradient hg (W (O, H) | b (O)) of this series."""
+    zero = kp.dtype.type(0)
+    two = kp.dtype.type(2)
+    H, O, ho = cfg[C_H], cfg[C_O], cfg[C_HO]
+    for q in range(H):
+        dxv[q] = zero
+    if t >= T - cfg[C_K1]:                 # loss only on the last k1 rows
+        for o in range(O):
+            y = wy[t, o]
+            if not math.isnan(y):
+                yh = _dot(kp, ho + o * H, htop) + kp[ho + O * H + o]   # the re-run forecast
+                d = two * (yh - y) / Mf    # d/dyhat of (1/M) m (yhat - y)^2
+                hg[O * H + o] += d
+                for q in range(H):
+                    hg[o * H + q] += d * htop[q]
+                    dxv[q] += d * kp[ho + o * H + q]
 
-    cst (k2+1, L, S, H): cst[0] is the window-entry state (a constant, SPEC 4)
-    and cst[t+1] the re-run state after row t; cact (k2, L, A) the re-run
-    activations; wu (k2, I), wy (k2, O) the window.  dA (L, 2, k2*GHp) receives
-    the pre-activation gradients of every row (input side, hidden side; the
-    same for LSTM), from which the weight gradients are formed after the time
-    loop as sums over t.  vec is scratch: dh (L, H) | dc (L, H) | dxv (H) | dht (H).
-    """
-    one = kp.dtype.type(1)
-    two = one + one
+
+@njit(**_FAST)
+def _bw_cell(prev, act, dhk, dck, dht, dxv, Di, Dh, d0, cfg):
+    """One layer, one row: dh_total = dh (from t+1) + dx (from above) ->
+    pre-activation gradients Di (input side), Dh (hidden side; Di for LSTM) at
+    d0, the new dc and the direct part of dh_prev (GRU: z dh'; LSTM: 0)."""
+    one = dht.dtype.type(1)
     zero = one - one
-    I, H, O, L, k1 = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L], cfg[C_K1]
-    GHp, ho = cfg[C_GHP], cfg[C_HO]
-    is_lstm = cfg[C_LSTM] != 0
-    Wh = kp[ho:ho + O * H].reshape((O, H))
-    bh = kp[ho + O * H:ho + O * H + O]
-    gWh = gp[ho:ho + O * H].reshape((O, H))
-    gbh = gp[ho + O * H:ho + O * H + O]
-    dh = vec[0:L * H].reshape((L, H))
-    dc = vec[L * H:2 * L * H].reshape((L, H))
-    o0 = 2 * L * H
-    dxv = vec[o0:o0 + H]
-    dht = vec[o0 + H:o0 + 2 * H]
-    hs = 0 if is_lstm else 1           # LSTM: one pre-activation feeds both sides
-    for q in range(2 * L * H):
-        vec[q] = zero
-    for t in range(T - 1, -1, -1):
-        htop = cst[t + 1, L - 1, 0]
+    H, GHp = cfg[C_H], cfg[C_GHP]
+    for q in range(H):
+        dht[q] = dhk[q] + dxv[q]
+    if cfg[C_LSTM] != 0:
+        ai, af, ag = act[0:H], act[H:2 * H], act[2 * H:3 * H]
+        ao, atc = act[3 * H:4 * H], act[GHp:GHp + H]
+        cp = prev[1]
+        d_i, d_f = Di[d0:d0 + H], Di[d0 + H:d0 + 2 * H]
+        d_g, d_o = Di[d0 + 2 * H:d0 + 3 * H], Di[d0 + 3 * H:d0 + 4 * H]
+        for j in range(H):
+            di, df, dg, do, dcp = lstm_cell_backward(
+                dht[j], dck[j], ai[j], af[j], ag[j], ao[j], cp[j], atc[j], one)
+            d_i[j] = di
+            d_f[j] = df
+            d_g[j] = dg
+            d_o[j] = do
+            dck[j] = dcp
         for q in range(H):
-            dxv[q] = zero
-        if t >= T - k1:                 # loss only on the last k1 rows
-            for o in range(O):
-                y = wy[t, o]
-                if not math.isnan(y):
-                    yh = _dot(kp, ho + o * H, htop) + bh[o]   # the re-run forecast
-                    d = two * (yh - y) / Mf    # d/dyhat of (1/M) m (yhat - y)^2
-                    gbh[o] += d
-                    for q in range(H):
-                        gWh[o, q] += d * htop[q]
-                        dxv[q] += d * Wh[o, q]
-        d0 = t * GHp
-        for k in range(L - 1, -1, -1):
-            prev = cst[t, k]
-            act = cact[t, k]
-            dhk = dh[k]
-            dck = dc[k]
-            D_i = dA[k, 0]
-            D_h = dA[k, hs]
-            for q in range(H):
-                dht[q] = dhk[q] + dxv[q]
-            if is_lstm:
-                ai, af, ag = act[0:H], act[H:2 * H], act[2 * H:3 * H]
-                ao, atc = act[3 * H:4 * H], act[GHp:GHp + H]
-                cp = prev[1]
-                d_i, d_f = D_i[d0:d0 + H], D_i[d0 + H:d0 + 2 * H]
-                d_g, d_o = D_i[d0 + 2 * H:d0 + 3 * H], D_i[d0 + 3 * H:d0 + 4 * H]
-                for j in range(H):
-                    di, df, dg, do, dcp = lstm_cell_backward(
-                        dht[j], dck[j], ai[j], af[j], ag[j], ao[j], cp[j], atc[j], one)
-                    d_i[j] = di
-                    d_f[j] = df
-                    d_g[j] = dg
-                    d_o[j] = do
-                    dck[j] = dcp
-                for q in range(H):
-                    dhk[q] = zero
-            else:
-                ar, az, an = act[0:H], act[H:2 * H], act[2 * H:3 * H]
-                aghn = act[GHp + 2 * H:GHp + 3 * H]
-                hp0 = prev[0]
-                i_r, i_z, i_n = D_i[d0:d0 + H], D_i[d0 + H:d0 + 2 * H], D_i[d0 + 2 * H:d0 + 3 * H]
-                h_r, h_z, h_n = D_h[d0:d0 + H], D_h[d0 + H:d0 + 2 * H], D_h[d0 + 2 * H:d0 + 3 * H]
-                for j in range(H):
-                    dar, daz, dan, dhn, dhdir = gru_cell_backward(
-                        dht[j], ar[j], az[j], an[j], aghn[j], hp0[j], one)
-                    i_r[j] = dar
-                    i_z[j] = daz
-                    i_n[j] = dan
-                    h_r[j] = dar
-                    h_z[j] = daz
-                    h_n[j] = dhn
-                    dhk[j] = dhdir             # the direct z * dh' part of dh_prev
-            nin = I if k == 0 else H
-            mo = koff[k, 0]
-            # into the previous step: dh_prev += W_hh^T da_h
-            _dots_acc(dhk, kp, mo + nin * GHp, GHp, D_h, d0)
-            # into the layer below at this step: dx = W_ih^T da (not below layer 0)
-            if k > 0:
-                for q in range(H):
-                    dxv[q] = zero
-                _dots_acc(dxv, kp, mo, GHp, D_i, d0)
-    # weight and bias gradients of every layer, summed over the window's rows
+            dhk[q] = zero
+    else:
+        ar, az, an = act[0:H], act[H:2 * H], act[2 * H:3 * H]
+        aghn = act[GHp + 2 * H:GHp + 3 * H]
+        hp0 = prev[0]
+        i_r, i_z, i_n = Di[d0:d0 + H], Di[d0 + H:d0 + 2 * H], Di[d0 + 2 * H:d0 + 3 * H]
+        h_r, h_z, h_n = Dh[d0:d0 + H], Dh[d0 + H:d0 + 2 * H], Dh[d0 + 2 * H:d0 + 3 * H]
+        for j in range(H):
+            dar, daz, dan, dhn, dhdir = gru_cell_backward(
+                dht[j], ar[j], az[j], an[j], aghn[j], hp0[j], one)
+            i_r[j] = dar
+            i_z[j] = daz
+            i_n[j] = dan
+            h_r[j] = dar
+            h_z[j] = daz
+            h_n[j] = dhn
+            dhk[j] = dhdir             # the direct z * dh' part of dh_prev
+
+
+@njit(**_FAST)
+def _bw_sums(T, cst, wu, dA, hg, kp, koff, cfg, gp):
+    """Add one series' window gradient to gp: the head's, then per layer the
+    weights' (sums over the window's rows of da x^T, da h_prev^T) and biases'."""
+    I, H, O, L, GHp, ho = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L], cfg[C_GHP], cfg[C_HO]
+    hs = 0 if cfg[C_LSTM] != 0 else 1
+    for p in range(O * H + O):
+        gp[ho + p] += hg[p]
     for k in range(L):
         nin = I if k == 0 else H
         mo, bo = koff[k, 0], koff[k, 1]
@@ -672,6 +649,45 @@ def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
         _bias_acc(gp, bo + GHp, GHp, D_h, T)
 
 
+@njit(**_FAST)
+def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
+    """Back-propagate the masked loss of the last k1 of T re-run rows through
+    all T rows and add the gradient to gp (kernel layout).
+
+    cst (k2+1, L, S, H): cst[0] is the window-entry state (a constant, SPEC 4)
+    and cst[t+1] the re-run state after row t; cact (k2, L, A) the re-run
+    activations; wu (k2, I), wy (k2, O) the window.  dA (L, 2, k2*GHp) receives
+    the pre-activation gradients of every row (input side, hidden side; the
+    same for LSTM), from which the weight gradients are formed after the time
+    loop as sums over t (_bw_sums).  vec is scratch: dh (L, H) | dc (L, H) |
+    dxv (H) | dht (H) | the head gradient (O*H + O), summed over the window
+    before it is added.
+    """
+    zero = kp.dtype.type(0)
+    I, H, O, L = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L]
+    GHp = cfg[C_GHP]
+    hs = 0 if cfg[C_LSTM] != 0 else 1
+    dh = vec[0:L * H].reshape((L, H))
+    dc = vec[L * H:2 * L * H].reshape((L, H))
+    dxv, dht = vec[2 * L * H:2 * L * H + H], vec[2 * L * H + H:2 * L * H + 2 * H]
+    hg = vec[2 * L * H + 2 * H:2 * L * H + 2 * H + O * H + O]
+    for q in range(vec.shape[0]):
+        vec[q] = zero
+    for t in range(T - 1, -1, -1):
+        _bw_head(t, T, Mf, cst[t + 1, L - 1, 0], wy, kp, cfg, dxv, hg)
+        d0 = t * GHp
+        for k in range(L - 1, -1, -1):
+            _bw_cell(cst[t, k], cact[t, k], dh[k], dc[k], dht, dxv, dA[k, 0], dA[k, hs], d0, cfg)
+            mo = koff[k, 0]
+            nin = I if k == 0 else H
+            _dots_acc(dh[k], kp, mo + nin * GHp, GHp, dA[k, hs], d0)   # dh_prev += W_hh^T da
+            if k > 0:                                                   # dx = W_ih^T da
+                for q in range(H):
+                    dxv[q] = zero
+                _dots_acc(dxv, kp, mo, GHp, dA[k, 0], d0)
+    _bw_sums(T, cst, wu, dA, hg, kp, koff, cfg, gp)
+
+
 # ---------------------------------------------------------------------------------
 # the update (SPEC 4)
 @njit(**_FAST)
@@ -680,6 +696,15 @@ def _copy_state(dst, src, L, S, H):
         for s in range(S):
             for q in range(H):
                 dst[k, s, q] = src[k, s, q]
+
+
+@njit(**_FAST_NRT)
+def _rows(n, s, slot, ws_x, c_x, c_ver, ver):
+    """Series n's re-run states/activations: its activation-cache rows when
+    valid, else workspace position s of slot."""
+    if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
+        return c_x[n]
+    return ws_x[slot, s]
 
 
 @njit(**_FAST_NRT)
@@ -741,15 +766,10 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
             T = win_len[n]
             d = max(0, T + k1 - k2)
             need_bw = M > 0 and mcnt[g0 + s] > 0
-            if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
-                cst_n = c_st[n]
-                cact_n = c_act[n]
-            else:
-                cst_n = ws_st[slot, s]
-                cact_n = ws_a[slot, s]
+            cst_n = _rows(n, s, slot, ws_st, c_st, c_ver, ver)
             if need_bw:
-                _window_backward(T, Mf, cst_n, cact_n, win_u[n], win_y[n], kp, koff, cfg,
-                                 ws_vec[slot], ws_da[slot], gp)
+                _window_backward(T, Mf, cst_n, _rows(n, s, slot, ws_a, c_act, c_ver, ver),
+                                 win_u[n], win_y[n], kp, koff, cfg, ws_vec[slot], ws_da[slot], gp)
             if d > 0:
                 _copy_state(entry[n], cst_n[d], L, S, H)
                 wu, wy = win_u[n], win_y[n]

@@ -131,14 +131,14 @@ class CPUBackend:
         lay, dt = self.layout, self.dtype
         L, S, H, GHp, k2 = lay.n_layers, lay.S, lay.hidden_size, self.GHp, self.k2
         KP = self.kp.size
-        n_vec = 4 * L * H
+        n_vec = 2 * L * H + 2 * H + lay.n_outputs * (H + 1)
         per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
                     + 2 * L * k2 * GHp + 4 * L * self.A) * np.dtype(dt).itemsize
         n_slots = max(1, min(4 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
         self.ws = (
             np.zeros((n_slots, 4, k2 + 1, L, S, H), dtype=dt),       # re-run states
             np.zeros((n_slots, 4, k2, L, self.A), dtype=dt),         # re-run activations
-            np.zeros((n_slots, n_vec), dtype=dt),                    # dh | dc | dx | dh_total
+            np.zeros((n_slots, n_vec), dtype=dt),                    # backward vectors
             np.zeros((n_slots, KP), dtype=dt),                       # chunk partial gradient
             np.zeros((n_slots, L, 2, k2 * GHp), dtype=dt),           # dA (pads stay 0)
             np.zeros((n_slots, 4, L, self.A), dtype=dt),             # forward activations
