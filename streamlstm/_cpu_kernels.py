@@ -54,9 +54,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._cellmath import FASTMATH, gru_cell_backward, lstm_cell_backward
-from ._cpu_simd import (lanes, sigmoid, tanh, vadd, vfma, vhsum, vload, vload_n, vmul, vsplat,
-                        vstore, vstore_n, vsub)
+from ._cellmath import FASTMATH, gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward
+# _cpu_simd also registers +, -, *, /, math.exp and math.tanh for its vectors, which is
+# what lets the _cellmath cell functions run on them.
+from ._cpu_simd import lanes, vadd, vfma, vhsum, vload, vload_n, vsplat, vstore, vstore_n
 
 # Due series per gradient chunk.  Part of this backend's numerical contract:
 # changing it changes the last bits of every multi-series update.
@@ -196,71 +197,61 @@ def _mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
 # ---------------------------------------------------------------------------------
 # pointwise cell math of one series (SPEC 1), in place
 @njit(**_FAST)
-def _lstm_pointwise(h, c, act, GHp):
-    """act[0:4H] holds the pre-activations of (i, f, g, o): -> activations, then
-    c' = f c + i g, h' = o tanh(c'); tanh(c') kept at act[GHp:GHp+H].  Whole
-    SIMD vectors, then a masked one for the last H % VL units (the state rows
-    h, c are exactly H long)."""
-    H = h.shape[0]
-    VL = lanes(act)
-    for j in range(0, H, VL):
-        m = min(VL, H - j)
-        if m == VL:
-            cp = vload(c, j)
-        else:
-            cp = vload_n(c, j, m)
-        i = sigmoid(vload(act, j))
-        f = sigmoid(vload(act, H + j))
-        g = tanh(vload(act, 2 * H + j))
-        o = sigmoid(vload(act, 3 * H + j))
-        c2 = vfma(f, cp, vmul(i, g))          # c' = f c + i g
-        tc = tanh(c2)
-        h2 = vmul(o, tc)                      # h' = o tanh(c')
-        if m == VL:
-            vstore(act, j, i)
-            vstore(act, H + j, f)
-            vstore(act, 2 * H + j, g)
-            vstore(act, 3 * H + j, o)
-            vstore(act, GHp + j, tc)
-            vstore(c, j, c2)
-            vstore(h, j, h2)
-        else:                                 # never write past a gate's block
-            vstore_n(act, j, i, m)
-            vstore_n(act, H + j, f, m)
-            vstore_n(act, 2 * H + j, g, m)
-            vstore_n(act, 3 * H + j, o, m)
-            vstore_n(act, GHp + j, tc, m)
-            vstore_n(c, j, c2, m)
-            vstore_n(h, j, h2, m)
+def _vin(a, i, m):
+    """m lanes of a[i:] as a vector: a whole one, or a masked one at a row's end."""
+    if m == lanes(a):
+        return vload(a, i)
+    return vload_n(a, i, m)
 
 
 @njit(**_FAST)
-def _gru_pointwise(h, act, GHp):
-    """act[0:3H] = W_i x + b_i, act[GHp:GHp+3H] = W_h h + b_h (gates r, z, n) ->
-    r, z, n in act[0:3H] and h' = (1 - z) n + z h (SIMD as _lstm_pointwise)."""
+def _vout(a, i, v, m):
+    if m == lanes(a):
+        vstore(a, i, v)
+    else:
+        vstore_n(a, i, v, m)
+
+
+@njit(**_FAST)
+def _lstm_pointwise(h, c, act, GHp):
+    """act[0:4H] holds the pre-activations of (i, f, g, o) -> activations, and
+    (h, c) <- the new state, by _cellmath.lstm_cell on SIMD vectors (VL units
+    at a time, a masked vector for the last H % VL); tanh(c') goes to
+    act[GHp:GHp+H] (the backward reads it)."""
     H = h.shape[0]
     VL = lanes(act)
     one = vsplat(act.dtype.type(1))
     for j in range(0, H, VL):
         m = min(VL, H - j)
-        if m == VL:
-            hp = vload(h, j)
-        else:
-            hp = vload_n(h, j, m)
-        r = sigmoid(vadd(vload(act, j), vload(act, GHp + j)))
-        z = sigmoid(vadd(vload(act, H + j), vload(act, GHp + H + j)))
-        n = tanh(vfma(r, vload(act, GHp + 2 * H + j), vload(act, 2 * H + j)))
-        h2 = vfma(z, hp, vmul(vsub(one, z), n))       # h' = (1 - z) n + z h
-        if m == VL:
-            vstore(act, j, r)
-            vstore(act, H + j, z)
-            vstore(act, 2 * H + j, n)
-            vstore(h, j, h2)
-        else:
-            vstore_n(act, j, r, m)
-            vstore_n(act, H + j, z, m)
-            vstore_n(act, 2 * H + j, n, m)
-            vstore_n(h, j, h2, m)
+        i, f, g, o, c2, tc, h2 = lstm_cell(_vin(act, j, m), _vin(act, H + j, m),
+                                           _vin(act, 2 * H + j, m), _vin(act, 3 * H + j, m),
+                                           _vin(c, j, m), one)
+        _vout(act, j, i, m)
+        _vout(act, H + j, f, m)
+        _vout(act, 2 * H + j, g, m)
+        _vout(act, 3 * H + j, o, m)
+        _vout(act, GHp + j, tc, m)
+        _vout(c, j, c2, m)
+        _vout(h, j, h2, m)
+
+
+@njit(**_FAST)
+def _gru_pointwise(h, act, GHp):
+    """act[0:3H] = W_i x + b_i, act[GHp:GHp+3H] = W_h h + b_h (gates r, z, n) ->
+    r, z, n in act[0:3H] and h <- h', by _cellmath.gru_cell on SIMD vectors
+    (W_hn h + b_hn stays at act[GHp+2H:GHp+3H] for the backward)."""
+    H = h.shape[0]
+    VL = lanes(act)
+    one = vsplat(act.dtype.type(1))
+    for j in range(0, H, VL):
+        m = min(VL, H - j)
+        r, z, n, h2 = gru_cell(_vin(act, j, m), _vin(act, H + j, m), _vin(act, 2 * H + j, m),
+                               _vin(act, GHp + j, m), _vin(act, GHp + H + j, m),
+                               _vin(act, GHp + 2 * H + j, m), _vin(h, j, m), one)
+        _vout(act, j, r, m)
+        _vout(act, H + j, z, m)
+        _vout(act, 2 * H + j, n, m)
+        _vout(h, j, h2, m)
 
 
 @njit(**_FAST)
@@ -584,47 +575,41 @@ def _bw_head(t, T, Mf, htop, wy, kp, cfg, dxv, hg):
 
 
 @njit(**_FAST)
-def _bw_cell(prev, act, dhk, dck, dht, dxv, Di, Dh, d0, cfg):
-    """One layer, one row: dh_total = dh (from t+1) + dx (from above) ->
-    pre-activation gradients Di (input side), Dh (hidden side; Di for LSTM) at
-    d0, the new dc and the direct part of dh_prev (GRU: z dh'; LSTM: 0)."""
-    one = dht.dtype.type(1)
-    zero = one - one
+def _bw_cell(prev, act, dhk, dck, dxv, Di, Dh, d0, cfg):
+    """One layer, one row, by _cellmath's *_cell_backward on SIMD vectors:
+    dh' = dh (from t+1) + dx (from above) -> pre-activation gradients Di (input
+    side) and Dh (hidden side; the same array for LSTM) at d0, the new dc, and
+    in dhk the direct part of dh_prev (GRU: z dh'; LSTM: 0)."""
     H, GHp = cfg[C_H], cfg[C_GHP]
-    for q in range(H):
-        dht[q] = dhk[q] + dxv[q]
-    if cfg[C_LSTM] != 0:
-        ai, af, ag = act[0:H], act[H:2 * H], act[2 * H:3 * H]
-        ao, atc = act[3 * H:4 * H], act[GHp:GHp + H]
-        cp = prev[1]
-        d_i, d_f = Di[d0:d0 + H], Di[d0 + H:d0 + 2 * H]
-        d_g, d_o = Di[d0 + 2 * H:d0 + 3 * H], Di[d0 + 3 * H:d0 + 4 * H]
-        for j in range(H):
+    VL = lanes(act)
+    one = vsplat(act.dtype.type(1))
+    zero = vsplat(act.dtype.type(0))
+    lstm = cfg[C_LSTM] != 0
+    for j in range(0, H, VL):
+        m = min(VL, H - j)
+        dh2 = _vin(dhk, j, m) + _vin(dxv, j, m)
+        if lstm:
             di, df, dg, do, dcp = lstm_cell_backward(
-                dht[j], dck[j], ai[j], af[j], ag[j], ao[j], cp[j], atc[j], one)
-            d_i[j] = di
-            d_f[j] = df
-            d_g[j] = dg
-            d_o[j] = do
-            dck[j] = dcp
-        for q in range(H):
-            dhk[q] = zero
-    else:
-        ar, az, an = act[0:H], act[H:2 * H], act[2 * H:3 * H]
-        aghn = act[GHp + 2 * H:GHp + 3 * H]
-        hp0 = prev[0]
-        i_r, i_z, i_n = Di[d0:d0 + H], Di[d0 + H:d0 + 2 * H], Di[d0 + 2 * H:d0 + 3 * H]
-        h_r, h_z, h_n = Dh[d0:d0 + H], Dh[d0 + H:d0 + 2 * H], Dh[d0 + 2 * H:d0 + 3 * H]
-        for j in range(H):
+                dh2, _vin(dck, j, m), _vin(act, j, m), _vin(act, H + j, m),
+                _vin(act, 2 * H + j, m), _vin(act, 3 * H + j, m), _vin(prev[1], j, m),
+                _vin(act, GHp + j, m), one)
+            _vout(Di, d0 + j, di, m)
+            _vout(Di, d0 + H + j, df, m)
+            _vout(Di, d0 + 2 * H + j, dg, m)
+            _vout(Di, d0 + 3 * H + j, do, m)
+            _vout(dck, j, dcp, m)
+            _vout(dhk, j, zero, m)
+        else:
             dar, daz, dan, dhn, dhdir = gru_cell_backward(
-                dht[j], ar[j], az[j], an[j], aghn[j], hp0[j], one)
-            i_r[j] = dar
-            i_z[j] = daz
-            i_n[j] = dan
-            h_r[j] = dar
-            h_z[j] = daz
-            h_n[j] = dhn
-            dhk[j] = dhdir             # the direct z * dh' part of dh_prev
+                dh2, _vin(act, j, m), _vin(act, H + j, m), _vin(act, 2 * H + j, m),
+                _vin(act, GHp + 2 * H + j, m), _vin(prev[0], j, m), one)
+            _vout(Di, d0 + j, dar, m)
+            _vout(Di, d0 + H + j, daz, m)
+            _vout(Di, d0 + 2 * H + j, dan, m)
+            _vout(Dh, d0 + j, dar, m)
+            _vout(Dh, d0 + H + j, daz, m)
+            _vout(Dh, d0 + 2 * H + j, dhn, m)
+            _vout(dhk, j, dhdir, m)
 
 
 @njit(**_FAST)
@@ -660,8 +645,8 @@ def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
     the pre-activation gradients of every row (input side, hidden side; the
     same for LSTM), from which the weight gradients are formed after the time
     loop as sums over t (_bw_sums).  vec is scratch: dh (L, H) | dc (L, H) |
-    dxv (H) | dht (H) | the head gradient (O*H + O), summed over the window
-    before it is added.
+    dxv (H) | the head gradient (O*H + O), summed over the window before it is
+    added.
     """
     zero = kp.dtype.type(0)
     I, H, O, L = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L]
@@ -669,15 +654,15 @@ def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
     hs = 0 if cfg[C_LSTM] != 0 else 1
     dh = vec[0:L * H].reshape((L, H))
     dc = vec[L * H:2 * L * H].reshape((L, H))
-    dxv, dht = vec[2 * L * H:2 * L * H + H], vec[2 * L * H + H:2 * L * H + 2 * H]
-    hg = vec[2 * L * H + 2 * H:2 * L * H + 2 * H + O * H + O]
+    dxv = vec[2 * L * H:2 * L * H + H]
+    hg = vec[2 * L * H + H:2 * L * H + H + O * H + O]
     for q in range(vec.shape[0]):
         vec[q] = zero
     for t in range(T - 1, -1, -1):
         _bw_head(t, T, Mf, cst[t + 1, L - 1, 0], wy, kp, cfg, dxv, hg)
         d0 = t * GHp
         for k in range(L - 1, -1, -1):
-            _bw_cell(cst[t, k], cact[t, k], dh[k], dc[k], dht, dxv, dA[k, 0], dA[k, hs], d0, cfg)
+            _bw_cell(cst[t, k], cact[t, k], dh[k], dc[k], dxv, dA[k, 0], dA[k, hs], d0, cfg)
             mo = koff[k, 0]
             nin = I if k == 0 else H
             _dots_acc(dh[k], kp, mo + nin * GHp, GHp, dA[k, hs], d0)   # dh_prev += W_hh^T da

@@ -12,9 +12,10 @@ series-major, forward and backward while hot, without the re-run.  Results do
 not depend on the thread count nor on which of these paths ran (see
 ``_cpu_kernels``).
 
-Numba's on-disk cache (``cache=True``) is keyed on ``_cpu_kernels.py`` only:
-after editing ``_cpu_simd.py`` or ``_cellmath.py``, touch ``_cpu_kernels.py``
-so that the kernels are recompiled.
+Numba's on-disk cache (``cache=True``) is keyed on each function's own source
+file: after editing ``_cpu_simd.py``, touch ``_cpu_kernels.py`` and
+``_cellmath.py`` (whose cell functions are also compiled for its vectors); after
+editing ``_cellmath.py``, touch ``_cpu_kernels.py``.
 
 The weights and optimizer moments live in the kernels' layout (``kp``, ``km``,
 ``kv``: ``theta``, ``opt_m``, ``opt_v`` with every W^T row padded to a SIMD
@@ -131,7 +132,7 @@ class CPUBackend:
         lay, dt = self.layout, self.dtype
         L, S, H, GHp, k2 = lay.n_layers, lay.S, lay.hidden_size, self.GHp, self.k2
         KP = self.kp.size
-        n_vec = 2 * L * H + 2 * H + lay.n_outputs * (H + 1)
+        n_vec = 2 * L * H + H + lay.n_outputs * (H + 1)
         per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
                     + 2 * L * k2 * GHp + 4 * L * self.A) * np.dtype(dt).itemsize
         n_slots = max(1, min(4 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
