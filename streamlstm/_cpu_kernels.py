@@ -453,27 +453,36 @@ def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, out,
 def _dots_acc(out, kp, r0, GHp, D, d0):
     """out[q] += <kp[r0 + q*GHp : +GHp], D[d0 : d0+GHp]> for every q: W^T rows
     against a pre-activation gradient (W^T da).  Lanes accumulate by FMA in
-    vector order, then reduce in a fixed pairwise tree; four rows share the
-    loads of D."""
+    vector order, then reduce in a fixed pairwise tree; eight rows at a time
+    share the loads of D and keep eight independent FMA chains in flight."""
     VL = lanes(kp)
     NV = GHp // VL
     Q = out.shape[0]
     zero = vsplat(out.dtype.type(0))
-    Q4 = Q - Q % 4
-    for q in range(0, Q4, 4):
+    Q8 = Q - Q % 8
+    for q in range(0, Q8, 8):
         r = r0 + q * GHp
-        a0, a1, a2, a3 = zero, zero, zero, zero
+        a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
         for v in range(NV):
-            d = vload(D, d0 + v * VL)
-            a0 = vfma(vload(kp, r + v * VL), d, a0)
-            a1 = vfma(vload(kp, r + GHp + v * VL), d, a1)
-            a2 = vfma(vload(kp, r + 2 * GHp + v * VL), d, a2)
-            a3 = vfma(vload(kp, r + 3 * GHp + v * VL), d, a3)
+            e = v * VL
+            d = vload(D, d0 + e)
+            a0 = vfma(vload(kp, r + e), d, a0)
+            a1 = vfma(vload(kp, r + GHp + e), d, a1)
+            a2 = vfma(vload(kp, r + 2 * GHp + e), d, a2)
+            a3 = vfma(vload(kp, r + 3 * GHp + e), d, a3)
+            a4 = vfma(vload(kp, r + 4 * GHp + e), d, a4)
+            a5 = vfma(vload(kp, r + 5 * GHp + e), d, a5)
+            a6 = vfma(vload(kp, r + 6 * GHp + e), d, a6)
+            a7 = vfma(vload(kp, r + 7 * GHp + e), d, a7)
         out[q] += vhsum(a0)
         out[q + 1] += vhsum(a1)
         out[q + 2] += vhsum(a2)
         out[q + 3] += vhsum(a3)
-    for q in range(Q4, Q):
+        out[q + 4] += vhsum(a4)
+        out[q + 5] += vhsum(a5)
+        out[q + 6] += vhsum(a6)
+        out[q + 7] += vhsum(a7)
+    for q in range(Q8, Q):
         r = r0 + q * GHp
         a0 = zero
         for v in range(NV):
@@ -560,6 +569,7 @@ def _bw_head(t, T, Mf, htop, wy, kp, cfg, dxv, hg):
     zero = kp.dtype.type(0)
     two = kp.dtype.type(2)
     H, O, ho = cfg[C_H], cfg[C_O], cfg[C_HO]
+    VL = lanes(kp)
     for q in range(H):
         dxv[q] = zero
     if t >= T - cfg[C_K1]:                 # loss only on the last k1 rows
@@ -569,9 +579,11 @@ def _bw_head(t, T, Mf, htop, wy, kp, cfg, dxv, hg):
                 yh = _dot(kp, ho + o * H, htop) + kp[ho + O * H + o]   # the re-run forecast
                 d = two * (yh - y) / Mf    # d/dyhat of (1/M) m (yhat - y)^2
                 hg[O * H + o] += d
-                for q in range(H):
-                    hg[o * H + q] += d * htop[q]
-                    dxv[q] += d * kp[ho + o * H + q]
+                dv = vsplat(d)
+                for j in range(0, H, VL):  # hg_W[o] += d h_top;  dxv += d W_head[o]
+                    m = min(VL, H - j)
+                    _vout(hg, o * H + j, vfma(dv, _vin(htop, j, m), _vin(hg, o * H + j, m)), m)
+                    _vout(dxv, j, vfma(dv, _vin(kp, ho + o * H + j, m), _vin(dxv, j, m)), m)
 
 
 @njit(**_FAST)
