@@ -39,10 +39,11 @@ k2*GHp) the pre-activation gradients of every row (input side, hidden side).
 Determinism (backend.py): every multiply-add is an exactly rounded FMA in a
 fixed order per series (k ascending), so a series' forward is the same
 whether it is computed alone or in a block of four; the gradient of an update
-is accumulated per chunk of ``GRAD_CHUNK`` due series (ascending slot order)
-and the chunk sums are added in chunk order, so neither the thread count, nor
-the order a call lists its slots, nor the number of workspace slots changes a
-bit.  Reductions (dot products) use fixed pairwise trees.
+is accumulated in chunks of ``GRAD_CHUNK`` due series (ascending slot order)
+dealt to a fixed number of lanes (one parallel region per update, robust on a
+busy machine), and the lane sums are added in lane order, so neither the
+thread count nor the order a call lists its slots changes a bit.  Reductions
+(dot products) use fixed pairwise trees.
 
 All arithmetic runs in the array dtype: constants are made with
 ``theta.dtype.type(...)``, never as Python float literals (which would promote
@@ -59,9 +60,14 @@ from ._cellmath import FASTMATH, gru_cell, gru_cell_backward, lstm_cell, lstm_ce
 # what lets the _cellmath cell functions run on them.
 from ._cpu_simd import lanes, vadd, vfma, vhsum, vload, vload_n, vsplat, vstore, vstore_n
 
-# Due series per gradient chunk.  Part of this backend's numerical contract:
-# changing it changes the last bits of every multi-series update.
+# Due series per gradient chunk, and at most how many lanes (partial gradient
+# sums) an update spreads its chunks over: chunk c goes to lane c % lanes, each
+# lane adds its chunks in order, and the lanes are added in order.  Both are
+# part of this backend's numerical contract (cpu.py fixes the lane count from
+# the model size, never from the thread count): changing them changes the
+# last bits of a multi-series update.
 GRAD_CHUNK = 8
+GRAD_LANES = 16
 # Multiply-adds below which a call's forward stays on the calling thread
 # (launching a parallel region costs ~10 us; one series at H=32 is ~4k MACs).
 PAR_FORWARD_WORK = 1 << 18
@@ -707,9 +713,9 @@ def _rows(n, s, slot, ws_x, c_x, c_ver, ver):
 @njit(**_FAST_NRT)
 def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                   entry, win_u, win_y, win_len, ws, cache):
-    """Chunk ch of the sorted due list, on workspace slot ``slot``: for each of
-    its series re-run the window from the entry state (weights before the
-    update; four series at a time), back-propagate into the chunk's partial
+    """Chunk ch of the sorted due list, on workspace slot (= lane) ``slot``: for
+    each of its series re-run the window from the entry state (weights before
+    the update; four series at a time), back-propagate into the lane's partial
     gradient ws_g[slot] (series in ascending order), then move the window
     (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the entry state becomes
     the re-run state after them).  A series whose window is in the activation
@@ -723,9 +729,6 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
     j0 = ch * GRAD_CHUNK
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
-    if M > 0:
-        for p in range(gp.shape[0]):
-            gp[p] = zero
     tf = np.zeros(4, dtype=np.int64)           # rows to re-run per group position
     for g0 in range(j0, j1, 4):
         m = min(4, j1 - g0)
@@ -782,12 +785,26 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                 win_len[n] = T - d
 
 
-@njit(parallel=True, **_EXACT)
-def _update_chunks_par(g0, g1, due, mcnt, M, Mf, kp, koff, cfg,
-                       entry, win_u, win_y, win_len, ws, cache):
-    for ch in prange(g0, g1):
-        _update_chunk(ch, ch - g0, due, mcnt, M, Mf, kp, koff, cfg,
+@njit(**_EXACT)
+def _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                 entry, win_u, win_y, win_len, ws, cache):
+    """Lane ``lane`` of an update: chunks lane, lane + lanes_, ... in order,
+    into the lane's partial gradient."""
+    gp = ws[3][lane]
+    if M > 0:
+        for p in range(gp.shape[0]):
+            gp[p] = kp.dtype.type(0)
+    for ch in range(lane, n_chunks, lanes_):
+        _update_chunk(ch, lane, due, mcnt, M, Mf, kp, koff, cfg,
                       entry, win_u, win_y, win_len, ws, cache)
+
+
+@njit(parallel=True, **_EXACT)
+def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                      entry, win_u, win_y, win_len, ws, cache):
+    for lane in prange(lanes_):            # one parallel region per update
+        _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                     entry, win_u, win_y, win_len, ws, cache)
 
 
 @njit(**_EXACT)
@@ -895,21 +912,19 @@ def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
             grad[p] = zero
     n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
-    NB = ws_g.shape[0]
-    for g0 in range(0, n_chunks, NB):          # groups of at most NB chunks in flight
-        g1 = min(n_chunks, g0 + NB)
-        if g1 - g0 > 1 and n_threads > 1:
-            _update_chunks_par(g0, g1, due, mcnt, M, Mf, kp, koff, cfg,
-                               entry, win_u, win_y, win_len, ws, cache)
-        else:
-            for ch in range(g0, g1):
-                _update_chunk(ch, ch - g0, due, mcnt, M, Mf, kp, koff, cfg,
-                              entry, win_u, win_y, win_len, ws, cache)
-        if M > 0:
-            for ch in range(g0, g1):           # chunk order: independent of threads and NB
-                gp = ws_g[ch - g0]
-                for p in range(P):
-                    grad[p] += gp[p]
+    lanes_ = min(ws_g.shape[0], n_chunks)      # chunk ch -> lane ch % lanes_
+    if lanes_ > 1 and n_threads > 1:
+        _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                          entry, win_u, win_y, win_len, ws, cache)
+    else:
+        for lane in range(lanes_):
+            _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                         entry, win_u, win_y, win_len, ws, cache)
+    if M > 0:
+        for lane in range(lanes_):             # lane order: independent of the threads
+            gp = ws_g[lane]
+            for p in range(P):
+                grad[p] += gp[p]
     if M > 0:
         apply_update(kp, grad, km, kv, opt_step, hyper)
         cache[3][0] += 1                       # new weights: every cached window is stale
@@ -935,9 +950,6 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
     nan = kp.dtype.type(np.nan)
-    if M > 0:
-        for p in range(gp.shape[0]):
-            gp[p] = zero
     for g0 in range(j0, j1, 4):
         m = min(4, j1 - g0)
         for s in range(m):
@@ -980,12 +992,24 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
             count[n] += k1
 
 
-@njit(parallel=True, **_EXACT)
-def _fused_chunks_par(g0, g1, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
-                      state, entry, win_u, win_y, win_len, count, ws):
-    for ch in prange(g0, g1):
-        _fused_chunk(ch, ch - g0, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
+@njit(**_EXACT)
+def _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
+                koff, cfg, state, entry, win_u, win_y, win_len, count, ws):
+    gp = ws[3][lane]
+    if M > 0:
+        for p in range(gp.shape[0]):
+            gp[p] = kp.dtype.type(0)
+    for ch in range(lane, n_chunks, lanes_):
+        _fused_chunk(ch, lane, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
                      state, entry, win_u, win_y, win_len, count, ws)
+
+
+@njit(parallel=True, **_EXACT)
+def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
+                     cfg, state, entry, win_u, win_y, win_len, count, ws):
+    for lane in prange(lanes_):
+        _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
+                    koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
 
 
 @njit(**_EXACT)
@@ -1046,21 +1070,19 @@ def _fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gr
             grad[p] = zero
     n_chunks = (B + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
-    NB = ws_g.shape[0]
-    for g0 in range(0, n_chunks, NB):
-        g1 = min(n_chunks, g0 + NB)
-        if g1 - g0 > 1 and n_threads > 1:
-            _fused_chunks_par(g0, g1, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
-                              cfg, state, entry, win_u, win_y, win_len, count, ws)
-        else:
-            for ch in range(g0, g1):
-                _fused_chunk(ch, ch - g0, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
-                             koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
-        if M > 0:
-            for ch in range(g0, g1):           # chunk order, as _update
-                gp = ws_g[ch - g0]
-                for p in range(P):
-                    grad[p] += gp[p]
+    lanes_ = min(ws_g.shape[0], n_chunks)      # as _update
+    if lanes_ > 1 and n_threads > 1:
+        _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
+                         koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+    else:
+        for lane in range(lanes_):
+            _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
+                        kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+    if M > 0:
+        for lane in range(lanes_):
+            gp = ws_g[lane]
+            for p in range(P):
+                grad[p] += gp[p]
     if M > 0:
         apply_update(kp, grad, km, kv, opt_step, hyper)
         cache[3][0] += 1

@@ -37,8 +37,10 @@ from . import _cpu_kernels as K
 from .errors import CheckpointError
 from .layout import ALL_ARRAYS, Layout, grow_series_arrays
 
-# Workspace slots: enough to keep every thread busy with a chunk, capped so the
-# per-slot partial gradients of a very large model stay small.
+# Workspace slots = gradient lanes (_cpu_kernels.GRAD_LANES, fewer for models so
+# large that their partial gradients would pass this budget).  A function of
+# the model alone - never of the thread count - since it fixes how an
+# update's gradient is summed.
 _WORKSPACE_BYTES = 256 << 20
 # The activation cache (k1 = k2 only) keeps each series' forward activations for
 # its current window so that an update need not re-run it.  It costs
@@ -135,7 +137,7 @@ class CPUBackend:
         n_vec = 2 * L * H + H + lay.n_outputs * (H + 1)
         per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
                     + 2 * L * k2 * GHp + 4 * L * self.A) * np.dtype(dt).itemsize
-        n_slots = max(1, min(4 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
+        n_slots = max(1, min(K.GRAD_LANES, _WORKSPACE_BYTES // per_slot))
         self.ws = (
             np.zeros((n_slots, 4, k2 + 1, L, S, H), dtype=dt),       # re-run states
             np.zeros((n_slots, 4, k2, L, self.A), dtype=dt),         # re-run activations
