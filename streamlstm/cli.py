@@ -23,6 +23,8 @@ import numpy as np
 
 from . import __version__
 from .errors import BackendUnavailableError, CheckpointError, InputError
+from .kafka import dispatch as _kafka_dispatch
+from .kafka import kafka_options
 from .multiseries import DEFAULT_LR as _DEFAULT_LR
 from .multiseries import MultiSeriesForecaster
 from .policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataError, Policy
@@ -151,9 +153,10 @@ def main():
 
 
 @main.command(epilog=DATA_POLICY)
-@click.option("--source", required=True, metavar="FILE",
+@click.option("--source", required=True, metavar="FILE|kafka://HOST:PORT/TOPIC",
               help="Live data: a .parquet or .csv file of long-format rows (series id, "
-                   "timestamp, target, optional features), in arrival order.")
+                   "timestamp, target, optional features), in arrival order; or a Kafka "
+                   "topic of JSON messages (with --group; see --sink).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "parquet", "csv"]), default="auto",
               show_default=True, help="Input format when the file name does not tell.")
 @click.option("--series-col", default="series_id", show_default=True,
@@ -229,6 +232,7 @@ def main():
               help="Rows read per batch (does not change results).")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr [default: when stderr is a terminal].")
+@kafka_options
 def run(**o):
     """Forecast every row of a stream, then learn from it.
 
@@ -279,6 +283,8 @@ def run(**o):
         batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
     show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
     progress = Progress(show_progress)
+    if _kafka_dispatch(cfg, o, progress):
+        return
     job = FileJob(cfg, progress)
     try:
         res = _run_job(job, progress, cfg)
