@@ -7,7 +7,9 @@
     python bench/core.py --quick      # smaller sizes, fewer repeats (a smoke test)
 
 Every number is the median of repeats, and every ratio compares two things
-timed in the same run.  The model is always SPEC's LSTM with I = O = 1, H = 32,
+timed in the same run, round-robin (so that load from other processes hits
+both alike); in part 2 each contender runs in its own process (the OpenMP
+runtimes of Numba and PyTorch spin against each other in one process).  The model is always SPEC's LSTM with I = O = 1, H = 32,
 k1 = k2 = 16 and Adam(lr=1e-3); a step with learning means: forecast, append
 to the window, and every k1 steps the truncated-BPTT update (re-run the window
 from its entry state, loss on the last k1 steps, Adam).  PyTorch runs the same
@@ -22,6 +24,8 @@ head and their backward), per series-observation:
                                         run() fuses whole lockstep windows)
 (elementwise gate math is not counted).  The roofline is float32 sgemm
 (numpy, 1024 x 1024) at the same thread count, timed in the same run.
+Part 2 also times the cpu backend stepped one call per time step (time-major,
+re-running each window at its update) next to ``run`` (series-major windows).
 """
 from __future__ import annotations
 
@@ -172,13 +176,19 @@ what, threads, N, T = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.a
 sys.path.insert(0, sys.argv[1] + "/bench")
 import core
 U, Y = core.series_data(T, N, np.float32)
-if what == "cpu":
+if what in ("cpu", "cpu_step"):
     import numba
     numba.set_num_threads(threads)
     m = core.net(N, "float32")
     m.run(U[:core.K1], Y[:core.K1])                 # warm up (and one update)
     before = m._impl.stats.copy()
-    t0 = time.perf_counter(); m.run(U, Y); dt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if what == "cpu":
+        m.run(U, Y)                                 # whole windows: fused, no re-run
+    else:
+        for t in range(T):                          # one call per time step: re-run at updates
+            m.step(U[t], Y[t])
+    dt = time.perf_counter() - t0
     st = m._impl.stats - before
     rerun = float(st[1] / st[0])                    # re-run rows per stepped row
 elif what == "torch":
@@ -213,7 +223,7 @@ def part2(quick):
     for threads in (1, 2):
         if threads > numba.config.NUMBA_NUM_THREADS:
             continue
-        ts = {"cpu": [], "torch": [], "sgemm": []}
+        ts = {"cpu": [], "cpu_step": [], "torch": [], "sgemm": []}
         rerun = 0.0
         for _ in range(reps):
             for what in ts:
@@ -227,6 +237,7 @@ def part2(quick):
         executed = (3 + rerun) * F                    # + the rows updates re-ran
         out["threads"][threads] = {
             "cpu_obs_per_s": rate, "torch_obs_per_s": N * T / t_torch,
+            "cpu_step_obs_per_s": N * T / float(np.median(ts["cpu_step"])),
             "speedup": t_torch / t_cpu, "sgemm_gflops": peak, "rerun_rows_per_row": rerun,
             "model_gflops": 3 * F * rate / 1e9, "executed_gflops": executed * rate / 1e9,
             "model_frac": 3 * F * rate / 1e9 / peak, "executed_frac": executed * rate / 1e9 / peak}
@@ -315,8 +326,9 @@ def report(res, quick):
         r = res["2"]
         lines += [f"2. {r['N']:,} series stepped together, same model, float32, T={r['T']}"]
         for th, x in r["threads"].items():
-            lines += [f"   {th} thread(s): cpu {x['cpu_obs_per_s']:,.0f} series-obs/s, "
-                      f"PyTorch {x['torch_obs_per_s']:,.0f}/s -> {x['speedup']:.1f}x",
+            lines += [f"   {th} thread(s): cpu run {x['cpu_obs_per_s']:,.0f} series-obs/s, "
+                      f"PyTorch {x['torch_obs_per_s']:,.0f}/s -> {x['speedup']:.1f}x "
+                      f"(cpu step() per time step: {x['cpu_step_obs_per_s']:,.0f}/s)",
                       f"      sgemm {x['sgemm_gflops']:.1f} GFLOP/s; cpu {x['model_gflops']:.1f} model / "
                       f"{x['executed_gflops']:.1f} executed GFLOP/s = {100 * x['model_frac']:.0f}% / "
                       f"{100 * x['executed_frac']:.0f}% of sgemm"]

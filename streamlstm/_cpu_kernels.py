@@ -39,10 +39,11 @@ k2*GHp) the pre-activation gradients of every row (input side, hidden side).
 Determinism (backend.py): every multiply-add is an exactly rounded FMA in a
 fixed order per series (k ascending), so a series' forward is the same
 whether it is computed alone or in a block of four; the gradient of an update
-is accumulated per chunk of ``GRAD_CHUNK`` due series (ascending slot order)
-and the chunk sums are added in chunk order, so neither the thread count, nor
-the order a call lists its slots, nor the number of workspace slots changes a
-bit.  Reductions (dot products) use fixed pairwise trees.
+is accumulated in chunks of ``GRAD_CHUNK`` due series (ascending slot order)
+dealt to a fixed number of lanes (one parallel region per update, robust on a
+busy machine), and the lane sums are added in lane order, so neither the
+thread count nor the order a call lists its slots changes a bit.  Reductions
+(dot products) use fixed pairwise trees.
 
 All arithmetic runs in the array dtype: constants are made with
 ``theta.dtype.type(...)``, never as Python float literals (which would promote
@@ -54,13 +55,19 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._cellmath import FASTMATH, gru_cell_backward, lstm_cell_backward
-from ._cpu_simd import (lanes, sigmoid, tanh, vadd, vfma, vhsum, vload, vload_n, vmul, vsplat,
-                        vstore, vstore_n, vsub)
+from ._cellmath import FASTMATH, gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward
+# _cpu_simd also registers +, -, *, /, math.exp and math.tanh for its vectors, which is
+# what lets the _cellmath cell functions run on them.
+from ._cpu_simd import lanes, vadd, vfma, vhsum, vload, vload_n, vsplat, vstore, vstore_n
 
-# Due series per gradient chunk.  Part of this backend's numerical contract:
-# changing it changes the last bits of every multi-series update.
+# Due series per gradient chunk, and at most how many lanes (partial gradient
+# sums) an update spreads its chunks over: chunk c goes to lane c % lanes, each
+# lane adds its chunks in order, and the lanes are added in order.  Both are
+# part of this backend's numerical contract (cpu.py fixes the lane count from
+# the model size, never from the thread count): changing them changes the
+# last bits of a multi-series update.
 GRAD_CHUNK = 8
+GRAD_LANES = 16
 # Multiply-adds below which a call's forward stays on the calling thread
 # (launching a parallel region costs ~10 us; one series at H=32 is ~4k MACs).
 PAR_FORWARD_WORK = 1 << 18
@@ -196,71 +203,61 @@ def _mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
 # ---------------------------------------------------------------------------------
 # pointwise cell math of one series (SPEC 1), in place
 @njit(**_FAST)
-def _lstm_pointwise(h, c, act, GHp):
-    """act[0:4H] holds the pre-activations of (i, f, g, o): -> activations, then
-    c' = f c + i g, h' = o tanh(c'); tanh(c') kept at act[GHp:GHp+H].  Whole
-    SIMD vectors, then a masked one for the last H % VL units (the state rows
-    h, c are exactly H long)."""
-    H = h.shape[0]
-    VL = lanes(act)
-    for j in range(0, H, VL):
-        m = min(VL, H - j)
-        if m == VL:
-            cp = vload(c, j)
-        else:
-            cp = vload_n(c, j, m)
-        i = sigmoid(vload(act, j))
-        f = sigmoid(vload(act, H + j))
-        g = tanh(vload(act, 2 * H + j))
-        o = sigmoid(vload(act, 3 * H + j))
-        c2 = vfma(f, cp, vmul(i, g))          # c' = f c + i g
-        tc = tanh(c2)
-        h2 = vmul(o, tc)                      # h' = o tanh(c')
-        if m == VL:
-            vstore(act, j, i)
-            vstore(act, H + j, f)
-            vstore(act, 2 * H + j, g)
-            vstore(act, 3 * H + j, o)
-            vstore(act, GHp + j, tc)
-            vstore(c, j, c2)
-            vstore(h, j, h2)
-        else:                                 # never write past a gate's block
-            vstore_n(act, j, i, m)
-            vstore_n(act, H + j, f, m)
-            vstore_n(act, 2 * H + j, g, m)
-            vstore_n(act, 3 * H + j, o, m)
-            vstore_n(act, GHp + j, tc, m)
-            vstore_n(c, j, c2, m)
-            vstore_n(h, j, h2, m)
+def _vin(a, i, m):
+    """m lanes of a[i:] as a vector: a whole one, or a masked one at a row's end."""
+    if m == lanes(a):
+        return vload(a, i)
+    return vload_n(a, i, m)
 
 
 @njit(**_FAST)
-def _gru_pointwise(h, act, GHp):
-    """act[0:3H] = W_i x + b_i, act[GHp:GHp+3H] = W_h h + b_h (gates r, z, n) ->
-    r, z, n in act[0:3H] and h' = (1 - z) n + z h (SIMD as _lstm_pointwise)."""
+def _vout(a, i, v, m):
+    if m == lanes(a):
+        vstore(a, i, v)
+    else:
+        vstore_n(a, i, v, m)
+
+
+@njit(**_FAST)
+def _lstm_pointwise(h, c, act, GHp):
+    """act[0:4H] holds the pre-activations of (i, f, g, o) -> activations, and
+    (h, c) <- the new state, by _cellmath.lstm_cell on SIMD vectors (VL units
+    at a time, a masked vector for the last H % VL); tanh(c') goes to
+    act[GHp:GHp+H] (the backward reads it)."""
     H = h.shape[0]
     VL = lanes(act)
     one = vsplat(act.dtype.type(1))
     for j in range(0, H, VL):
         m = min(VL, H - j)
-        if m == VL:
-            hp = vload(h, j)
-        else:
-            hp = vload_n(h, j, m)
-        r = sigmoid(vadd(vload(act, j), vload(act, GHp + j)))
-        z = sigmoid(vadd(vload(act, H + j), vload(act, GHp + H + j)))
-        n = tanh(vfma(r, vload(act, GHp + 2 * H + j), vload(act, 2 * H + j)))
-        h2 = vfma(z, hp, vmul(vsub(one, z), n))       # h' = (1 - z) n + z h
-        if m == VL:
-            vstore(act, j, r)
-            vstore(act, H + j, z)
-            vstore(act, 2 * H + j, n)
-            vstore(h, j, h2)
-        else:
-            vstore_n(act, j, r, m)
-            vstore_n(act, H + j, z, m)
-            vstore_n(act, 2 * H + j, n, m)
-            vstore_n(h, j, h2, m)
+        i, f, g, o, c2, tc, h2 = lstm_cell(_vin(act, j, m), _vin(act, H + j, m),
+                                           _vin(act, 2 * H + j, m), _vin(act, 3 * H + j, m),
+                                           _vin(c, j, m), one)
+        _vout(act, j, i, m)
+        _vout(act, H + j, f, m)
+        _vout(act, 2 * H + j, g, m)
+        _vout(act, 3 * H + j, o, m)
+        _vout(act, GHp + j, tc, m)
+        _vout(c, j, c2, m)
+        _vout(h, j, h2, m)
+
+
+@njit(**_FAST)
+def _gru_pointwise(h, act, GHp):
+    """act[0:3H] = W_i x + b_i, act[GHp:GHp+3H] = W_h h + b_h (gates r, z, n) ->
+    r, z, n in act[0:3H] and h <- h', by _cellmath.gru_cell on SIMD vectors
+    (W_hn h + b_hn stays at act[GHp+2H:GHp+3H] for the backward)."""
+    H = h.shape[0]
+    VL = lanes(act)
+    one = vsplat(act.dtype.type(1))
+    for j in range(0, H, VL):
+        m = min(VL, H - j)
+        r, z, n, h2 = gru_cell(_vin(act, j, m), _vin(act, H + j, m), _vin(act, 2 * H + j, m),
+                               _vin(act, GHp + j, m), _vin(act, GHp + H + j, m),
+                               _vin(act, GHp + 2 * H + j, m), _vin(h, j, m), one)
+        _vout(act, j, r, m)
+        _vout(act, H + j, z, m)
+        _vout(act, 2 * H + j, n, m)
+        _vout(h, j, h2, m)
 
 
 @njit(**_FAST)
@@ -462,27 +459,36 @@ def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, out,
 def _dots_acc(out, kp, r0, GHp, D, d0):
     """out[q] += <kp[r0 + q*GHp : +GHp], D[d0 : d0+GHp]> for every q: W^T rows
     against a pre-activation gradient (W^T da).  Lanes accumulate by FMA in
-    vector order, then reduce in a fixed pairwise tree; four rows share the
-    loads of D."""
+    vector order, then reduce in a fixed pairwise tree; eight rows at a time
+    share the loads of D and keep eight independent FMA chains in flight."""
     VL = lanes(kp)
     NV = GHp // VL
     Q = out.shape[0]
     zero = vsplat(out.dtype.type(0))
-    Q4 = Q - Q % 4
-    for q in range(0, Q4, 4):
+    Q8 = Q - Q % 8
+    for q in range(0, Q8, 8):
         r = r0 + q * GHp
-        a0, a1, a2, a3 = zero, zero, zero, zero
+        a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
         for v in range(NV):
-            d = vload(D, d0 + v * VL)
-            a0 = vfma(vload(kp, r + v * VL), d, a0)
-            a1 = vfma(vload(kp, r + GHp + v * VL), d, a1)
-            a2 = vfma(vload(kp, r + 2 * GHp + v * VL), d, a2)
-            a3 = vfma(vload(kp, r + 3 * GHp + v * VL), d, a3)
+            e = v * VL
+            d = vload(D, d0 + e)
+            a0 = vfma(vload(kp, r + e), d, a0)
+            a1 = vfma(vload(kp, r + GHp + e), d, a1)
+            a2 = vfma(vload(kp, r + 2 * GHp + e), d, a2)
+            a3 = vfma(vload(kp, r + 3 * GHp + e), d, a3)
+            a4 = vfma(vload(kp, r + 4 * GHp + e), d, a4)
+            a5 = vfma(vload(kp, r + 5 * GHp + e), d, a5)
+            a6 = vfma(vload(kp, r + 6 * GHp + e), d, a6)
+            a7 = vfma(vload(kp, r + 7 * GHp + e), d, a7)
         out[q] += vhsum(a0)
         out[q + 1] += vhsum(a1)
         out[q + 2] += vhsum(a2)
         out[q + 3] += vhsum(a3)
-    for q in range(Q4, Q):
+        out[q + 4] += vhsum(a4)
+        out[q + 5] += vhsum(a5)
+        out[q + 6] += vhsum(a6)
+        out[q + 7] += vhsum(a7)
+    for q in range(Q8, Q):
         r = r0 + q * GHp
         a0 = zero
         for v in range(NV):
@@ -563,101 +569,75 @@ def _bias_acc(gp, b0, GHp, D, T):
 
 
 @njit(**_FAST)
-def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
-    """Back-propagate the masked loss of the last k1 of T re-run rows through
-    all T rows and add the gradient to gp (kernel layout).
+def _bw_head(t, T, Mf, htop, wy, kp, cfg, dxv, hg):
+    """Row t's loss (if among the last k1) into dxv = d loss / d h_top and the
+    head gradient hg (W (O, H) | b (O)) of this series."""
+    zero = kp.dtype.type(0)
+    two = kp.dtype.type(2)
+    H, O, ho = cfg[C_H], cfg[C_O], cfg[C_HO]
+    VL = lanes(kp)
+    for q in range(H):
+        dxv[q] = zero
+    if t >= T - cfg[C_K1]:                 # loss only on the last k1 rows
+        for o in range(O):
+            y = wy[t, o]
+            if not math.isnan(y):
+                yh = _dot(kp, ho + o * H, htop) + kp[ho + O * H + o]   # the re-run forecast
+                d = two * (yh - y) / Mf    # d/dyhat of (1/M) m (yhat - y)^2
+                hg[O * H + o] += d
+                dv = vsplat(d)
+                for j in range(0, H, VL):  # hg_W[o] += d h_top;  dxv += d W_head[o]
+                    m = min(VL, H - j)
+                    _vout(hg, o * H + j, vfma(dv, _vin(htop, j, m), _vin(hg, o * H + j, m)), m)
+                    _vout(dxv, j, vfma(dv, _vin(kp, ho + o * H + j, m), _vin(dxv, j, m)), m)
 
-    cst (k2+1, L, S, H): cst[0] is the window-entry state (a constant, SPEC 4)
-    and cst[t+1] the re-run state after row t; cact (k2, L, A) the re-run
-    activations; wu (k2, I), wy (k2, O) the window.  dA (L, 2, k2*GHp) receives
-    the pre-activation gradients of every row (input side, hidden side; the
-    same for LSTM), from which the weight gradients are formed after the time
-    loop as sums over t.  vec is scratch: dh (L, H) | dc (L, H) | dxv (H) | dht (H).
-    """
-    one = kp.dtype.type(1)
-    two = one + one
-    zero = one - one
-    I, H, O, L, k1 = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L], cfg[C_K1]
-    GHp, ho = cfg[C_GHP], cfg[C_HO]
-    is_lstm = cfg[C_LSTM] != 0
-    Wh = kp[ho:ho + O * H].reshape((O, H))
-    bh = kp[ho + O * H:ho + O * H + O]
-    gWh = gp[ho:ho + O * H].reshape((O, H))
-    gbh = gp[ho + O * H:ho + O * H + O]
-    dh = vec[0:L * H].reshape((L, H))
-    dc = vec[L * H:2 * L * H].reshape((L, H))
-    o0 = 2 * L * H
-    dxv = vec[o0:o0 + H]
-    dht = vec[o0 + H:o0 + 2 * H]
-    hs = 0 if is_lstm else 1           # LSTM: one pre-activation feeds both sides
-    for q in range(2 * L * H):
-        vec[q] = zero
-    for t in range(T - 1, -1, -1):
-        htop = cst[t + 1, L - 1, 0]
-        for q in range(H):
-            dxv[q] = zero
-        if t >= T - k1:                 # loss only on the last k1 rows
-            for o in range(O):
-                y = wy[t, o]
-                if not math.isnan(y):
-                    yh = _dot(kp, ho + o * H, htop) + bh[o]   # the re-run forecast
-                    d = two * (yh - y) / Mf    # d/dyhat of (1/M) m (yhat - y)^2
-                    gbh[o] += d
-                    for q in range(H):
-                        gWh[o, q] += d * htop[q]
-                        dxv[q] += d * Wh[o, q]
-        d0 = t * GHp
-        for k in range(L - 1, -1, -1):
-            prev = cst[t, k]
-            act = cact[t, k]
-            dhk = dh[k]
-            dck = dc[k]
-            D_i = dA[k, 0]
-            D_h = dA[k, hs]
-            for q in range(H):
-                dht[q] = dhk[q] + dxv[q]
-            if is_lstm:
-                ai, af, ag = act[0:H], act[H:2 * H], act[2 * H:3 * H]
-                ao, atc = act[3 * H:4 * H], act[GHp:GHp + H]
-                cp = prev[1]
-                d_i, d_f = D_i[d0:d0 + H], D_i[d0 + H:d0 + 2 * H]
-                d_g, d_o = D_i[d0 + 2 * H:d0 + 3 * H], D_i[d0 + 3 * H:d0 + 4 * H]
-                for j in range(H):
-                    di, df, dg, do, dcp = lstm_cell_backward(
-                        dht[j], dck[j], ai[j], af[j], ag[j], ao[j], cp[j], atc[j], one)
-                    d_i[j] = di
-                    d_f[j] = df
-                    d_g[j] = dg
-                    d_o[j] = do
-                    dck[j] = dcp
-                for q in range(H):
-                    dhk[q] = zero
-            else:
-                ar, az, an = act[0:H], act[H:2 * H], act[2 * H:3 * H]
-                aghn = act[GHp + 2 * H:GHp + 3 * H]
-                hp0 = prev[0]
-                i_r, i_z, i_n = D_i[d0:d0 + H], D_i[d0 + H:d0 + 2 * H], D_i[d0 + 2 * H:d0 + 3 * H]
-                h_r, h_z, h_n = D_h[d0:d0 + H], D_h[d0 + H:d0 + 2 * H], D_h[d0 + 2 * H:d0 + 3 * H]
-                for j in range(H):
-                    dar, daz, dan, dhn, dhdir = gru_cell_backward(
-                        dht[j], ar[j], az[j], an[j], aghn[j], hp0[j], one)
-                    i_r[j] = dar
-                    i_z[j] = daz
-                    i_n[j] = dan
-                    h_r[j] = dar
-                    h_z[j] = daz
-                    h_n[j] = dhn
-                    dhk[j] = dhdir             # the direct z * dh' part of dh_prev
-            nin = I if k == 0 else H
-            mo = koff[k, 0]
-            # into the previous step: dh_prev += W_hh^T da_h
-            _dots_acc(dhk, kp, mo + nin * GHp, GHp, D_h, d0)
-            # into the layer below at this step: dx = W_ih^T da (not below layer 0)
-            if k > 0:
-                for q in range(H):
-                    dxv[q] = zero
-                _dots_acc(dxv, kp, mo, GHp, D_i, d0)
-    # weight and bias gradients of every layer, summed over the window's rows
+
+@njit(**_FAST)
+def _bw_cell(prev, act, dhk, dck, dxv, Di, Dh, d0, cfg):
+    """One layer, one row, by _cellmath's *_cell_backward on SIMD vectors:
+    dh' = dh (from t+1) + dx (from above) -> pre-activation gradients Di (input
+    side) and Dh (hidden side; the same array for LSTM) at d0, the new dc, and
+    in dhk the direct part of dh_prev (GRU: z dh'; LSTM: 0)."""
+    H, GHp = cfg[C_H], cfg[C_GHP]
+    VL = lanes(act)
+    one = vsplat(act.dtype.type(1))
+    zero = vsplat(act.dtype.type(0))
+    lstm = cfg[C_LSTM] != 0
+    for j in range(0, H, VL):
+        m = min(VL, H - j)
+        dh2 = _vin(dhk, j, m) + _vin(dxv, j, m)
+        if lstm:
+            di, df, dg, do, dcp = lstm_cell_backward(
+                dh2, _vin(dck, j, m), _vin(act, j, m), _vin(act, H + j, m),
+                _vin(act, 2 * H + j, m), _vin(act, 3 * H + j, m), _vin(prev[1], j, m),
+                _vin(act, GHp + j, m), one)
+            _vout(Di, d0 + j, di, m)
+            _vout(Di, d0 + H + j, df, m)
+            _vout(Di, d0 + 2 * H + j, dg, m)
+            _vout(Di, d0 + 3 * H + j, do, m)
+            _vout(dck, j, dcp, m)
+            _vout(dhk, j, zero, m)
+        else:
+            dar, daz, dan, dhn, dhdir = gru_cell_backward(
+                dh2, _vin(act, j, m), _vin(act, H + j, m), _vin(act, 2 * H + j, m),
+                _vin(act, GHp + 2 * H + j, m), _vin(prev[0], j, m), one)
+            _vout(Di, d0 + j, dar, m)
+            _vout(Di, d0 + H + j, daz, m)
+            _vout(Di, d0 + 2 * H + j, dan, m)
+            _vout(Dh, d0 + j, dar, m)
+            _vout(Dh, d0 + H + j, daz, m)
+            _vout(Dh, d0 + 2 * H + j, dhn, m)
+            _vout(dhk, j, dhdir, m)
+
+
+@njit(**_FAST)
+def _bw_sums(T, cst, wu, dA, hg, kp, koff, cfg, gp):
+    """Add one series' window gradient to gp: the head's, then per layer the
+    weights' (sums over the window's rows of da x^T, da h_prev^T) and biases'."""
+    I, H, O, L, GHp, ho = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L], cfg[C_GHP], cfg[C_HO]
+    hs = 0 if cfg[C_LSTM] != 0 else 1
+    for p in range(O * H + O):
+        gp[ho + p] += hg[p]
     for k in range(L):
         nin = I if k == 0 else H
         mo, bo = koff[k, 0], koff[k, 1]
@@ -672,6 +652,45 @@ def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
         _bias_acc(gp, bo + GHp, GHp, D_h, T)
 
 
+@njit(**_FAST)
+def _window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
+    """Back-propagate the masked loss of the last k1 of T re-run rows through
+    all T rows and add the gradient to gp (kernel layout).
+
+    cst (k2+1, L, S, H): cst[0] is the window-entry state (a constant, SPEC 4)
+    and cst[t+1] the re-run state after row t; cact (k2, L, A) the re-run
+    activations; wu (k2, I), wy (k2, O) the window.  dA (L, 2, k2*GHp) receives
+    the pre-activation gradients of every row (input side, hidden side; the
+    same for LSTM), from which the weight gradients are formed after the time
+    loop as sums over t (_bw_sums).  vec is scratch: dh (L, H) | dc (L, H) |
+    dxv (H) | the head gradient (O*H + O), summed over the window before it is
+    added.
+    """
+    zero = kp.dtype.type(0)
+    I, H, O, L = cfg[C_I], cfg[C_H], cfg[C_O], cfg[C_L]
+    GHp = cfg[C_GHP]
+    hs = 0 if cfg[C_LSTM] != 0 else 1
+    dh = vec[0:L * H].reshape((L, H))
+    dc = vec[L * H:2 * L * H].reshape((L, H))
+    dxv = vec[2 * L * H:2 * L * H + H]
+    hg = vec[2 * L * H + H:2 * L * H + H + O * H + O]
+    for q in range(vec.shape[0]):
+        vec[q] = zero
+    for t in range(T - 1, -1, -1):
+        _bw_head(t, T, Mf, cst[t + 1, L - 1, 0], wy, kp, cfg, dxv, hg)
+        d0 = t * GHp
+        for k in range(L - 1, -1, -1):
+            _bw_cell(cst[t, k], cact[t, k], dh[k], dc[k], dxv, dA[k, 0], dA[k, hs], d0, cfg)
+            mo = koff[k, 0]
+            nin = I if k == 0 else H
+            _dots_acc(dh[k], kp, mo + nin * GHp, GHp, dA[k, hs], d0)   # dh_prev += W_hh^T da
+            if k > 0:                                                   # dx = W_ih^T da
+                for q in range(H):
+                    dxv[q] = zero
+                _dots_acc(dxv, kp, mo, GHp, dA[k, 0], d0)
+    _bw_sums(T, cst, wu, dA, hg, kp, koff, cfg, gp)
+
+
 # ---------------------------------------------------------------------------------
 # the update (SPEC 4)
 @njit(**_FAST)
@@ -683,11 +702,20 @@ def _copy_state(dst, src, L, S, H):
 
 
 @njit(**_FAST_NRT)
+def _rows(n, s, slot, ws_x, c_x, c_ver, ver):
+    """Series n's re-run states/activations: its activation-cache rows when
+    valid, else workspace position s of slot."""
+    if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
+        return c_x[n]
+    return ws_x[slot, s]
+
+
+@njit(**_FAST_NRT)
 def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                   entry, win_u, win_y, win_len, ws, cache):
-    """Chunk ch of the sorted due list, on workspace slot ``slot``: for each of
-    its series re-run the window from the entry state (weights before the
-    update; four series at a time), back-propagate into the chunk's partial
+    """Chunk ch of the sorted due list, on workspace slot (= lane) ``slot``: for
+    each of its series re-run the window from the entry state (weights before
+    the update; four series at a time), back-propagate into the lane's partial
     gradient ws_g[slot] (series in ascending order), then move the window
     (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the entry state becomes
     the re-run state after them).  A series whose window is in the activation
@@ -701,9 +729,6 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
     j0 = ch * GRAD_CHUNK
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
-    if M > 0:
-        for p in range(gp.shape[0]):
-            gp[p] = zero
     tf = np.zeros(4, dtype=np.int64)           # rows to re-run per group position
     for g0 in range(j0, j1, 4):
         m = min(4, j1 - g0)
@@ -741,15 +766,10 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
             T = win_len[n]
             d = max(0, T + k1 - k2)
             need_bw = M > 0 and mcnt[g0 + s] > 0
-            if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
-                cst_n = c_st[n]
-                cact_n = c_act[n]
-            else:
-                cst_n = ws_st[slot, s]
-                cact_n = ws_a[slot, s]
+            cst_n = _rows(n, s, slot, ws_st, c_st, c_ver, ver)
             if need_bw:
-                _window_backward(T, Mf, cst_n, cact_n, win_u[n], win_y[n], kp, koff, cfg,
-                                 ws_vec[slot], ws_da[slot], gp)
+                _window_backward(T, Mf, cst_n, _rows(n, s, slot, ws_a, c_act, c_ver, ver),
+                                 win_u[n], win_y[n], kp, koff, cfg, ws_vec[slot], ws_da[slot], gp)
             if d > 0:
                 _copy_state(entry[n], cst_n[d], L, S, H)
                 wu, wy = win_u[n], win_y[n]
@@ -765,12 +785,26 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                 win_len[n] = T - d
 
 
-@njit(parallel=True, **_EXACT)
-def _update_chunks_par(g0, g1, due, mcnt, M, Mf, kp, koff, cfg,
-                       entry, win_u, win_y, win_len, ws, cache):
-    for ch in prange(g0, g1):
-        _update_chunk(ch, ch - g0, due, mcnt, M, Mf, kp, koff, cfg,
+@njit(**_EXACT)
+def _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                 entry, win_u, win_y, win_len, ws, cache):
+    """Lane ``lane`` of an update: chunks lane, lane + lanes_, ... in order,
+    into the lane's partial gradient."""
+    gp = ws[3][lane]
+    if M > 0:
+        for p in range(gp.shape[0]):
+            gp[p] = kp.dtype.type(0)
+    for ch in range(lane, n_chunks, lanes_):
+        _update_chunk(ch, lane, due, mcnt, M, Mf, kp, koff, cfg,
                       entry, win_u, win_y, win_len, ws, cache)
+
+
+@njit(parallel=True, **_EXACT)
+def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                      entry, win_u, win_y, win_len, ws, cache):
+    for lane in prange(lanes_):            # one parallel region per update
+        _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                     entry, win_u, win_y, win_len, ws, cache)
 
 
 @njit(**_EXACT)
@@ -878,21 +912,19 @@ def _update(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
             grad[p] = zero
     n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
-    NB = ws_g.shape[0]
-    for g0 in range(0, n_chunks, NB):          # groups of at most NB chunks in flight
-        g1 = min(n_chunks, g0 + NB)
-        if g1 - g0 > 1 and n_threads > 1:
-            _update_chunks_par(g0, g1, due, mcnt, M, Mf, kp, koff, cfg,
-                               entry, win_u, win_y, win_len, ws, cache)
-        else:
-            for ch in range(g0, g1):
-                _update_chunk(ch, ch - g0, due, mcnt, M, Mf, kp, koff, cfg,
-                              entry, win_u, win_y, win_len, ws, cache)
-        if M > 0:
-            for ch in range(g0, g1):           # chunk order: independent of threads and NB
-                gp = ws_g[ch - g0]
-                for p in range(P):
-                    grad[p] += gp[p]
+    lanes_ = min(ws_g.shape[0], n_chunks)      # chunk ch -> lane ch % lanes_
+    if lanes_ > 1 and n_threads > 1:
+        _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                          entry, win_u, win_y, win_len, ws, cache)
+    else:
+        for lane in range(lanes_):
+            _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                         entry, win_u, win_y, win_len, ws, cache)
+    if M > 0:
+        for lane in range(lanes_):             # lane order: independent of the threads
+            gp = ws_g[lane]
+            for p in range(P):
+                grad[p] += gp[p]
     if M > 0:
         apply_update(kp, grad, km, kv, opt_step, hyper)
         cache[3][0] += 1                       # new weights: every cached window is stale
@@ -918,9 +950,6 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
     nan = kp.dtype.type(np.nan)
-    if M > 0:
-        for p in range(gp.shape[0]):
-            gp[p] = zero
     for g0 in range(j0, j1, 4):
         m = min(4, j1 - g0)
         for s in range(m):
@@ -963,12 +992,24 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
             count[n] += k1
 
 
-@njit(parallel=True, **_EXACT)
-def _fused_chunks_par(g0, g1, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
-                      state, entry, win_u, win_y, win_len, count, ws):
-    for ch in prange(g0, g1):
-        _fused_chunk(ch, ch - g0, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
+@njit(**_EXACT)
+def _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
+                koff, cfg, state, entry, win_u, win_y, win_len, count, ws):
+    gp = ws[3][lane]
+    if M > 0:
+        for p in range(gp.shape[0]):
+            gp[p] = kp.dtype.type(0)
+    for ch in range(lane, n_chunks, lanes_):
+        _fused_chunk(ch, lane, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
                      state, entry, win_u, win_y, win_len, count, ws)
+
+
+@njit(parallel=True, **_EXACT)
+def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
+                     cfg, state, entry, win_u, win_y, win_len, count, ws):
+    for lane in prange(lanes_):
+        _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
+                    koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
 
 
 @njit(**_EXACT)
@@ -1029,21 +1070,19 @@ def _fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gr
             grad[p] = zero
     n_chunks = (B + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
-    NB = ws_g.shape[0]
-    for g0 in range(0, n_chunks, NB):
-        g1 = min(n_chunks, g0 + NB)
-        if g1 - g0 > 1 and n_threads > 1:
-            _fused_chunks_par(g0, g1, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
-                              cfg, state, entry, win_u, win_y, win_len, count, ws)
-        else:
-            for ch in range(g0, g1):
-                _fused_chunk(ch, ch - g0, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
-                             koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
-        if M > 0:
-            for ch in range(g0, g1):           # chunk order, as _update
-                gp = ws_g[ch - g0]
-                for p in range(P):
-                    grad[p] += gp[p]
+    lanes_ = min(ws_g.shape[0], n_chunks)      # as _update
+    if lanes_ > 1 and n_threads > 1:
+        _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
+                         koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+    else:
+        for lane in range(lanes_):
+            _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
+                        kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+    if M > 0:
+        for lane in range(lanes_):
+            gp = ws_g[lane]
+            for p in range(P):
+                grad[p] += gp[p]
     if M > 0:
         apply_update(kp, grad, km, kv, opt_step, hyper)
         cache[3][0] += 1

@@ -20,14 +20,21 @@ not change.
     v = vadd(a, b)
     s = vhsum(v)                         lanes summed in a fixed pairwise tree
     s = fma(a, b, c)                     scalar a * b + c, one rounding
+    sigmoid(v), tanh(v), vexp(v)         polynomial-exp nonlinearities (scalar or Vec)
+    vload_n / vstore_n(arr, i, [v,] n)   the first n < VL lanes only (masked)
+    + - * / unary -, math.exp, math.tanh on Vec: so _cellmath's scalar cell math
+                                         runs unchanged on vectors
 
 Callers guarantee ``i + VL <= arr.size`` (the kernels pad every vectorised row
 to a multiple of VL); nothing here checks bounds.
 """
+import math
+import operator
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, overload, register_model
 
 
 class Vec(types.Type):
@@ -324,3 +331,83 @@ def vsub(typingctx, a, b):
     def codegen(context, builder, sig, args):
         return builder.fsub(args[0], args[1])
     return a(a, b), codegen
+
+
+@intrinsic
+def vdiv(typingctx, a, b):
+    if not (isinstance(a, Vec) and a == b):
+        raise TypeError(f"vdiv needs two vectors of one type, got {a}, {b}")
+
+    def codegen(context, builder, sig, args):
+        return builder.fdiv(args[0], args[1])
+    return a(a, b), codegen
+
+
+@intrinsic
+def vneg(typingctx, a):
+    if not isinstance(a, Vec):
+        raise TypeError(f"vneg needs a vector, got {a}")
+
+    def codegen(context, builder, sig, args):
+        return builder.fneg(args[0])
+    return a(a), codegen
+
+
+@intrinsic
+def vexp(typingctx, x):
+    """exp(x) by the polynomial above (float scalar or Vec)."""
+    if not _is_floatlike(x):
+        raise TypeError(f"vexp needs a float scalar or vector, got {x}")
+
+    def codegen(context, builder, sig, args):
+        return _exp_ir(builder, args[0])
+    return x(x), codegen
+
+
+# -- arithmetic on Vec, so that the scalar cell math of _cellmath runs on vectors --------
+# (``lstm_cell(ai, af, ag, ao, c, one)`` with Vec arguments and ``one = vsplat(1)``
+# compiles to SIMD code; math.exp / math.tanh of a Vec are the polynomial ones.)
+def _vec_pair(a, b):
+    return isinstance(a, Vec) and a == b
+
+
+@overload(operator.add)
+def _ov_add(a, b):
+    if _vec_pair(a, b):
+        return lambda a, b: vadd(a, b)
+
+
+@overload(operator.sub)
+def _ov_sub(a, b):
+    if _vec_pair(a, b):
+        return lambda a, b: vsub(a, b)
+
+
+@overload(operator.mul)
+def _ov_mul(a, b):
+    if _vec_pair(a, b):
+        return lambda a, b: vmul(a, b)
+
+
+@overload(operator.truediv)
+def _ov_div(a, b):
+    if _vec_pair(a, b):
+        return lambda a, b: vdiv(a, b)
+
+
+@overload(operator.neg)
+def _ov_neg(a):
+    if isinstance(a, Vec):
+        return lambda a: vneg(a)
+
+
+@overload(math.exp)
+def _ov_exp(x):
+    if isinstance(x, Vec):
+        return lambda x: vexp(x)
+
+
+@overload(math.tanh)
+def _ov_tanh(x):
+    if isinstance(x, Vec):
+        return lambda x: tanh(x)

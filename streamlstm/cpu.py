@@ -6,23 +6,25 @@ One ``step_calls`` request - a single ``step``, a whole ``run(U, Y)`` of T steps
 or a micro-batched ``step_rows`` - is ONE compiled call: the loop over calls,
 rows and due series never comes back to Python.  The forward of a call runs
 its rows four at a time (sharing every weight load) and in parallel blocks
-when there is enough work; an update runs its due series in parallel chunks;
+when there is enough work; an update deals its due series, in chunks, to a
+fixed number of gradient lanes run in parallel;
 a whole k1 = k2 window of lockstep calls (what ``run`` passes) is computed
 series-major, forward and backward while hot, without the re-run.  Results do
 not depend on the thread count nor on which of these paths ran (see
 ``_cpu_kernels``).
 
-Numba's on-disk cache (``cache=True``) is keyed on ``_cpu_kernels.py`` only:
-after editing ``_cpu_simd.py`` or ``_cellmath.py``, touch ``_cpu_kernels.py``
-so that the kernels are recompiled.
+Numba's on-disk cache (``cache=True``) is keyed on each function's own source
+file: after editing ``_cpu_simd.py``, touch ``_cpu_kernels.py`` and
+``_cellmath.py`` (whose cell functions are also compiled for its vectors); after
+editing ``_cellmath.py``, touch ``_cpu_kernels.py``.
 
 The weights and optimizer moments live in the kernels' layout (``kp``, ``km``,
 ``kv``: ``theta``, ``opt_m``, ``opt_v`` with every W^T row padded to a SIMD
 multiple); ``host_arrays()`` converts them to PyTorch's layout when they are
 read.  Besides these the backend owns buffers that are never saved: ``grad``,
-a workspace of ``n_slots`` slots (each one chunk's
-partial gradient and four windows' re-run states and activations) and, for
-small models with k1 = k2, the activation cache.  Per series nothing is kept
+a workspace of one slot per gradient lane (the lane's partial gradient and
+four windows' re-run states and activations) and, for small models with
+k1 = k2, the activation cache.  Per series nothing is kept
 beyond the SPEC arrays once the cache is off, so memory is the state, the
 window-entry state and k2 rows of (u, y).  Not thread-safe: one model is
 stepped by one Python thread at a time.
@@ -36,8 +38,10 @@ from . import _cpu_kernels as K
 from .errors import CheckpointError
 from .layout import ALL_ARRAYS, Layout, grow_series_arrays
 
-# Workspace slots: enough to keep every thread busy with a chunk, capped so the
-# per-slot partial gradients of a very large model stay small.
+# Workspace slots = gradient lanes (_cpu_kernels.GRAD_LANES, fewer for models so
+# large that their partial gradients would pass this budget).  A function of
+# the model alone - never of the thread count - since it fixes how an
+# update's gradient is summed.
 _WORKSPACE_BYTES = 256 << 20
 # The activation cache (k1 = k2 only) keeps each series' forward activations for
 # its current window so that an update need not re-run it.  It costs
@@ -123,23 +127,23 @@ class CPUBackend:
 
     # -- internals ----------------------------------------------------------------------
     def _alloc_workspace(self):
-        """Per-slot scratch (a slot = one chunk in flight or one block of forward
+        """Per-slot scratch (a slot = one gradient lane, or one block of forward
         rows): four windows' re-run states (k2+1, L, S, H) and activations
         (k2, L, A), the backward's vectors, pre-activation gradients dA
-        (L, 2, k2*GHp), the chunk's partial gradient (kernel layout) and four
+        (L, 2, k2*GHp), the lane's partial gradient (kernel layout) and four
         rows of forward activations."""
         lay, dt = self.layout, self.dtype
         L, S, H, GHp, k2 = lay.n_layers, lay.S, lay.hidden_size, self.GHp, self.k2
         KP = self.kp.size
-        n_vec = 4 * L * H
+        n_vec = 2 * L * H + H + lay.n_outputs * (H + 1)
         per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
                     + 2 * L * k2 * GHp + 4 * L * self.A) * np.dtype(dt).itemsize
-        n_slots = max(1, min(4 * numba.config.NUMBA_NUM_THREADS, _WORKSPACE_BYTES // per_slot))
+        n_slots = max(1, min(K.GRAD_LANES, _WORKSPACE_BYTES // per_slot))
         self.ws = (
             np.zeros((n_slots, 4, k2 + 1, L, S, H), dtype=dt),       # re-run states
             np.zeros((n_slots, 4, k2, L, self.A), dtype=dt),         # re-run activations
-            np.zeros((n_slots, n_vec), dtype=dt),                    # dh | dc | dx | dh_total
-            np.zeros((n_slots, KP), dtype=dt),                       # chunk partial gradient
+            np.zeros((n_slots, n_vec), dtype=dt),                    # backward vectors
+            np.zeros((n_slots, KP), dtype=dt),                       # lane partial gradient
             np.zeros((n_slots, L, 2, k2 * GHp), dtype=dt),           # dA (pads stay 0)
             np.zeros((n_slots, 4, L, self.A), dtype=dt),             # forward activations
         )
