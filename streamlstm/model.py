@@ -365,11 +365,12 @@ class OnlineRNN:
                 for k in ALL_ARRAYS}
         arrays = {k: np.ascontiguousarray(arrays[k], dtype=want[k]) for k in ALL_ARRAYS}
         # Values the kernels index with must be in range (a checksum-valid file can still
-        # be hand-edited or written by a buggy tool): windows hold 0..k2 rows, counts >= 0.
-        bad = np.flatnonzero((arrays["win_len"] < 0) | (arrays["win_len"] > net.k2))
+        # be hand-edited or written by a buggy tool).  Between calls a window holds at most
+        # k2-1 rows (a window reaching k2 rows is due and moves at once); counts >= 0.
+        bad = np.flatnonzero((arrays["win_len"] < 0) | (arrays["win_len"] >= net.k2))
         if bad.size:
             raise CheckpointError(f"{source}: series slot {bad[0]} has window length "
-                                  f"{arrays['win_len'][bad[0]]}, outside 0..k2={net.k2}; "
+                                  f"{arrays['win_len'][bad[0]]}, outside 0..k2-1={net.k2 - 1}; "
                                   f"the file is corrupt")
         bad = np.flatnonzero(arrays["count"] < 0)
         if bad.size or arrays["opt_step"][0] < 0:

@@ -296,5 +296,5 @@ def test_checkpoint_with_out_of_range_window_is_refused(tmp_path):
     p = tmp_path / "bad.ckpt"
     ckpt.write(p, kind="OnlineRNN", meta={"config": net.config(), "layout": net.layout.describe()},
                arrays=arrays)
-    with pytest.raises(CheckpointError, match=r"series slot 1 has window length 8, outside 0..k2=5"):
+    with pytest.raises(CheckpointError, match=r"series slot 1 has window length 8, outside 0..k2-1=4"):
         streamlstm.OnlineRNN.load(p)
