@@ -76,12 +76,12 @@ class Timers:
 
 def one_run(src, out, args, capture):
     from streamlstm import OnlineRNN
-    from streamlstm.filejob import FileJob, JobConfig
-    from streamlstm.multiseries import MultiSeriesForecaster
-    from streamlstm.report import ForecastMetrics
-    from streamlstm.sinks import ForecastFile
-    from streamlstm.sources import Columns
-    from streamlstm.stream import StreamRunner
+    from streamlstm.io.filejob import FileJob, JobConfig
+    from streamlstm.forecast.multiseries import MultiSeriesForecaster
+    from streamlstm.stream.metrics import ForecastMetrics
+    from streamlstm.io.sinks import ForecastFile
+    from streamlstm.io.files import Columns
+    from streamlstm.stream.runner import StreamRunner
 
     calls = []
     timers = Timers()
@@ -116,7 +116,7 @@ def one_run(src, out, args, capture):
 def kernel_only(calls, args):
     """Replay the captured step_rows calls on a fresh network with the same config."""
     from streamlstm import OnlineRNN
-    from streamlstm.multiseries import MultiSeriesForecaster
+    from streamlstm.forecast.multiseries import MultiSeriesForecaster
     m = MultiSeriesForecaster(hidden_size=args.hidden_size, k1=args.k1, k2=args.k2,
                               features=["outside_temp"] if args.features else None,
                               backend=args.backend)

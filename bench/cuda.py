@@ -53,7 +53,7 @@ def require_gpu():
     if config.ENABLE_CUDASIM:
         refuse("NUMBA_ENABLE_CUDASIM is set: the simulator runs kernels as Python threads and its "
                "timings mean nothing. Unset it and run on a machine with an NVIDIA GPU.")
-    from streamlstm.cuda import gpu_unavailable_reason
+    from streamlstm.backends.cuda.launcher import gpu_unavailable_reason
     reason = gpu_unavailable_reason()
     if reason is not None:
         refuse(f"this benchmark measures a real NVIDIA GPU and none is usable here ({reason}); "

@@ -46,9 +46,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 WORKER = """
 import json, sys, time
-from streamlstm.filejob import JobConfig
-from streamlstm.kafka import KafkaJob, KafkaOptions
-from streamlstm.sources import Columns
+from streamlstm.io.filejob import JobConfig
+from streamlstm.io.kafka.job import KafkaJob, KafkaOptions
+from streamlstm.io.files import Columns
 a = json.loads(sys.argv[1])
 cfg = JobConfig(source=a["source"], columns=Columns(features=tuple(a["features"])),
                 checkpoint=a["checkpoint"], every_rows=None, every_seconds=None,
@@ -83,8 +83,8 @@ def features(args):
 
 
 def parquet_run(path, out, args):
-    from streamlstm.filejob import FileJob, JobConfig
-    from streamlstm.sources import Columns
+    from streamlstm.io.filejob import FileJob, JobConfig
+    from streamlstm.io.files import Columns
     cfg = JobConfig(source=path, columns=Columns(features=tuple(features(args))), out=out,
                     backend=args.backend, model=model_options(args), every_seconds=None)
     t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def kafka_run(broker, frame, n_workers, args, tag):
     """Produce every row first (timed on its own), then start ``n_workers`` at
     once: tansu's JoinGroup waits session.timeout/2 for members, so they all land
     in the first generation and split the partitions from the start."""
-    from streamlstm.kafka import MessageFormat, produce_frame
+    from streamlstm.io.kafka.job import MessageFormat, produce_frame
     src = broker.create_topic(broker.new_name(f"bench-src-{tag}"), args.partitions)
     out = broker.create_topic(broker.new_name(f"bench-out-{tag}"), args.partitions)
     group = broker.new_name("bench")
@@ -169,7 +169,7 @@ def main(argv=None):
     if args.threads:
         os.environ["NUMBA_NUM_THREADS"] = str(args.threads)   # before numba is imported
     try:
-        from streamlstm.backend import backend_class
+        from streamlstm.backends import backend_class
         backend_class(args.backend)
     except (ImportError, RuntimeError) as exc:
         sys.exit(f"backend {args.backend!r} is not available here ({exc}); pass "

@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 import pandas as pd  # noqa: E402
 
 import streamlstm  # noqa: E402
-from streamlstm.multiseries import MultiSeriesForecaster  # noqa: E402
+from streamlstm.forecast.multiseries import MultiSeriesForecaster  # noqa: E402
 
 
 def series_value(s, t):

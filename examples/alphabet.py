@@ -14,7 +14,7 @@ Then, without changing anything (``OnlineRNN.predict`` on copies of state):
 1. in-stream, from its live state, it gets all 26 transitions right (Z -> A too);
 2. a *fresh* state shown only "K" has no context and goes wrong;
 3. a fresh state that first replays A..J gets "K" -> "L" right: the state, not
-   the single input, carries the answer.  (Replay = streaming, SPEC section 6.)
+   the single input, carries the answer.  (Replay = streaming, docs/spec.md section 6.)
 
 Run:  python examples/alphabet.py  [--backend reference]
 """

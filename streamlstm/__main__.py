@@ -1,5 +1,5 @@
 """``python -m streamlstm`` = the ``streamlstm`` command."""
-from .cli import main
+from streamlstm.cli.app import main
 
 if __name__ == "__main__":
     main(prog_name="streamlstm")

@@ -1,4 +1,4 @@
-"""A PyTorch twin of ../shared/SPEC.md sections 3-4, written independently of
+"""A PyTorch twin of docs/spec.md sections 3-4, written independently of
 streamlstm's code: torch's own ``nn.LSTM``/``nn.GRU``/``nn.Linear`` equations,
 autograd for the gradient, ``clip_grad_norm_`` and ``torch.optim`` for the
 update.  The acceptance checks compare against exactly this."""

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from _streamdata import FAST, write_sensor_file
-from streamlstm.cli import main
+from streamlstm.cli.app import main
 
 
 @pytest.fixture(scope="module")

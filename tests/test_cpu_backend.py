@@ -1,4 +1,4 @@
-"""The Numba CPU backend against the NumPy reference (SPEC section 6) and its own
+"""The Numba CPU backend against the NumPy reference (docs/spec.md section 6) and its own
 bit-for-bit guarantees: run = repeated step, step_rows = one step per row,
 resume = uninterrupted, and independence of thread count, slot order, workspace
 size and activation cache."""
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import streamlstm
-from streamlstm import cpu as cpu_mod
+from streamlstm.backends.cpu import launcher as cpu_mod
 from streamlstm.errors import CheckpointError
 
 # float32 runs the same arithmetic in single precision (own summation orders and
@@ -305,7 +305,7 @@ def test_inconsistent_window_length_is_refused():
 
 _CHILD = r"""
 import json, sys, numpy as np, streamlstm
-from streamlstm import _cpu_kernels as K
+from streamlstm.backends.cpu import kernels as K
 net = streamlstm.OnlineRNN(2, 5, 2, n_series=4, k1=3, k2=3, backend="cpu", seed=3,
                            optimizer=streamlstm.Adam(lr=1e-2))
 rng = np.random.default_rng(0)
@@ -343,7 +343,7 @@ def test_float32_kernels_do_no_double_arithmetic():
 
     from numba import njit
 
-    from streamlstm import _cpu_kernels as K
+    from streamlstm.backends.cpu import kernels as K
 
     for cell in ("lstm", "gru"):
         net = streamlstm.OnlineRNN(2, 8, 1, n_series=1, cell=cell, n_layers=2, k1=3, k2=4,

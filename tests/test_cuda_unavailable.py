@@ -69,7 +69,7 @@ def test_kernels_compile_for_a_real_gpu(dtype, cell):
     the register-blocked accumulators must live in registers (no local memory)."""
     from numba import cuda
 
-    from streamlstm._cuda_kernels import build
+    from streamlstm.backends.cuda.kernels import build
 
     for name, (fn, signature) in build(dtype, cell, 256, 4).items():
         ptx, _ = cuda.compile_ptx(fn, signature, cc=(9, 0))

@@ -12,8 +12,8 @@ from river import (checks, compose, datasets, dummy, evaluate, metrics, preproce
 
 import streamlstm
 from streamlstm import InputError
-from streamlstm.backend import backend_class
-from streamlstm.forecasters import season_from_step
+from streamlstm.backends import backend_class
+from streamlstm.forecast.estimators import season_from_step
 
 
 def _backend():

@@ -28,15 +28,15 @@ import pandas as pd
 import pytest
 
 from kafka_broker import free_port, kafka_broker  # noqa: F401 - the fixture
-from streamlstm import checkpoint as ckpt
+from streamlstm.core import checkpoint as ckpt
 from streamlstm.errors import CheckpointError
-from streamlstm.filejob import JobConfig
-from streamlstm.kafka import (KafkaAddress, KafkaJob, KafkaOptions, KafkaSetupError,
+from streamlstm.io.filejob import JobConfig
+from streamlstm.io.kafka.job import (KafkaAddress, KafkaJob, KafkaOptions, KafkaSetupError,
                               MessageFormat, PartitionStore, decode_messages, produce_frame,
                               topic_partitions)
-from streamlstm.policy import DataError, Policy
-from streamlstm.sources import Columns, open_source
-from streamlstm.stream import StreamRunner
+from streamlstm.stream.policy import DataError, Policy
+from streamlstm.io.files import Columns, open_source
+from streamlstm.stream.runner import StreamRunner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEATURES = ("temp",)
@@ -414,9 +414,9 @@ def test_bad_messages_skipped_and_counted_or_stop_the_run(kafka_broker, tmp_path
 # -- kill -9 and takeover: separate worker processes ------------------------------------------
 WORKER = """
 import json, sys
-from streamlstm.filejob import JobConfig
-from streamlstm.kafka import KafkaJob, KafkaOptions
-from streamlstm.sources import Columns
+from streamlstm.io.filejob import JobConfig
+from streamlstm.io.kafka.job import KafkaJob, KafkaOptions
+from streamlstm.io.files import Columns
 a = json.loads(sys.argv[1])
 cfg = JobConfig(source=a["source"], columns=Columns(features=tuple(a["features"])),
                 checkpoint=a["checkpoint"], every_rows=a["every_rows"], every_seconds=None,
@@ -597,7 +597,7 @@ def cli_args(b, src, *extra):
 
 def test_cli_runs_a_kafka_source_into_a_kafka_sink(kafka_broker, tmp_path):
     from click.testing import CliRunner
-    from streamlstm.cli import main
+    from streamlstm.cli.app import main
     b = kafka_broker
     src, out = b.create_topic(b.new_name("src"), 2), b.create_topic(b.new_name("out"), 2)
     frame = make_frame(n_series=6, steps=12, seed=2)
@@ -622,7 +622,7 @@ def test_cli_runs_a_kafka_source_into_a_kafka_sink(kafka_broker, tmp_path):
 
 def test_cli_errors_are_one_line_and_fast(kafka_broker):
     from click.testing import CliRunner
-    from streamlstm.cli import main
+    from streamlstm.cli.app import main
     port = free_port()
     t0 = time.monotonic()
     r = CliRunner().invoke(main, ["run", "--source", f"kafka://127.0.0.1:{port}/sensors",

@@ -1,4 +1,4 @@
-"""OnlineRNN's public contract on every host backend: SPEC section 5 and the
+"""OnlineRNN's public contract on every host backend: docs/spec.md section 5 and the
 guarantees of section 6 (replay = streaming, resume = uninterrupted, bad input
 rejected with the model unchanged)."""
 import os
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import streamlstm
 from streamlstm import CheckpointError, InputError
-from streamlstm import checkpoint as ckpt
+from streamlstm.core import checkpoint as ckpt
 
 BACKENDS = ["reference", "cpu"]
 

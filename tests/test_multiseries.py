@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from streamlstm import InputError
-from streamlstm.backend import backend_class
+from streamlstm.backends import backend_class
 from streamlstm.errors import CheckpointError
-from streamlstm.multiseries import MultiSeriesForecaster
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
 
 
 def _backend():

@@ -1,11 +1,11 @@
 """The reference backend against PyTorch autograd (float64, <= 1e-9) and against
-finite differences (<= 1e-6 relative): SPEC section 6, the oracle's own check."""
+finite differences (<= 1e-6 relative): docs/spec.md section 6, the oracle's own check."""
 import numpy as np
 import pytest
 import torch
 
 import streamlstm
-from streamlstm.reference import window_loss_and_grad
+from streamlstm.backends.reference import window_loss_and_grad
 from spec_torch import TorchTwin
 
 torch.set_default_dtype(torch.float64)

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from _streamdata import ROOT, write_sensor_file
-from streamlstm.policy import DataError
-from streamlstm.sources import Columns, open_source
+from streamlstm.stream.policy import DataError
+from streamlstm.io.files import Columns, open_source
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +160,9 @@ def test_memory_stays_flat_on_a_large_file(tmp_path):
         import sys, os, numpy as np
         sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]
         from _streamdata import write_sensor_file
-        from streamlstm.sources import open_source, Columns
-        from streamlstm.stream import StreamRunner
-        from streamlstm.sinks import ForecastFile
+        from streamlstm.io.files import open_source, Columns
+        from streamlstm.stream.runner import StreamRunner
+        from streamlstm.io.sinks import ForecastFile
 
         class Naive:   # last value per series: memory per series, none per row
             def __init__(self): self.last = {{}}

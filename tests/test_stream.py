@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from _streamdata import FAST_MODEL, sensor_table
-from streamlstm.policy import DataError, Policy
-from streamlstm.sources import FrameSource
-from streamlstm.stream import RowBatch, StreamRunner, forecaster_class
+from streamlstm.stream.policy import DataError, Policy
+from streamlstm.io.files import FrameSource
+from streamlstm.stream.runner import RowBatch, StreamRunner, forecaster_class
 
 
 def new_runner(policy=None, horizon=1, features=None, window=50):
@@ -35,7 +35,7 @@ def state_bytes(runner, tmp_path, name):
 
 @pytest.mark.parametrize("features", [(), ("outside_temp",)])
 def test_micro_batched_equals_row_by_row(frame, features):
-    from streamlstm.sources import Columns
+    from streamlstm.io.files import Columns
     src = FrameSource(frame, Columns(features=features))
     ref = run_all(new_runner(features=list(features) or None), src, batch_rows=1)
     assert ref.shape[0] == len(frame)

@@ -43,7 +43,7 @@ TINY = {
 @pytest.fixture(autouse=True)
 def tiny_launch_config(monkeypatch):
     """Tiny tunables for every test (read when a backend is built)."""
-    from streamlstm import _cuda_config as cfg
+    from streamlstm.backends.cuda import config as cfg
 
     for name, value in TINY.items():
         monkeypatch.setattr(cfg, name, value)

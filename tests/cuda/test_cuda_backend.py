@@ -1,5 +1,5 @@
 """The CUDA backend against the NumPy reference, and its own guarantees
-(SPEC section 6): replay = streaming, resume = uninterrupted, determinism, and
+(docs/spec.md section 6): replay = streaming, resume = uninterrupted, determinism, and
 independence from launch configuration and from which series share a call.
 
 Under the simulator every CUDA thread is a Python thread, so the models are

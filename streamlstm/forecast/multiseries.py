@@ -8,7 +8,7 @@ run`` and the Kafka worker are thin layers over:
 * ``features.SeriesFeatures`` turns a row into the network's input and scaled
   target (per-series online scaling, lags, seasonal position);
 * ``OnlineRNN.step_rows`` steps the rows in arrival order, bit for bit as one
-  ``step`` per row (SPEC section 3) but in few backend calls;
+  ``step`` per row (docs/spec.md section 3) but in few backend calls;
 * multi-step forecasts roll the network forward on *copies* of the state with
   ``OnlineRNN.predict``, feeding each forecast back as the next input.
 """
@@ -20,13 +20,13 @@ import sys
 
 import numpy as np
 
-from . import checkpoint as _ckpt
-from ._grouping import group_rows
-from .errors import CheckpointError, InputError
-from .features import SeriesFeatures, to_raw
-from .layout import Layout
-from .model import OnlineRNN
-from .optim import SGD, Adam, optimizer_from_config
+from streamlstm.core import checkpoint as _ckpt
+from streamlstm.core.microbatch import group_rows
+from streamlstm.errors import CheckpointError, InputError
+from streamlstm.forecast.features import SeriesFeatures, to_raw
+from streamlstm.core.layout import Layout
+from streamlstm.core.online_rnn import OnlineRNN
+from streamlstm.core.optim import SGD, Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "MultiSeriesForecaster"
 FORMAT = 1
@@ -67,7 +67,7 @@ class MultiSeriesForecaster:
         The recurrent network (``"lstm"`` or ``"gru"``).
     k1, k2
         Truncated BPTT: a series triggers an update every ``k1`` of its rows,
-        back-propagating through its last ``k2`` rows (SPEC section 4).  With
+        back-propagating through its last ``k2`` rows (docs/spec.md section 4).  With
         many series the shared weights are updated by some series at most rows
         anyway; a larger ``k1`` lets the rows in between run as one batched
         call.  (A single short series wants ``k1=1``, as ``LSTMForecaster``.)
@@ -98,7 +98,7 @@ class MultiSeriesForecaster:
     Examples
     --------
     >>> import numpy as np
-    >>> from streamlstm.multiseries import MultiSeriesForecaster
+    >>> from streamlstm.forecast.multiseries import MultiSeriesForecaster
     >>> m = MultiSeriesForecaster(hidden_size=8, horizon=3, backend="reference")
     >>> t = np.arange(60)
     >>> ids = np.where(t % 2 == 0, "a", "b")          # two series, interleaved rows

@@ -1,5 +1,5 @@
 """The one source of truth for the packed weight layout, the gate order and the
-per-series state arrays (../shared/SPEC.md sections 1, 2 and 4).
+per-series state arrays (docs/spec.md sections 1, 2 and 4).
 
 Every backend, the optimizers, ``state_dict()`` and the checkpoint go through
 this module.  Parameters live in ONE flat vector ``theta`` of length
@@ -23,7 +23,7 @@ Gate blocks inside the G*H rows follow PyTorch: LSTM (i, f, g, o), GRU
 Per-series state (host arrays; the CUDA backend keeps device twins)::
 
     state    (N, L, S, H)   live state; S = 2 for LSTM (h, c), 1 for GRU (h)
-    entry    (N, L, S, H)   window-entry state (SPEC section 3, step 2)
+    entry    (N, L, S, H)   window-entry state (docs/spec.md section 3, step 2)
     win_u    (N, k2, I)     the window's inputs, oldest first
     win_y    (N, k2, O)     the window's targets (NaN = missing)
     win_len  (N,)  int64    rows currently in the window
@@ -156,7 +156,7 @@ class Layout:
         Every key must be present with exactly the expected shape; extra keys are
         refused too, so a foreign model is not half-loaded silently.
         """
-        from .errors import InputError
+        from streamlstm.errors import InputError
 
         if not hasattr(d, "keys"):
             raise InputError(f"load_state_dict expects a dict of arrays, got {type(d).__name__}")
@@ -190,7 +190,7 @@ class Layout:
 
 
 def new_series_arrays(layout: Layout, n_series: int, k2: int, dtype) -> dict:
-    """Fresh per-series arrays: zero state, empty windows (SPEC section 1: a fresh
+    """Fresh per-series arrays: zero state, empty windows (docs/spec.md section 1: a fresh
     series starts from zero state)."""
     return {
         "state": np.zeros(layout.state_shape(n_series), dtype=dtype),

@@ -29,9 +29,9 @@ import numpy as np
 from river import base
 from river.time_series.base import Forecaster
 
-from .errors import InputError
-from .multiseries import MultiSeriesForecaster
-from .optim import Adam
+from streamlstm.errors import InputError
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
+from streamlstm.core.optim import Adam
 
 __all__ = ["LSTMForecaster", "GRUForecaster", "LSTMRegressor", "MultiSeriesForecaster",
            "season_from_step"]
@@ -299,7 +299,7 @@ class LSTMForecaster(_RecurrentForecaster):
     from the same scaled lags (by default the last value and the values one season
     ago), the position in the season and the numeric exogenous features; it learns
     by truncated backpropagation through time after every ``k1`` values over the
-    last ``k2`` (SPEC section 4) with Adam(``lr``).  The defaults were chosen on
+    last ``k2`` (docs/spec.md section 4) with Adam(``lr``).  The defaults were chosen on
     River's ForecastingTrack (``bench/accuracy.py``).
 
     Parameters
@@ -378,7 +378,7 @@ class LSTMForecaster(_RecurrentForecaster):
 
 class GRUForecaster(_RecurrentForecaster):
     """Online GRU forecaster: ``LSTMForecaster`` with GRU cells (PyTorch's
-    ``nn.GRU`` equations, SPEC section 1).  Same parameters.
+    ``nn.GRU`` equations, docs/spec.md section 1).  Same parameters.
 
     Examples
     --------

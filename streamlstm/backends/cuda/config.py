@@ -7,7 +7,7 @@ tests patch them small so that tiny inputs still span several blocks, several
 grid-stride rounds and several chunks, and check exactly that).
 
 The two *numerics* constants at the end fix the order of floating-point sums
-(SPEC section 4 gradient over due series; clip norm).  Changing them changes the
+(docs/spec.md section 4 gradient over due series; clip norm).  Changing them changes the
 last bits of results, so they are constants of the format, not knobs.
 
 Values are read when a backend is constructed (launch tunables) or when the

@@ -10,7 +10,7 @@ situation                              treatment
 =====================================  ==========================================
 missing target (empty, NA, NaN, null)  a normal step: the row is forecast and its
                                        series' state advances, but it carries no
-                                       loss (SPEC section 3) and no metric
+                                       loss (docs/spec.md section 3) and no metric
 infinite target                        bad row
 target or feature that is not a        bad row
 number (``"abc"``)
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .errors import InputError
+from streamlstm.errors import InputError
 
 BAD_ROW_CHOICES = ("error", "skip")
 NEW_SERIES_CHOICES = ("allow", "skip", "error")

@@ -26,7 +26,7 @@ import zlib
 
 import numpy as np
 
-from .errors import CheckpointError
+from streamlstm.errors import CheckpointError
 
 MAGIC = b"STRMLSTM"
 TRAILER = b"STRMEND!"

@@ -1,4 +1,4 @@
-"""Optimizers (../shared/SPEC.md section 4), exactly as ``torch.optim.SGD`` and
+"""Optimizers (docs/spec.md section 4), exactly as ``torch.optim.SGD`` and
 ``torch.optim.Adam``, plus gradient-norm clipping as ``clip_grad_norm_``.
 
 ``SGD`` and ``Adam`` are plain configuration objects: the arithmetic runs inside
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .errors import InputError
+from streamlstm.errors import InputError
 
 # Layout of the float64 ``hyper`` vector handed to the kernels.
 H_KIND, H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_CLIP = range(8)
@@ -114,7 +114,7 @@ def optimizer_from_config(cfg: dict):
 
 
 def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
-    """Reference optimizer step on the flat arrays, in place (SPEC section 4).
+    """Reference optimizer step on the flat arrays, in place (docs/spec.md section 4).
 
     ``grad`` is modified (clipped).  ``opt_step`` is a (1,) int64 array.
     Arithmetic follows torch exactly: clip_grad_norm_ scales by

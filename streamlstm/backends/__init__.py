@@ -9,7 +9,7 @@ never raise user errors.  A backend:
   ``arrays`` holds the host arrays named in ``layout.ALL_ARRAYS`` (it takes
   ownership; the CUDA backend copies them to the device once);
 * ``step_calls(series, U, Y, offsets) -> yhat`` runs C consecutive ``step`` calls
-  (SPEC section 3/4): call ``c`` steps rows ``offsets[c]:offsets[c+1]``, i.e. the
+  (docs/spec.md section 3/4): call ``c`` steps rows ``offsets[c]:offsets[c+1]``, i.e. the
   slots ``series[a:b]`` (int64, distinct within a call) on inputs ``U[a:b]``
   (R, I) with targets ``Y[a:b]`` (R, O, NaN = missing), each call updating the
   weights once if one of its series is due.  Returns ``yhat`` (R, O) on the host,
@@ -33,7 +33,7 @@ resume = uninterrupted and micro-batched = row-by-row hold bit for bit.
 """
 from __future__ import annotations
 
-from .errors import InputError
+from streamlstm.errors import InputError
 
 BACKENDS = ("reference", "cpu", "cuda")
 
@@ -41,12 +41,12 @@ BACKENDS = ("reference", "cpu", "cuda")
 def backend_class(name: str):
     """Import lazily so that e.g. ``backend="reference"`` never compiles Numba code."""
     if name == "reference":
-        from .reference import ReferenceBackend
+        from streamlstm.backends.reference import ReferenceBackend
         return ReferenceBackend
     if name == "cpu":
-        from .cpu import CPUBackend
+        from streamlstm.backends.cpu.launcher import CPUBackend
         return CPUBackend
     if name == "cuda":
-        from .cuda import CUDABackend
+        from streamlstm.backends.cuda.launcher import CUDABackend
         return CUDABackend
     raise InputError(f"unknown backend {name!r}; choose one of {', '.join(map(repr, BACKENDS))}")

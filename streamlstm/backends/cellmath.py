@@ -1,5 +1,5 @@
 """Scalar LSTM/GRU cell math, written once for every compiled backend
-(../shared/SPEC.md section 1; gate order as PyTorch).
+(docs/spec.md section 1; gate order as PyTorch).
 
 Each function works on ONE hidden unit: the caller has already formed the gate
 pre-activations (the matrix-vector products are the backend's business) and

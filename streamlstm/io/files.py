@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from .policy import (BAD_TIME, MISSING_ID, MISSING_TIME, NOT_A_NUMBER, DataError, Problem)
-from .stream import RowBatch
+from streamlstm.stream.policy import (BAD_TIME, MISSING_ID, MISSING_TIME, NOT_A_NUMBER, DataError, Problem)
+from streamlstm.stream.runner import RowBatch
 
 DEFAULT_BATCH_ROWS = 16384
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")

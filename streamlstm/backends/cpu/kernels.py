@@ -55,10 +55,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._cellmath import FASTMATH, gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward
+from streamlstm.backends.cellmath import FASTMATH, gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward
 # _cpu_simd also registers +, -, *, /, math.exp and math.tanh for its vectors, which is
 # what lets the _cellmath cell functions run on them.
-from ._cpu_simd import lanes, vadd, vfma, vhsum, vload, vload_n, vsplat, vstore, vstore_n
+from streamlstm.backends.cpu.simd import lanes, vadd, vfma, vhsum, vload, vload_n, vsplat, vstore, vstore_n
 
 # Due series per gradient chunk, and at most how many lanes (partial gradient
 # sums) an update spreads its chunks over: chunk c goes to lane c % lanes, each

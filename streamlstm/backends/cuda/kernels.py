@@ -1,4 +1,4 @@
-"""Private ``@cuda.jit`` kernels of the CUDA backend (../shared/SPEC.md sections 1, 3, 4).
+"""Private ``@cuda.jit`` kernels of the CUDA backend (docs/spec.md sections 1, 3, 4).
 
 Layering (stumpy): these kernels neither allocate nor check anything; the
 launcher in ``cuda.py`` owns the device arrays, sizes the grids and orders the
@@ -66,7 +66,7 @@ N_UPD = 4
 
 # hyper vector layout of optim.py (kept literal here: kernels are closures and
 # read module constants at compile time).
-from .optim import (H_BETA1, H_BETA2, H_CLIP, H_EPS, H_KIND, H_LR,  # noqa: E402
+from streamlstm.core.optim import (H_BETA1, H_BETA2, H_CLIP, H_EPS, H_KIND, H_LR,  # noqa: E402
                     H_MOMENTUM, H_WD, KIND_SGD)
 
 

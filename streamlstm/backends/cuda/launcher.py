@@ -1,4 +1,4 @@
-"""The CUDA backend: ``OnlineRNN(..., backend="cuda")`` (../shared/SPEC.md, backend.py).
+"""The CUDA backend: ``OnlineRNN(..., backend="cuda")`` (docs/spec.md, backend.py).
 
 Kernel -> launcher -> checked wrapper (stumpy): the ``@cuda.jit`` kernels live
 in ``_cuda_kernels.py``; this module is the launcher that owns the device
@@ -28,9 +28,9 @@ import warnings
 
 import numpy as np
 
-from . import _cuda_config as cfg
-from .errors import BackendUnavailableError
-from .layout import ALL_ARRAYS, SERIES_ARRAYS, new_series_arrays
+from streamlstm.backends.cuda import config as cfg
+from streamlstm.errors import BackendUnavailableError
+from streamlstm.core.layout import ALL_ARRAYS, SERIES_ARRAYS, new_series_arrays
 
 _INT_ARRAYS = ("win_len", "count", "opt_step")
 
@@ -72,7 +72,7 @@ def _compile(dtype_name, cell, rows_per_thread):
     is present but the CUDA compiler (NVVM) is not."""
     from numba.cuda.cudadrv import error as cuerr
 
-    from . import _cuda_kernels
+    from streamlstm.backends.cuda import kernels as _cuda_kernels
 
     missing_toolkit = tuple(getattr(cuerr, n) for n in ("NvvmSupportError", "CudaSupportError")
                             if hasattr(cuerr, n))
@@ -105,7 +105,7 @@ class CUDABackend:
 
     def __init__(self, layout, k1, k2, hyper, dtype, arrays):
         self._cuda = cuda = _numba_cuda()
-        from ._cuda_kernels import N_UPD, n_grad_tiles, param_table
+        from streamlstm.backends.cuda.kernels import N_UPD, n_grad_tiles, param_table
 
         self.layout, self.k1, self.k2 = layout, int(k1), int(k2)
         self.dtype = np.dtype(dtype).type

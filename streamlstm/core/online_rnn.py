@@ -1,4 +1,4 @@
-"""``OnlineRNN``: the checked public wrapper over a backend (../shared/SPEC.md section 5).
+"""``OnlineRNN``: the checked public wrapper over a backend (docs/spec.md section 5).
 
 Everything a user passes is validated here, once, before any backend sees it:
 a rejected call raises an ``InputError`` (a ``ValueError``) naming the argument,
@@ -10,13 +10,13 @@ import numbers
 
 import numpy as np
 
-from . import checkpoint as _ckpt
-from ._grouping import group_rows
-from .backend import BACKENDS, backend_class
-from .errors import CheckpointError, InputError
-from .layout import (ALL_ARRAYS, CELLS, DTYPES, Layout, grow_series_arrays,
+from streamlstm.core import checkpoint as _ckpt
+from streamlstm.core.microbatch import group_rows
+from streamlstm.backends import BACKENDS, backend_class
+from streamlstm.errors import CheckpointError, InputError
+from streamlstm.core.layout import (ALL_ARRAYS, CELLS, DTYPES, Layout, grow_series_arrays,
                      new_model_arrays, new_series_arrays)
-from .optim import SGD, Adam, optimizer_from_config
+from streamlstm.core.optim import SGD, Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "OnlineRNN"
 
@@ -50,7 +50,7 @@ class OnlineRNN:
     Parameters
     ----------
     n_inputs, hidden_size, n_outputs, n_series
-        I, H, O and N of SPEC section 1.
+        I, H, O and N of docs/spec.md section 1.
     cell
         ``"lstm"`` (gates i, f, g, o) or ``"gru"`` (r, z, n), as PyTorch.
     n_layers
@@ -189,7 +189,7 @@ class OnlineRNN:
 
         ``u`` is (B, I), ``y`` (B, O) or None (NaN = missing target).  Returns the
         one-step forecasts ``yhat`` (B, O), made with the weights in force before
-        this call's update (SPEC section 3).
+        this call's update (docs/spec.md section 3).
         """
         s = self._check_series(series)
         uniq, counts = np.unique(s, return_counts=True)
@@ -204,7 +204,7 @@ class OnlineRNN:
     def run(self, U, Y=None):
         """``T`` steps of all N slots: U (T, N, I), Y (T, N, O) or None -> (T, N, O).
 
-        Bit for bit the same as ``T`` calls of ``step`` (SPEC section 6), in one
+        Bit for bit the same as ``T`` calls of ``step`` (docs/spec.md section 6), in one
         backend call.
         """
         T = None
@@ -296,7 +296,7 @@ class OnlineRNN:
     # -- weights -----------------------------------------------------------------------
     def state_dict(self):
         """Weights as a dict of NumPy arrays with ``torch.nn.LSTM/GRU`` names plus
-        ``head.weight`` and ``head.bias`` (SPEC section 2)."""
+        ``head.weight`` and ``head.bias`` (docs/spec.md section 2)."""
         return self.layout.to_state_dict(self._impl.host_arrays()["theta"])
 
     def load_state_dict(self, d):

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from .policy import DataError
+from streamlstm.stream.policy import DataError
 
 ROW_GROUP_ROWS = 65536
 

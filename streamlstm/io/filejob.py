@@ -34,10 +34,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .policy import DataError, Policy
-from .sinks import ForecastFile, PartStore, out_format
-from .sources import DEFAULT_BATCH_ROWS, Columns, open_source
-from .stream import StreamRunner, forecaster_class
+from streamlstm.stream.policy import DataError, Policy
+from streamlstm.io.sinks import ForecastFile, PartStore, out_format
+from streamlstm.io.files import DEFAULT_BATCH_ROWS, Columns, open_source
+from streamlstm.stream.runner import StreamRunner, forecaster_class
 
 CKPT_FILE = "checkpoint.slstm"
 PARTS_DIR = "parts"
@@ -127,8 +127,8 @@ class JobConfig:
                 "init_from": None if self.init_from is None else os.path.abspath(self.init_from)}
 
     def make_model(self):
-        from .multiseries import DEFAULT_LR
-        from .optim import SGD, Adam
+        from streamlstm.forecast.multiseries import DEFAULT_LR
+        from streamlstm.core.optim import SGD, Adam
         kw = {k: v for k, v in self.model.items() if v is not None and k not in ("optimizer", "lr")}
         name, lr = self.model.get("optimizer"), self.model.get("lr")
         if name is not None or lr is not None:

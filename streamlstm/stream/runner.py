@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import CheckpointError, InputError
-from .policy import (DUPLICATE_TIME, MISSING_ID, NEW_SERIES, OUT_OF_ORDER, Policy, Problem,
+from streamlstm.errors import CheckpointError, InputError
+from streamlstm.stream.policy import (DUPLICATE_TIME, MISSING_ID, NEW_SERIES, OUT_OF_ORDER, Policy, Problem,
                      order_codes, raise_first, stateless_problems)
-from .report import ForecastMetrics
+from streamlstm.stream.metrics import ForecastMetrics
 
 RUNNER_VERSION = 1
 TIME_KINDS = ("datetime", "int", "float")
@@ -40,7 +40,7 @@ TIME_KINDS = ("datetime", "int", "float")
 
 def forecaster_class():
     """The many-series forecaster a runner drives (imported on first use)."""
-    from .multiseries import MultiSeriesForecaster
+    from streamlstm.forecast.multiseries import MultiSeriesForecaster
     return MultiSeriesForecaster
 
 
@@ -60,7 +60,7 @@ class RowBatch:
 
     ``ids`` (R,) series ids (str or int), ``time`` (R,) int64 (datetimes as ns,
     integer times) or float64, ``y`` (R,) float64 target (NaN = missing: forecast,
-    no loss, state advances - SPEC section 3), ``X``
+    no loss, state advances - docs/spec.md section 3), ``X``
     (R, F) float64 features or None; ``rows`` (R,) where each row sits in its
     origin (file row, Kafka offset) - for messages; ``problems`` rows the source
     could not parse (``policy.Problem``); ``position`` the source position after
@@ -262,7 +262,7 @@ class StreamRunner:
 
         # 5. Forecast-then-learn, in arrival order.  The forecaster steps the rows with
         #    OnlineRNN.step_rows: micro-batched, yet bit for bit one step per row
-        #    (SPEC section 3), so the batch boundaries of a source never show.
+        #    (docs/spec.md section 3), so the batch boundaries of a source never show.
         ids_k = batch.ids[keep]
         y_k = np.ascontiguousarray(batch.y[keep], dtype=np.float64)
         X_k = None if batch.X is None else np.ascontiguousarray(batch.X[keep], dtype=np.float64)

@@ -20,7 +20,7 @@ Source messages (topic ``kafka://HOST:PORT/TOPIC``), one observation each:
 
 A message that cannot be used (not JSON, not an object, a missing field, a
 non-number, a non-finite feature, a duplicate or out-of-order timestamp, ...)
-gets the same policy as a bad Parquet row (``streamlstm.policy``): the default
+gets the same policy as a bad Parquet row (``streamlstm.stream.policy``): the default
 ``--on-bad-row error`` stops the worker with a message naming topic, partition,
 offset, field and value; ``skip`` drops it, counts it by reason in the summary
 (and in the partition's snapshot, so the count survives restarts) and moves on.
@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import CheckpointError, InputError, StreamlstmError
+from streamlstm.errors import CheckpointError, InputError, StreamlstmError
 
 SCHEME = "kafka://"
 SNAPSHOT_SUFFIX = ".ckpt"
@@ -243,7 +243,7 @@ class KafkaBatch:
     @classmethod
     def make(cls, **kw):
         if cls._cls is None:
-            from .stream import RowBatch
+            from streamlstm.stream.runner import RowBatch
 
             class _Batch(RowBatch):
                 partition: int = -1
@@ -264,7 +264,7 @@ def decode_messages(messages, fmt: MessageFormat, origin: str, partition: int, t
     not be parsed (the runner applies the policy to them, as to a Parquet file's
     unparseable cells).  ``time_kind`` is the kind the partition's runner already
     uses (``None``: decided by the first readable timestamp)."""
-    from .policy import BAD_TIME, MISSING_ID, MISSING_TIME, NOT_A_NUMBER, Problem
+    from streamlstm.stream.policy import BAD_TIME, MISSING_ID, MISSING_TIME, NOT_A_NUMBER, Problem
     R = len(messages)
     F = len(fmt.features)
     offsets = np.empty(R, dtype=np.int64)
@@ -375,7 +375,7 @@ def _time_columns(raw_time):
 
 
 _HINTS = {
-    UNREADABLE: "send a UTF-8 JSON object per message (see streamlstm.kafka), "
+    UNREADABLE: "send a UTF-8 JSON object per message (see streamlstm.io.kafka.job), "
                 "or pass --on-bad-row skip to drop such messages",
     MISSING_FIELD: "add the field to every message (a missing target is null), "
                    "or pass --on-bad-row skip to drop such messages",
@@ -520,7 +520,7 @@ class PartitionStore:
 
     def load(self, topic, partition, backend=None):
         """``(runner, next_offset, meta)`` or ``None`` when there is no snapshot."""
-        from .stream import StreamRunner
+        from streamlstm.stream.runner import StreamRunner
         path = self.path(topic, partition)
         if not os.path.exists(path):
             return None
@@ -834,7 +834,7 @@ class KafkaWorker:
             self.log(f"partition {p}: no snapshot, starting a fresh model at its first message")
             return _Partition(p, self.new_runner(), 0)
         runner, offset, meta = loaded
-        from .filejob import RELAXABLE
+        from streamlstm.io.filejob import RELAXABLE
         want = json.loads(json.dumps(self.run_meta))
         have = meta.get("run", {})
         # As for files (filejob.RELAXABLE): every row a strict policy ("error") let
@@ -1130,7 +1130,7 @@ class KafkaWorker:
             self.summary.skipped.update(part.runner.skipped - skipped_before)
             if sink is not None:
                 if ms[0].offset() < part.emit_from:
-                    from .stream import Forecasts
+                    from streamlstm.stream.runner import Forecasts
                     sel = batch.rows[fc.keep] >= part.emit_from
                     fc = Forecasts(batch, fc.keep[sel], fc.yhat[sel])
                 sink.send(fc, p)
@@ -1275,7 +1275,7 @@ class KafkaJob:
                 txn_id = f"streamlstm-{k.group}-{k.instance_id or uuid.uuid4().hex}"
             sink = ForecastSink(sink_addr, timeout=max(30.0, k.connect_timeout),
                                 transactional_id=txn_id)
-        from .filejob import FileJob
+        from streamlstm.io.filejob import FileJob
         new_runner = FileJob(cfg)._new_runner
         every_rows = getattr(cfg, "every_rows", None)
         every_seconds = getattr(cfg, "every_seconds", None)
@@ -1349,8 +1349,8 @@ def dispatch(cfg, o, progress=None) -> bool:
             raise click.BadParameter(f"{', '.join(given)} only apply to a Kafka source "
                                      f"(--source kafka://HOST:PORT/TOPIC)", param_hint=given[0])
         return False
-    from .errors import BackendUnavailableError
-    from .policy import DataError
+    from streamlstm.errors import BackendUnavailableError
+    from streamlstm.stream.policy import DataError
     kopts = KafkaOptions(group=o.get("group"), sink=o.get("sink"), instance_id=o.get("instance_id"),
                          max_idle=o.get("max_idle"), max_messages=o.get("max_messages"),
                          exactly_once=bool(o.get("exactly_once")),
@@ -1377,7 +1377,7 @@ def dispatch(cfg, o, progress=None) -> bool:
 def summary_lines(res, cfg):
     """The end of a Kafka run: what was read and sent, bad messages, and River
     metrics per partition plus all partitions together."""
-    from .report import METRIC_NAMES
+    from streamlstm.stream.metrics import METRIC_NAMES
     s = res.summary
     out = [f"read {s.messages:,} messages of {s.source} (group {s.group}) in {s.seconds:.1f} s, "
            f"{s.busy_seconds:.1f} s of it busy ({s.messages / max(s.busy_seconds, 1e-9):,.0f} "

@@ -1,6 +1,6 @@
 """The Numba CPU backend (``backend="cpu"``): the launcher layer over the
 ``@njit`` kernels of ``_cpu_kernels.py`` (contract: ``backend.py``; numbers:
-../shared/SPEC.md, checked against ``reference.py``).
+docs/spec.md, checked against ``reference.py``).
 
 One ``step_calls`` request - a single ``step``, a whole ``run(U, Y)`` of T steps
 or a micro-batched ``step_rows`` - is ONE compiled call: the loop over calls,
@@ -34,9 +34,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import _cpu_kernels as K
-from .errors import CheckpointError
-from .layout import ALL_ARRAYS, Layout, grow_series_arrays
+from streamlstm.backends.cpu import kernels as K
+from streamlstm.errors import CheckpointError
+from streamlstm.core.layout import ALL_ARRAYS, Layout, grow_series_arrays
 
 # Workspace slots = gradient lanes (_cpu_kernels.GRAD_LANES, fewer for models so
 # large that their partial gradients would pass this budget).  A function of

@@ -1,5 +1,5 @@
 """The plain-NumPy reference backend: slow, readable, the oracle every other
-backend is compared to (../shared/SPEC.md).
+backend is compared to (docs/spec.md).
 
 Layers are ``*_forward`` / ``*_backward`` pairs with the same argument order
 (llm.c style).  The forward returns a ``cache`` holding exactly what the backward
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import Layout
-from .optim import apply_update
+from streamlstm.core.layout import Layout
+from streamlstm.core.optim import apply_update
 
 
 def sigmoid(a):
@@ -180,7 +180,7 @@ class ReferenceBackend:
         return out
 
     def resize(self, n_series):
-        from .layout import grow_series_arrays
+        from streamlstm.core.layout import grow_series_arrays
         grown = grow_series_arrays(self.a, self.layout, n_series, self.k2, self.dtype)
         self.a.update(grown)
 

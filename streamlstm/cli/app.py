@@ -21,13 +21,13 @@ import time
 import click
 import numpy as np
 
-from . import __version__
-from .errors import BackendUnavailableError, CheckpointError, InputError
-from .kafka import dispatch as _kafka_dispatch
-from .kafka import kafka_options
-from .multiseries import DEFAULT_LR as _DEFAULT_LR
-from .multiseries import MultiSeriesForecaster
-from .policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataError, Policy
+from streamlstm import __version__
+from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
+from streamlstm.io.kafka.job import dispatch as _kafka_dispatch
+from streamlstm.io.kafka.job import kafka_options
+from streamlstm.forecast.multiseries import DEFAULT_LR as _DEFAULT_LR
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
+from streamlstm.stream.policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataError, Policy
 
 # The model options' defaults are the forecaster's own.
 _FD = {k: p.default for k, p in inspect.signature(MultiSeriesForecaster).parameters.items()}
@@ -248,8 +248,8 @@ def run(**o):
       streamlstm run --source live.parquet --replay history.parquet \\
                      --out forecasts.parquet --checkpoint ckpt/ --checkpoint-every 100000
     """
-    from .filejob import FileJob, JobConfig
-    from .sources import Columns
+    from streamlstm.io.filejob import FileJob, JobConfig
+    from streamlstm.io.files import Columns
 
     every_rows, every_seconds = _parse_every(o["checkpoint_every"])
     if o["k1"] > o["k2"]:
@@ -258,7 +258,7 @@ def run(**o):
     features = _split_list(o["features"])
     plot = None if o["no_plot"] or not o["plot"] else o["plot"]
     if o["out"] and o["out"] != "-":
-        from .sinks import out_format
+        from streamlstm.io.sinks import out_format
         if out_format(o["out"]) is None:
             raise click.BadParameter(f"{o['out']!r}: name the output .parquet or .csv (or '-' "
                                      f"for CSV on stdout)", param_hint="--out")
@@ -295,7 +295,7 @@ def run(**o):
 
 def _run_job(job, progress, cfg):
     """``job.run()`` with every user error turned into one ``Error:`` line."""
-    from .filejob import Interrupted
+    from streamlstm.io.filejob import Interrupted
     try:
         try:
             return job.run()
@@ -331,8 +331,8 @@ def _fmt_time(v, kind):
 
 def _report(res, cfg, o, plot, job):
     """The end of a run: latest forecasts (stdout), summary, plot."""
-    from .filejob import read_curves
-    from .report import format_summary, plot_forecasts
+    from streamlstm.io.filejob import read_curves
+    from streamlstm.stream.metrics import format_summary, plot_forecasts
 
     runner = res.runner
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
@@ -421,9 +421,9 @@ def _print_latest(runner, cfg, show):
 def inspect(checkpoint):
     """Describe a checkpoint (a --checkpoint DIR or its checkpoint file): model,
     series, position, source and metrics so far."""
-    from .filejob import _ckpt_path, _describe_fp
-    from .report import format_summary
-    from .stream import StreamRunner
+    from streamlstm.io.filejob import _ckpt_path, _describe_fp
+    from streamlstm.stream.metrics import format_summary
+    from streamlstm.stream.runner import StreamRunner
 
     path = _ckpt_path(checkpoint)
     try:
@@ -457,5 +457,5 @@ def inspect(checkpoint):
         click.echo(line)
 
 
-if __name__ == "__main__":  # python -m streamlstm.cli
+if __name__ == "__main__":  # python -m streamlstm.cli.app
     main()

@@ -1,0 +1,1 @@
+"""The Numba CUDA backend: launcher (``CUDABackend``), launch configuration and kernels."""

@@ -1,0 +1,1 @@
+"""The ``streamlstm`` command line (click): thin commands over the library."""

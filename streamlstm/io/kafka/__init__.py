@@ -1,0 +1,1 @@
+"""Kafka scale-out over consumer groups (source, sink, worker, producer)."""
