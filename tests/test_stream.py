@@ -6,7 +6,8 @@ import pytest
 from _streamdata import FAST_MODEL, sensor_table
 from streamlstm.stream.policy import DataError, Policy
 from streamlstm.io.files import FrameSource
-from streamlstm.stream.runner import RowBatch, StreamRunner, forecaster_class
+from streamlstm.stream.batch import RowBatch
+from streamlstm.stream.runner import StreamRunner, forecaster_class
 
 
 def new_runner(policy=None, horizon=1, features=None, window=50):

@@ -29,7 +29,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from streamlstm.stream.policy import (BAD_TIME, MISSING_ID, MISSING_TIME, NOT_A_NUMBER, DataError, Problem)
-from streamlstm.stream.runner import RowBatch
+from streamlstm.stream.batch import RowBatch
 
 DEFAULT_BATCH_ROWS = 16384
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")

@@ -243,7 +243,7 @@ class KafkaBatch:
     @classmethod
     def make(cls, **kw):
         if cls._cls is None:
-            from streamlstm.stream.runner import RowBatch
+            from streamlstm.stream.batch import RowBatch
 
             class _Batch(RowBatch):
                 partition: int = -1
@@ -1130,7 +1130,7 @@ class KafkaWorker:
             self.summary.skipped.update(part.runner.skipped - skipped_before)
             if sink is not None:
                 if ms[0].offset() < part.emit_from:
-                    from streamlstm.stream.runner import Forecasts
+                    from streamlstm.stream.batch import Forecasts
                     sel = batch.rows[fc.keep] >= part.emit_from
                     fc = Forecasts(batch, fc.keep[sel], fc.yhat[sel])
                 sink.send(fc, p)
