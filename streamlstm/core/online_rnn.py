@@ -19,6 +19,7 @@ from streamlstm.core.layout import (ALL_ARRAYS, CELLS, DTYPES, Layout, grow_seri
 from streamlstm.core.optim import SGD, Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "OnlineRNN"
+_ONE_CALL = np.array([0, 1], dtype=np.int64)     # one row = one call
 
 
 def _check_int(name, value, lo, hi=None):
@@ -118,19 +119,15 @@ class OnlineRNN:
         self.backend = backend
         self.seed = _check_int("seed", seed, 0)
         self.layout = Layout(cell, self.n_inputs, self.hidden_size, self.n_outputs, self.n_layers)
-        arrays = new_model_arrays(self.layout, self.seed, self._np_dtype)
-        arrays.update(new_series_arrays(self.layout, self.n_series, self.k2, self._np_dtype))
+        arrays = new_model_arrays(self.layout, self.seed, self.numpy_dtype)
+        arrays.update(new_series_arrays(self.layout, self.n_series, self.k2, self.numpy_dtype))
         self._impl = self._make_impl(arrays)
 
     # -- internals ----------------------------------------------------------------------
-    @property
-    def _np_dtype(self):
-        return DTYPES[self.dtype]
-
     def _make_impl(self, arrays):
         cls = backend_class(self.backend)
         return cls(self.layout, self.k1, self.k2, self.optimizer.hyper(self.clip_norm),
-                   self._np_dtype, arrays)
+                   self.numpy_dtype, arrays)
 
     def _check_series(self, series, name="series"):
         if series is None:
@@ -157,7 +154,7 @@ class OnlineRNN:
     def _check_rows(self, u, y, where, R):
         """Validate u (R, I) and y (R, O)/None; ``where(r)`` names row r for messages."""
         I, O = self.n_inputs, self.n_outputs
-        dt = self._np_dtype
+        dt = self.numpy_dtype
         u = _as_real_array("u", u, dt, f"(B, I) = ({R}, {I})")
         if u.shape != (R, I):
             raise InputError(f"u has shape {u.shape}; expected (B, I) = ({R}, {I}): one row of "
@@ -208,13 +205,13 @@ class OnlineRNN:
         backend call.
         """
         T = None
-        Ua = _as_real_array("U", U, self._np_dtype, f"(T, N, I) = (T, {self.n_series}, {self.n_inputs})")
+        Ua = _as_real_array("U", U, self.numpy_dtype, f"(T, N, I) = (T, {self.n_series}, {self.n_inputs})")
         if Ua.ndim != 3 or Ua.shape[1:] != (self.n_series, self.n_inputs):
             raise InputError(f"U has shape {Ua.shape}; expected (T, N, I) = "
                              f"(T, {self.n_series}, {self.n_inputs})")
         T, N = Ua.shape[0], self.n_series
         if Y is not None:
-            Ya = _as_real_array("Y", Y, self._np_dtype, f"(T, N, O) = ({T}, {N}, {self.n_outputs})")
+            Ya = _as_real_array("Y", Y, self.numpy_dtype, f"(T, N, O) = ({T}, {N}, {self.n_outputs})")
             if Ya.shape != (T, N, self.n_outputs):
                 raise InputError(f"Y has shape {Ya.shape}; expected (T, N, O) = "
                                  f"({T}, {N}, {self.n_outputs}) or None")
@@ -240,9 +237,43 @@ class OnlineRNN:
         s = self._check_series(series)
         u, y = self._check_rows(U, Y, lambda r: f"row {r} (series slot {s[r]})", s.size)
         if s.size == 0:
-            return np.empty((0, self.n_outputs), dtype=self._np_dtype)
-        offsets = group_rows(s, self._impl.host_counts(), self.k1)
-        return self._impl.step_calls(s, u, y, offsets)
+            return np.empty((0, self.n_outputs), dtype=self.numpy_dtype)
+        return self.step_rows_trusted(s, u, y)
+
+    # -- the trusted path: for callers that validated already ---------------------------
+    # The checked methods above cost microseconds of argument checking per call; an
+    # upper layer that builds its rows itself (MultiSeriesForecaster, the stream
+    # runner) can call these instead.  Preconditions, which they do NOT check:
+    # ``series`` an int64 array of slots in range (distinct within a call for
+    # ``step_rows_trusted``'s groups: repeats are fine, the grouping handles them),
+    # ``U`` (R, I) finite, ``Y`` (R, O) finite or NaN, both C-contiguous of
+    # ``numpy_dtype``; ``state`` as returned by ``states_trusted``/``forward_trusted``.
+    # Broken preconditions give wrong numbers, not errors: when in doubt use the
+    # checked method.  Results are bit for bit those of the checked methods.
+    @property
+    def numpy_dtype(self):
+        """The model's NumPy dtype (``float64`` or ``float32``)."""
+        return DTYPES[self.dtype]
+
+    def step_rows_trusted(self, series, U, Y):
+        """``step_rows`` without argument checks (see the preconditions above)."""
+        offsets = (_ONE_CALL if series.size == 1
+                   else group_rows(series, self._impl.host_counts(), self.k1))
+        return self._impl.step_calls(series, U, Y, offsets)
+
+    def call_groups(self, series):
+        """Where ``step_rows`` would split ``series`` (R,) into calls: offsets
+        (C+1,) int64.  Callers that do work between calls (rollouts that need the
+        weights in force before each call's update) step group by group."""
+        return group_rows(series, self._impl.host_counts(), self.k1)
+
+    def states_trusted(self, series):
+        """``get_state`` of int64 slots in range, unchecked."""
+        return self._impl.get_states(series)
+
+    def forward_trusted(self, state, U):
+        """``predict(U, state=state)`` unchecked: ``(yhat, new_state)``, pure."""
+        return self._impl.forward(state, U)
 
     # -- side-effect-free forecasting ---------------------------------------------------
     def get_state(self, series=None):
@@ -261,12 +292,12 @@ class OnlineRNN:
             state = self._impl.get_states(s)
             B = s.size
         else:
-            state = _as_real_array("state", state, self._np_dtype, "(B, L, S, H)")
+            state = _as_real_array("state", state, self.numpy_dtype, "(B, L, S, H)")
             B = state.shape[0] if state.ndim == 4 else -1
             want = self.layout.state_shape(B)
             if state.shape != want:
                 raise InputError(f"state has shape {state.shape}; expected (B, L, S, H) = {want}")
-            state = np.ascontiguousarray(state, dtype=self._np_dtype)
+            state = np.ascontiguousarray(state, dtype=self.numpy_dtype)
             if not np.all(np.isfinite(state)):
                 raise InputError("state has non-finite values; pass a state from get_state/predict")
         u, _ = self._check_rows(u, None, lambda r: f"row {r}", B)
@@ -288,7 +319,7 @@ class OnlineRNN:
         state; their step count restarts too).  Weights are untouched."""
         s = self._check_series(series)
         arrays = {k: v.copy() for k, v in self._impl.host_arrays().items()}
-        fresh = new_series_arrays(self.layout, s.size, self.k2, self._np_dtype)
+        fresh = new_series_arrays(self.layout, s.size, self.k2, self.numpy_dtype)
         for k, v in fresh.items():
             arrays[k][s] = v
         self._impl.load_arrays(arrays)
@@ -302,7 +333,7 @@ class OnlineRNN:
     def load_state_dict(self, d):
         """Load weights (NumPy arrays or torch tensors, PyTorch names).  Series
         state and optimizer moments are kept."""
-        theta = self.layout.from_state_dict(d, self._np_dtype)
+        theta = self.layout.from_state_dict(d, self.numpy_dtype)
         arrays = dict(self._impl.host_arrays())
         arrays["theta"] = theta
         self._impl.load_arrays(arrays)
@@ -351,7 +382,7 @@ class OnlineRNN:
                                   f"configuration it names; the file is corrupt")
         expect = {"theta": (net.layout.n_params,), "opt_m": (net.layout.n_params,),
                   "opt_v": (net.layout.n_params,), "opt_step": (1,)}
-        fresh = new_series_arrays(net.layout, n_series, net.k2, net._np_dtype)
+        fresh = new_series_arrays(net.layout, n_series, net.k2, net.numpy_dtype)
         for k, v in fresh.items():
             expect[k] = v.shape
         for k in ALL_ARRAYS:
@@ -361,7 +392,7 @@ class OnlineRNN:
             if arrays[k].shape != expect[k]:
                 raise CheckpointError(f"{source}: array {k!r} has shape {arrays[k].shape}, "
                                       f"expected {expect[k]}; the file is corrupt")
-        want = {k: (np.int64 if k in ("win_len", "count", "opt_step") else net._np_dtype)
+        want = {k: (np.int64 if k in ("win_len", "count", "opt_step") else net.numpy_dtype)
                 for k in ALL_ARRAYS}
         arrays = {k: np.ascontiguousarray(arrays[k], dtype=want[k]) for k in ALL_ARRAYS}
         # Values the kernels index with must be in range (a checksum-valid file can still

@@ -120,7 +120,7 @@ class _SingleSeries:
             k1=self.k1, k2=self.k2, optimizer=Adam(lr=self.lr), clip_norm=self.clip_norm,
             backend=self.backend, dtype=self.dtype, seed=self.seed,
             scale_window=self.scale_window, **kw)
-        core._slots_for([0], create=True)          # the one series, slot 0
+        core.slots_of([0], create=True)          # the one series, slot 0
         return core
 
     def _row(self, xnum, grow):
@@ -143,17 +143,13 @@ class _SingleSeries:
                 raise InputError(f"feature {f!r} is infinite ({v}); pass finite values "
                                  f"(NaN or leaving it out marks it absent)")
         X = self._row(xnum, grow=True)
-        self._core._learn(self._SLOT, np.array([y]), X)
+        self._core.learn_slots(self._SLOT, np.array([y]), X)
         self._n_learned += 1
 
     def _forecast_one(self, horizon, X):
         """Forecasts of the one series, ``X`` (horizon, F) raw features or None."""
-        core = self._core
-        if X is None:
-            Xf = core._future_x(None, [0], self._SLOT, horizon, core.n_features)
-        else:
-            Xf = X[None]
-        return core._forecast_slots(self._SLOT, horizon, Xf)[0].tolist()
+        return self._core.forecast_slots(self._SLOT, horizon,
+                                         None if X is None else X[None])[0].tolist()
 
     def _future(self, xs, horizon):
         F = len(self._feature_names)

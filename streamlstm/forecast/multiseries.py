@@ -21,7 +21,6 @@ import sys
 import numpy as np
 
 from streamlstm.core import checkpoint as _ckpt
-from streamlstm.core.microbatch import group_rows
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import SeriesFeatures, to_raw
 from streamlstm.core.layout import Layout
@@ -33,7 +32,6 @@ FORMAT = 1
 DEFAULT_LR = 1e-2
 # Rows per chunk in learn_many/replay: bounds memory and paces the progress bar.
 CHUNK_ROWS = 1 << 16
-_ONE_CALL = np.array([0, 1], dtype=np.int64)
 # learn_many shows a progress bar on its own from this many rows (on a terminal).
 PROGRESS_ROWS = 200_000
 
@@ -198,9 +196,13 @@ class MultiSeriesForecaster:
         desynchronise it from the per-series feature state)."""
         return self._net
 
-    def _slots_for(self, ids, create):
-        """Map ids (a list or array) to slots; with ``create``, new ids get new
-        slots (nothing is created unless every id is valid)."""
+    # -- the per-slot API: for layers that validated their rows already ---------------
+    # (the River estimators).  Slots are int64 arrays from ``slots_of``; ``y`` (R,)
+    # float64 finite or NaN; ``X`` (R, F) float64 raw features, NaN = absent.
+    def slots_of(self, ids, create=False):
+        """Map ids (a list or array) to slots (int64); with ``create``, new ids get
+        new slots (nothing is created unless every id is valid), else an unknown
+        id raises ``InputError``."""
         if len(ids) > 64 and (isinstance(ids, np.ndarray) or set(map(type, ids)) <= {str, int}):
             return self._slots_for_many(ids, create)
         norm = [_norm_id(v, r) for r, v in enumerate(ids)]
@@ -304,51 +306,52 @@ class MultiSeriesForecaster:
         return self._predict_learn(ids, y, X, self._horizon)
 
     def _predict_learn(self, ids, y, X, horizon):
-        slots = self._slots_for(ids, create=True)
+        slots = self.slots_of(ids, create=True)
         R = slots.size
         out = np.empty((R, horizon))
         if R == 0:
             return out
         if horizon == 1:
-            out[:, 0] = self._learn(slots, y, X)
+            out[:, 0] = self.learn_slots(slots, y, X)
             return out
         # Rollouts need the weights in force before each row's update, so go call
         # by call exactly as step_rows would (distinct slots, ending at a due row).
-        offsets = group_rows(slots, self._net._impl.host_counts(), self._net.k1)
+        offsets = self._net.call_groups(slots)
         for c in range(offsets.size - 1):
             a, b = offsets[c], offsets[c + 1]
             out[a:b] = self._learn_group(slots[a:b], y[a:b], X[a:b], horizon)
         return out
 
-    def _learn(self, slots, y, X):
+    def learn_slots(self, slots, y, X):
+        """Forecast then learn one row per slot, rows in order (the trusted twin of
+        ``predict_learn`` with horizon 1): returns the (R,) one-step forecasts."""
         U, T, level, scale = self._feats.learn(slots, y, X)
         yhat = self._step_rows(slots, U, T[:, None])
         return to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale)
 
-    # The network is driven through the backend contract (backend.py) directly:
-    # the rows are built here, valid by construction (slots in range, targets
-    # finite or NaN), so OnlineRNN's argument checks - most of the cost of one
-    # small call - are skipped.  Should a non-finite input ever come out of the
-    # features, the checked method is called instead and raises its clear error.
+    # The network is driven through OnlineRNN's trusted path: the rows are built
+    # here, valid by construction (slots in range, targets finite or NaN), so its
+    # argument checks - most of the cost of one small call - are skipped.  Should
+    # a non-finite input ever come out of the features, the checked method is
+    # called instead and raises its clear error.
     def _step_rows(self, slots, U, T):
         """``OnlineRNN.step_rows`` (same grouping, same bits), unchecked."""
         net = self._net
         if not np.isfinite(U).all():
             return net.step_rows(slots, U, T)
-        impl, dt = net._impl, net._np_dtype
-        offsets = _ONE_CALL if slots.size == 1 else group_rows(slots, impl.host_counts(), net.k1)
-        return impl.step_calls(slots, np.ascontiguousarray(U, dtype=dt),
-                               np.ascontiguousarray(T, dtype=dt), offsets)
+        dt = net.numpy_dtype
+        return net.step_rows_trusted(slots, np.ascontiguousarray(U, dtype=dt),
+                                     np.ascontiguousarray(T, dtype=dt))
 
     def _get_state(self, slots):
-        return self._net._impl.get_states(slots)
+        return self._net.states_trusted(slots)
 
     def _forward(self, U, state):
         """``OnlineRNN.predict`` from a given state (pure), unchecked."""
         net = self._net
         if not np.isfinite(U).all():
             return net.predict(U, state=state)
-        return net._impl.forward(state, np.ascontiguousarray(U, dtype=net._np_dtype))
+        return net.forward_trusted(state, np.ascontiguousarray(U, dtype=net.numpy_dtype))
 
     def _learn_group(self, slots, y, X, horizon):
         """One group of distinct slots: roll out ``horizon`` steps from the state
@@ -356,7 +359,7 @@ class MultiSeriesForecaster:
         snap = self._feats.snapshot(slots)
         state = self._get_state(slots)
         fc = self._rollout(snap, state, horizon, lambda j: X, fold_first=X)
-        fc[:, 0] = self._learn(slots, y, X)
+        fc[:, 0] = self.learn_slots(slots, y, X)
         return fc
 
     def _rollout(self, snap, state, horizon, x_at, fold_first=None):
@@ -391,7 +394,7 @@ class MultiSeriesForecaster:
             ids = [series]
         else:
             ids = list(series)
-        slots = self._slots_for(ids, create=False)
+        slots = self.slots_of(ids, create=False)
         ids = [self._ids[s] for s in slots]
         if not ids:
             return {}
@@ -399,6 +402,13 @@ class MultiSeriesForecaster:
         Xf = self._future_x(xs, ids, slots, h, F)
         out = self._forecast_slots(slots, h, Xf)
         return {i: out[k].tolist() for k, i in enumerate(ids)}
+
+    def forecast_slots(self, slots, horizon, X=None):
+        """(B, horizon) forecasts of int64 ``slots``, changing nothing.  ``X`` (B,
+        horizon, F) raw future features, or None to hold each series' last seen."""
+        if X is None:
+            X = self._future_x(None, None, slots, horizon, len(self._features))
+        return self._forecast_slots(slots, horizon, X)
 
     def _forecast_slots(self, slots, h, Xf):
         """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
@@ -412,7 +422,7 @@ class MultiSeriesForecaster:
 
     def _future_x(self, xs, ids, slots, h, F):
         """(B, h, F) raw future features (NaN = absent)."""
-        B = len(ids)
+        B = len(slots)
         if xs is None or F == 0:
             last = self._feats.a["xlast"][slots]                 # (B, F)
             return np.repeat(last[:, None, :], h, axis=1)
@@ -494,12 +504,12 @@ class MultiSeriesForecaster:
             with click.progressbar(length=R, label="learning", file=sys.stderr) as bar:
                 for a in chunks:
                     b = min(R, a + CHUNK_ROWS)
-                    self._learn(self._slots_for(ids[a:b], create=True), y[a:b], X[a:b])
+                    self.learn_slots(self.slots_of(ids[a:b], create=True), y[a:b], X[a:b])
                     bar.update(b - a)
         else:
             for a in chunks:
                 b = min(R, a + CHUNK_ROWS)
-                self._learn(self._slots_for(ids[a:b], create=True), y[a:b], X[a:b])
+                self.learn_slots(self.slots_of(ids[a:b], create=True), y[a:b], X[a:b])
 
     def replay(self, frame, id_col="series_id", time_col="timestamp", value_col="value",
                progress=True):
