@@ -76,6 +76,30 @@ def test_snapshot_restore_equals_uninterrupted(frame, tmp_path):
         np.testing.assert_array_equal(r2.last_time, full_runner.last_time)
 
 
+def test_metrics_are_checkpointed_as_arrays_not_pickle(frame, tmp_path, monkeypatch):
+    """The metrics go into the checkpoint as numbers and float arrays; restoring
+    never unpickles, and the restored metrics continue exactly."""
+    import pickle
+    from streamlstm.core import checkpoint
+    r = new_runner()
+    batches = list(FrameSource(frame).batches(batch_rows=70))
+    r.process(batches[0])
+    r.snapshot(tmp_path / "m.ckpt")
+    _, arrays = checkpoint.read(tmp_path / "m.ckpt")
+    metric_arrays = {k: v for k, v in arrays.items() if ".metrics." in k}
+    assert {"extra.runner.metrics.per_series", "extra.runner.metrics.ring"} <= set(metric_arrays)
+    assert all(v.dtype.kind in "fi" for v in metric_arrays.values())
+    monkeypatch.setattr(pickle, "loads", lambda *a: pytest.fail("restore unpickled"))
+    r2, _, _ = StreamRunner.restore(tmp_path / "m.ckpt")
+    for b in batches[1:]:
+        r.process(b)
+        r2.process(b)
+    assert r2.metrics.summary() == r.metrics.summary()
+    assert r2.metrics.state()[0] == r.metrics.state()[0]
+    for k, v in r.metrics.state()[1].items():
+        np.testing.assert_array_equal(r2.metrics.state()[1][k], v)
+
+
 def test_missing_target_is_forecast_but_not_scored():
     r = new_runner()
     b = RowBatch(ids=np.array(["a", "a", "a"], dtype=object), time=np.array([1, 2, 3]),

@@ -19,6 +19,7 @@ import numbers
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from streamlstm.core import checkpoint as _ckpt
 from streamlstm.errors import CheckpointError, InputError
@@ -498,18 +499,12 @@ class MultiSeriesForecaster:
         R = len(ids)
         if progress is None:
             progress = R >= PROGRESS_ROWS and sys.stderr.isatty()
-        chunks = range(0, R, CHUNK_ROWS)
-        if progress:
-            import click
-            with click.progressbar(length=R, label="learning", file=sys.stderr) as bar:
-                for a in chunks:
-                    b = min(R, a + CHUNK_ROWS)
-                    self.learn_slots(self.slots_of(ids[a:b], create=True), y[a:b], X[a:b])
-                    bar.update(b - a)
-        else:
-            for a in chunks:
+        with tqdm(total=R, desc="learning", unit=" rows", unit_scale=True, file=sys.stderr,
+                  disable=not progress) as bar:
+            for a in range(0, R, CHUNK_ROWS):
                 b = min(R, a + CHUNK_ROWS)
                 self.learn_slots(self.slots_of(ids[a:b], create=True), y[a:b], X[a:b])
+                bar.update(b - a)
 
     def replay(self, frame, id_col="series_id", time_col="timestamp", value_col="value",
                progress=True):

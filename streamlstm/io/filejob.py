@@ -163,7 +163,7 @@ class JobResult:
     forecast_files: list        # Parquet files holding every written forecast (for plots)
 
 
-def _ckpt_path(directory):
+def checkpoint_path(directory):
     """``--checkpoint`` names a directory; ``inspect`` also accepts the file."""
     if os.path.isdir(directory) or not os.path.exists(directory):
         return os.path.join(directory, CKPT_FILE)
@@ -187,10 +187,12 @@ class FileJob:
         srcs["live"] = open_source(cfg.source, cfg.columns, cfg.fmt)
         return srcs
 
-    def _new_runner(self):
+    def new_runner(self):
+        """The runner a fresh run starts from: a new model, or (``--init-from``) the
+        model, series and per-series bookkeeping of a checkpoint, with fresh metrics."""
         cfg = self.cfg
         if cfg.init_from:
-            path = _ckpt_path(cfg.init_from)
+            path = checkpoint_path(cfg.init_from)
             runner, _, meta = StreamRunner.restore(path, backend=cfg.backend)
             old = (meta or {}).get("config", {})
             for key in ("features", "horizon", "target_col"):
@@ -199,10 +201,7 @@ class FileJob:
                                    f"{_show(old[key])}, this command says "
                                    f"{_show(cfg.result_config()[key])}; use the same",
                                    origin=path)
-            fresh = StreamRunner(runner.model, cfg.policy, cfg.metrics_window)
-            for name in ("ids", "_index", "time_kind", "last_time", "seen", "n_rows", "last_y",
-                         "last_yhat"):
-                setattr(fresh, name, getattr(runner, name))
+            fresh = runner.carry_over(cfg.policy, cfg.metrics_window)
             fresh.mark_history()
             return fresh
         return StreamRunner(cfg.make_model(), cfg.policy, cfg.metrics_window)
@@ -228,7 +227,7 @@ class FileJob:
             if was is None or was["fingerprint"] != fp:
                 what = "history (--replay)" if phase == "replay" else "source (--source)"
                 name = cfg.replay if phase == "replay" else cfg.source
-                before = "" if was is None else f" (it was {was['path']}, {_describe_fp(was['fingerprint'])}; now {_describe_fp(fp)})"
+                before = "" if was is None else f" (it was {was['path']}, {describe_fingerprint(was['fingerprint'])}; now {describe_fingerprint(fp)})"
                 raise JobError(
                     f"{path}: the checkpoint belongs to a run over another {what} than {name}"
                     f"{before}; rerun with the original file to resume, or pass a new "
@@ -241,115 +240,75 @@ class FileJob:
         t0 = time.perf_counter()
         srcs = self._open_sources()             # schema problems stop us here: nothing touched
         fps = {k: s.fingerprint() for k, s in srcs.items()}
-        phases = list(srcs)
         ckfile = os.path.join(cfg.checkpoint, CKPT_FILE) if cfg.checkpoint else None
-        resumed_at = None
-        if ckfile and os.path.exists(ckfile):
-            runner, pos, meta = StreamRunner.restore(ckfile, backend=cfg.backend)
-            self._check_resume(ckfile, meta, fps)
-            runner.policy = cfg.policy
-            phase, row = pos["phase"], int(pos["row"])
-            state = {"parts": int(meta["parts"]), "done": bool(meta["done"]),
-                     "out": meta.get("out")}
-            resumed_at = (phase, row)
-        else:
-            runner = self._new_runner()
-            phase, row = phases[0], 0
-            state = {"parts": 0, "done": False, "out": None}
+        runner, at, state, resumed_at = self._start(ckfile, fps, list(srcs))
         self.runner = runner
         sources_meta = {k: {"path": os.fspath(s.name), "fingerprint": fps[k]} for k, s in srcs.items()}
-
-        def snapshot(phase, row):
-            state["parts"] = parts.commit()
-            self._fault("part")
-            runner.snapshot(ckfile, position={"phase": phase, "row": int(row)},
-                            meta={"config": cfg.result_config(), "sources": sources_meta,
-                                  "parts": state["parts"], "done": state["done"],
-                                  "out": state["out"], "saved_at": time.time()})
-            self._fault("checkpoint")
-
-        # Output: checkpointed parts, or straight into --out (and a Parquet copy for plots).
-        parts = direct = copy = None
-        if ckfile:
-            parts = PartStore(os.path.join(cfg.checkpoint, PARTS_DIR))
-            parts.reset_to(state["parts"])
-        else:
-            if cfg.out:
-                direct = ForecastFile(cfg.out)
-            if cfg.keep_forecasts and (not cfg.out or out_format(cfg.out) != "parquet"):
-                self._tmpdir = tempfile.mkdtemp(prefix="streamlstm-")
-                copy = ForecastFile(os.path.join(self._tmpdir, "forecasts.parquet"))
-        writers = [w for w in (parts, direct, copy) if w is not None]
-
-        rows_read = {p: 0 for p in phases}
+        out = _Outputs(cfg, ckfile, state, runner, sources_meta, self._fault)
+        self._tmpdir = out.tmpdir
+        rows_read = {p: 0 for p in srcs}
         old_handler = self._catch_sigint()
         try:
-            start = phases.index(phase) if not state["done"] else len(phases)
-            for k in range(start, len(phases)):
-                ph = phases[k]
-                if k > start:
-                    row = 0
-                if ph == "live" and row == 0 and (cfg.replay or cfg.init_from):
-                    runner.mark_history()  # series first seen from here on are "new"
-                write = writers and (ph == "live" or cfg.write_replay)
-                src = srcs[ph]
-                self.progress.start(("replay " if ph == "replay" else "") + os.path.basename(src.name),
-                                    src.total_rows, row)
-                self.progress.update(row, runner.n_series)
-                last_ck, since = time.monotonic(), 0
-                for batch in src.batches(start=row, batch_rows=cfg.batch_rows):
-                    fc = runner.process(batch, score=(ph == "live"))
-                    self._fault("batch")
-                    if write and len(fc):
-                        table = fc.to_arrow(OUT_SERIES, OUT_TIME)
-                        for w in writers:
-                            w.write(table)
-                    self._fault("written")
-                    row = batch.position
-                    rows_read[ph] += len(batch)
-                    since += len(batch)
-                    self.progress.update(row, runner.n_series)
-                    if ckfile and ((cfg.every_rows and since >= cfg.every_rows) or
-                                   (cfg.every_seconds is not None
-                                    and time.monotonic() - last_ck >= cfg.every_seconds)):
-                        snapshot(ph, row)
-                        last_ck, since = time.monotonic(), 0
-                    if self._stop:
-                        if ckfile:
-                            snapshot(ph, row)
-                        raise Interrupted(row, ph, bool(ckfile))
-                self.progress.finish()
+            if not state["done"]:
+                self._read_phases(srcs, at, out, rows_read)
             already_complete = state["done"] and resumed_at is not None
-            if ckfile and not state["done"]:
-                state["done"] = True
-                snapshot(phases[-1], row)
-            out_rows = None
-            if parts is not None:
-                out_abs = os.path.abspath(cfg.out) if cfg.out else None
-                if out_abs and (state["out"] != out_abs or not os.path.exists(cfg.out)):
-                    f = ForecastFile(cfg.out)
-                    parts.finish(f, on_batch=lambda: self._fault("final"))
-                    out_rows = f.rows
-                    state["out"] = out_abs
-                    snapshot(phases[-1], row)
-                files = parts.paths()
-            else:
-                if direct is not None:
-                    direct.close(schema=_empty_schema(runner, cfg))
-                    out_rows = direct.rows
-                if copy is not None:
-                    copy.close(schema=_empty_schema(runner, cfg))
-                files = [copy.path] if copy is not None else (
-                    [cfg.out] if cfg.out and out_format(cfg.out) == "parquet" else [])
+            out_rows, files = out.finish(at)
         except BaseException:
-            for w in writers:
-                w.abort()
+            out.abort()
             raise
         finally:
             self._restore_sigint(old_handler)
         return JobResult(runner=runner, rows=rows_read, seconds=time.perf_counter() - t0,
                          resumed_at=resumed_at, already_complete=already_complete,
                          out_rows=out_rows, forecast_files=[f for f in files if os.path.exists(f)])
+
+    def _start(self, ckfile, fps, phases):
+        """The runner and read position: from the checkpoint (checked against this
+        command), or new.  ``at`` is a mutable ``[phase, row]``."""
+        cfg = self.cfg
+        if ckfile and os.path.exists(ckfile):
+            runner, pos, meta = StreamRunner.restore(ckfile, backend=cfg.backend)
+            self._check_resume(ckfile, meta, fps)
+            runner.policy = cfg.policy
+            at = [pos["phase"], int(pos["row"])]
+            state = {"parts": int(meta["parts"]), "done": bool(meta["done"]),
+                     "out": meta.get("out")}
+            return runner, at, state, tuple(at)
+        state = {"parts": 0, "done": False, "out": None}
+        return self.new_runner(), [phases[0], 0], state, None
+
+    def _read_phases(self, srcs, at, out, rows_read):
+        """Read every phase from ``at`` on, writing forecasts and checkpointing
+        when due; ``at`` follows the read position."""
+        cfg, runner = self.cfg, self.runner
+        phases = list(srcs)
+        for ph in phases[phases.index(at[0]):]:
+            if ph != at[0]:
+                at[:] = [ph, 0]
+            row = at[1]
+            if ph == "live" and row == 0 and (cfg.replay or cfg.init_from):
+                runner.mark_history()  # series first seen from here on are "new"
+            write = ph == "live" or cfg.write_replay
+            src = srcs[ph]
+            self.progress.start(("replay " if ph == "replay" else "") + os.path.basename(src.name),
+                                src.total_rows, row)
+            self.progress.update(row, runner.n_series)
+            out.due_reset()
+            for batch in src.batches(start=row, batch_rows=cfg.batch_rows):
+                fc = runner.process(batch, score=(ph == "live"))
+                self._fault("batch")
+                if write:
+                    out.write(fc)
+                self._fault("written")
+                at[1] = batch.position
+                rows_read[ph] += len(batch)
+                self.progress.update(at[1], runner.n_series)
+                if out.due(len(batch)):
+                    out.snapshot(at)
+                if self._stop:
+                    out.snapshot(at)
+                    raise Interrupted(at[1], ph, out.ckfile is not None)
+            self.progress.finish()
 
     # -- Ctrl-C: stop at the next batch boundary (checkpointed), twice: at once --------------
     def _catch_sigint(self):
@@ -371,6 +330,92 @@ class FileJob:
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+
+class _Outputs:
+    """Where a run's forecasts go: checkpointed parts (with a checkpoint
+    directory), or straight into ``--out`` plus, for the plot, a Parquet copy."""
+
+    def __init__(self, cfg, ckfile, state, runner, sources_meta, fault):
+        self.cfg, self.ckfile, self.state, self.runner = cfg, ckfile, state, runner
+        self.sources_meta, self.fault = sources_meta, fault
+        self.parts = self.direct = self.copy = None
+        self.tmpdir = None
+        if ckfile:
+            self.parts = PartStore(os.path.join(cfg.checkpoint, PARTS_DIR))
+            self.parts.reset_to(state["parts"])
+        else:
+            if cfg.out:
+                self.direct = ForecastFile(cfg.out)
+            if cfg.keep_forecasts and (not cfg.out or out_format(cfg.out) != "parquet"):
+                self.tmpdir = tempfile.mkdtemp(prefix="streamlstm-")
+                self.copy = ForecastFile(os.path.join(self.tmpdir, "forecasts.parquet"))
+        self.writers = [w for w in (self.parts, self.direct, self.copy) if w is not None]
+        self.due_reset()
+
+    def write(self, fc):
+        if self.writers and len(fc):
+            table = fc.to_arrow(OUT_SERIES, OUT_TIME)
+            for w in self.writers:
+                w.write(table)
+
+    def due_reset(self):
+        self.last_ck, self.since = time.monotonic(), 0
+
+    def due(self, n_rows):
+        """Is a checkpoint due after ``n_rows`` more rows (``--checkpoint-every``)?"""
+        cfg = self.cfg
+        self.since += n_rows
+        return bool(self.ckfile) and (
+            bool(cfg.every_rows and self.since >= cfg.every_rows)
+            or (cfg.every_seconds is not None
+                and time.monotonic() - self.last_ck >= cfg.every_seconds))
+
+    def snapshot(self, at):
+        """Commit the open part, then write the checkpoint at ``at`` (phase, row)."""
+        if not self.ckfile:
+            return
+        state, cfg = self.state, self.cfg
+        state["parts"] = self.parts.commit()
+        self.fault("part")
+        self.runner.snapshot(
+            self.ckfile, position={"phase": at[0], "row": int(at[1])},
+            meta={"config": cfg.result_config(), "sources": self.sources_meta,
+                  "parts": state["parts"], "done": state["done"], "out": state["out"],
+                  "saved_at": time.time()})
+        self.fault("checkpoint")
+        self.due_reset()
+
+    def finish(self, at):
+        """Close the outputs: ``(rows written to --out or None, Parquet files)``."""
+        cfg, state = self.cfg, self.state
+        if self.ckfile and not state["done"]:
+            state["done"] = True
+            self.snapshot(at)
+        if self.parts is not None:
+            out_rows = None
+            out_abs = os.path.abspath(cfg.out) if cfg.out else None
+            if out_abs and (state["out"] != out_abs or not os.path.exists(cfg.out)):
+                f = ForecastFile(cfg.out)
+                self.parts.finish(f, on_batch=lambda: self.fault("final"))
+                out_rows = f.rows
+                state["out"] = out_abs
+                self.snapshot(at)
+            return out_rows, self.parts.paths()
+        out_rows = None
+        schema = _empty_schema(self.runner, cfg)
+        if self.direct is not None:
+            self.direct.close(schema=schema)
+            out_rows = self.direct.rows
+        if self.copy is not None:
+            self.copy.close(schema=schema)
+        files = [self.copy.path] if self.copy is not None else (
+            [cfg.out] if cfg.out and out_format(cfg.out) == "parquet" else [])
+        return out_rows, files
+
+    def abort(self):
+        for w in self.writers:
+            w.abort()
 
 
 def _empty_schema(runner, cfg):
@@ -430,7 +475,8 @@ def _show(v):
     return str(v)
 
 
-def _describe_fp(fp):
+def describe_fingerprint(fp):
+    """A source file's fingerprint in words (size, rows) for messages."""
     bits = [f"{fp['size']:,} bytes"] if "size" in fp else []
     if "rows" in fp:
         bits.append(f"{fp['rows']:,} rows")

@@ -1,5 +1,4 @@
-"""Scoring and showing one-step forecasts: River metrics (never re-implemented)
-and the actual-vs-forecast plot.
+"""Scoring one-step forecasts with River metrics (never re-implemented).
 
 ``ForecastMetrics`` feeds every scored row, in arrival order, to
 ``river.metrics`` MAE, RMSE and SMAPE (overall), to a River MAE per series (for
@@ -9,8 +8,10 @@ the same rows, so the numbers have a yardstick.  The rolling window is a
 rows themselves are kept in a ring buffer and fed to the ``Rolling`` objects
 when a summary is asked for, which gives the same window and costs nothing per
 row.  Rows are fed one at a time in a fixed order, so the numbers do not depend
-on how rows were batched, and the whole object pickles into a checkpoint:
-resumed = uninterrupted, bit for bit.
+on how rows were batched.  ``state()`` / ``from_state()`` turn the whole object
+into plain arrays and numbers for the checkpoint (no pickle): each River metric
+here is a running mean, so its state is its weight ``n`` and its mean, restored
+exactly - resumed = uninterrupted, bit for bit.
 
 Memory: about 180 bytes per series (its River MAE) plus the window.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from river import metrics, utils
+from river import metrics, stats, utils
 
 METRIC_NAMES = ("MAE", "RMSE", "SMAPE")
 METRIC_CLASSES = (metrics.MAE, metrics.RMSE, metrics.SMAPE)
@@ -136,51 +137,52 @@ class ForecastMetrics:
                 "naive": {"MAE": self.naive.get()},
                 "worst": self.worst(n_worst)}
 
+    # -- checkpoint state: arrays and numbers, no pickle ---------------------------------
+    def state(self):
+        """``(numbers, arrays)``: JSON-able counters and the arrays that restore this
+        object exactly (``from_state``)."""
+        numbers = {"window": self.window, "scored": self.scored, "missing": self.missing,
+                   "unforecast": self.unforecast, "ring_next": self._ring_next,
+                   "ring_full": self._ring_full}
+        arrays = {"overall": _means_state(self.overall + [self.naive]),
+                  "per_series": _means_state(self.per_series),
+                  "last_obs": np.asarray(self.last_obs, dtype=np.float64),
+                  "counts": self.counts, "ring": self._ring}
+        return numbers, arrays
 
-def format_summary(s, series_name=None, out=None):
-    """The metric table printed at the end of a run (list of lines)."""
-    series_name = series_name or (lambda i: str(i))
-    lines = []
-    if s["scored"] == 0:
-        lines.append("no scored rows (every target was missing): no metrics")
-        return lines
-    w = 18
-    lines.append(f"{'':{w}}" + "".join(f"{n:>12}" for n in METRIC_NAMES))
-
-    def row(label, vals):
-        cells = [f"{vals['MAE']:>12.4g}", f"{vals['RMSE']:>12.4g}", f"{vals['SMAPE']:>11.3g}%"]
-        return f"{label:{w}}" + "".join(cells)
-
-    lines.append(row(f"all {s['scored']:,} rows", s["overall"]))
-    lines.append(row(f"last {s['rolling_rows']:,} rows", s["rolling"]))
-    naive, model = s["naive"]["MAE"], s["overall"]["MAE"]
-    if naive > 0:
-        lines.append(f"naive last-value forecast: MAE {naive:.4g} (the model's is "
-                     f"{abs(1 - model / naive):.0%} {'lower' if model <= naive else 'higher'})")
-    if s["worst"]:
-        worst = ", ".join(f"{series_name(i)} {mae:.4g} ({n:,} rows)" for i, mae, n in s["worst"])
-        lines.append(f"worst series by MAE: {worst}")
-    return lines
+    @classmethod
+    def from_state(cls, numbers, arrays):
+        self = cls(numbers["window"])
+        self.scored, self.missing = int(numbers["scored"]), int(numbers["missing"])
+        self.unforecast = int(numbers["unforecast"])
+        self._ring_next, self._ring_full = int(numbers["ring_next"]), bool(numbers["ring_full"])
+        *self.overall, self.naive = _means_from_state(METRIC_CLASSES + (metrics.MAE,),
+                                                      arrays["overall"])
+        n = len(arrays["per_series"])
+        self.per_series = _means_from_state((metrics.MAE,) * n, arrays["per_series"])
+        self.last_obs = arrays["last_obs"].tolist()
+        self.counts = np.array(arrays["counts"], dtype=np.int64)
+        self._ring = np.array(arrays["ring"], dtype=np.float64).reshape(self.window, 2)
+        return self
 
 
-def plot_forecasts(path, curves, title="actual vs one-step forecast"):
-    """Write a PNG with one panel per series: ``curves`` is a list of
-    ``(label, time, y, yhat)`` (NumPy arrays).  Uses matplotlib's Agg backend,
-    so it works without a display."""
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+# River keeps a MeanMetric's running mean in the attribute ``_mean`` (a
+# ``stats.Mean``: public weight ``n``, mean from ``get()``) and offers no public
+# way to set it; these two functions are the one place that knows, so a River
+# upgrade that renames it breaks here, loudly, and nowhere else.
+def _means_state(ms):
+    """(k, 2) float64: each River MeanMetric's weight and running mean."""
+    out = np.zeros((len(ms), 2))
+    for k, m in enumerate(ms):
+        mean = m._mean
+        out[k] = mean.n, mean.get()
+    return out
 
-    n = max(1, len(curves))
-    fig, axes = plt.subplots(n, 1, figsize=(10, 2.4 * n + 0.6), squeeze=False, sharex=False)
-    for ax, (label, t, y, yhat) in zip(axes[:, 0], curves):
-        ax.plot(t, y, lw=1.0, color="0.25", label="actual")
-        ax.plot(t, yhat, lw=1.0, color="tab:orange", label="forecast")
-        ax.set_title(str(label), fontsize=9, loc="left")
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8, loc="upper right")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+def _means_from_state(classes, table):
+    ms = []
+    for cls, (n, mean) in zip(classes, table.tolist()):
+        m = cls()
+        m._mean = stats.Mean._from_state(n, mean)
+        ms.append(m)
+    return ms

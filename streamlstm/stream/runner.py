@@ -22,7 +22,6 @@ forecasts (the forecaster is batching-invariant: micro-batched = row by row).
 """
 from __future__ import annotations
 
-import pickle
 from collections import Counter
 
 import numpy as np
@@ -34,7 +33,7 @@ from streamlstm.stream.policy import (DUPLICATE_TIME, MISSING_ID, NEW_SERIES, OU
 from streamlstm.stream.batch import Forecasts, RowBatch, format_time
 from streamlstm.stream.metrics import ForecastMetrics
 
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2   # 2: metrics as arrays (1 pickled them)
 TIME_KINDS = ("datetime", "int", "float")
 
 
@@ -78,6 +77,16 @@ class StreamRunner:
     @property
     def n_series(self):
         return len(self.ids)
+
+    def carry_over(self, policy, metrics_window):
+        """A new runner on this one's model, series and per-series bookkeeping
+        (latest time, row counts, last value and forecast), with its own policy
+        and fresh metrics and counters: a run started from a trained model."""
+        fresh = type(self)(self.model, policy, metrics_window)
+        fresh.ids, fresh._index, fresh.time_kind = self.ids, self._index, self.time_kind
+        fresh.last_time, fresh.seen, fresh.n_rows = self.last_time, self.seen, self.n_rows
+        fresh.last_y, fresh.last_yhat = self.last_y, self.last_yhat
+        return fresh
 
     def mark_history(self):
         """Declare every series seen so far "history": series first seen after this
@@ -253,12 +262,14 @@ class StreamRunner:
                 "ids": [s if isinstance(s, str) else int(s) for s in self.ids],
                 "time_kind": self.time_kind, "known": self.known,
                 "rows_in": self.rows_in, "rows_forecast": self.rows_forecast,
-                "skipped": dict(self.skipped), "metrics_window": self.metrics.window}
+                "skipped": dict(self.skipped), "metrics_window": self.metrics.window,
+                "metrics": self.metrics.state()[0]}
 
     def _arrays(self):
+        _, metric_arrays = self.metrics.state()
         return {"last_time": self.last_time, "seen": self.seen, "n_rows": self.n_rows,
                 "last_y": self.last_y, "last_yhat": self.last_yhat,
-                "metrics": np.frombuffer(pickle.dumps(self.metrics, protocol=5), dtype=np.uint8)}
+                **{f"metrics.{k}": v for k, v in metric_arrays.items()}}
 
     def snapshot(self, path, position=None, meta=None):
         """Atomically write model + runner + ``position`` (+ JSON-able ``meta``) to
@@ -291,7 +302,9 @@ class StreamRunner:
             self.skipped = Counter(rm["skipped"])
             self.last_time, self.seen = arrays["last_time"], arrays["seen"].astype(bool)
             self.n_rows, self.last_y, self.last_yhat = arrays["n_rows"], arrays["last_y"], arrays["last_yhat"]
-            self.metrics = pickle.loads(arrays["metrics"].tobytes())
+            self.metrics = ForecastMetrics.from_state(
+                rm["metrics"], {k[len("metrics."):]: v for k, v in arrays.items()
+                                if k.startswith("metrics.")})
         except KeyError as exc:
             raise CheckpointError(f"{path}: a model checkpoint without stream state (missing "
                                   f"{exc}); pass a checkpoint written by a stream run") from None

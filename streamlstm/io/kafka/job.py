@@ -1276,7 +1276,7 @@ class KafkaJob:
             sink = ForecastSink(sink_addr, timeout=max(30.0, k.connect_timeout),
                                 transactional_id=txn_id)
         from streamlstm.io.filejob import FileJob
-        new_runner = FileJob(cfg)._new_runner
+        new_runner = FileJob(cfg).new_runner
         every_rows = getattr(cfg, "every_rows", None)
         every_seconds = getattr(cfg, "every_seconds", None)
         self.worker = KafkaWorker(

@@ -1,0 +1,343 @@
+"""``streamlstm run``: forecast a Parquet/CSV (or Kafka) stream of long-format
+rows, learning online.
+
+The command is thin: options are checked and turned into a
+``filejob.JobConfig``; the work is ``filejob.FileJob`` (or the Kafka job).  User
+errors (bad data, options that do not match a checkpoint, unreadable files) are
+``click.ClickException``: one ``Error:`` line, exit status 1, no traceback.
+Forecast rows go to stdout or ``--out``; progress, the summary and messages go to
+stderr.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+
+import click
+import numpy as np
+
+from streamlstm.cli.messages import fail, format_summary, series_label
+from streamlstm.cli.plot import plot_forecasts
+from streamlstm.cli.progress import Progress
+from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
+from streamlstm.io.kafka.job import dispatch as _kafka_dispatch
+from streamlstm.io.kafka.job import kafka_options
+from streamlstm.forecast.multiseries import DEFAULT_LR as _DEFAULT_LR
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
+from streamlstm.stream.policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataError, Policy
+
+# The model options' defaults are the forecaster's own.
+_FD = {k: p.default for k, p in inspect.signature(MultiSeriesForecaster).parameters.items()}
+
+DATA_POLICY = """\b
+Data policy (rows are long format: one observation per row):
+  missing target (empty/NA/NaN)  forecast, state advances, not learned/scored
+  infinite target, non-numeric   bad row
+  value, non-finite feature,
+  missing id or timestamp
+  duplicate or out-of-order      bad row (per series, against its latest
+  timestamp in a series          accepted timestamp)
+  bad row                        --on-bad-row error (stop, name the row) | skip
+  series absent from history     --new-series allow (zero state, warm weights)
+                                 | skip | error
+  missing/non-numeric column,    error before any row is read
+  empty or corrupt file
+Gaps in time are not filled: a series steps once per row it reports.
+A rejected run leaves the checkpoint as it was."""
+
+
+def _parse_every(value):
+    """``--checkpoint-every``: ``100000`` (rows) or ``30s``/``5m``/``1h`` (time)."""
+    v = value.strip().lower()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|sec|min)?", v)
+    if not m:
+        raise click.BadParameter(f"{value!r} is neither a row count (100000) nor a duration "
+                                 f"(30s, 5m, 1h)", param_hint="--checkpoint-every")
+    num, unit = float(m.group(1)), m.group(2)
+    if unit is None:
+        if num != int(num) or num < 1:
+            raise click.BadParameter(f"{value!r}: a row count must be a whole number >= 1",
+                                     param_hint="--checkpoint-every")
+        return int(num), None
+    secs = num * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
+    if secs <= 0:
+        raise click.BadParameter(f"{value!r}: the interval must be positive",
+                                 param_hint="--checkpoint-every")
+    return None, secs
+
+
+def _split_list(value):
+    if not value:
+        return ()
+    parts = tuple(p.strip() for p in value.split(",") if p.strip())
+    return parts
+
+
+def _numbers(value, flag, kind=int):
+    try:
+        vals = tuple(kind(v) for v in _split_list(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated numbers, e.g. 24,168",
+                                 param_hint=flag) from None
+    return vals
+
+
+@click.command(epilog=DATA_POLICY)
+@click.option("--source", required=True, metavar="FILE|kafka://HOST:PORT/TOPIC",
+              help="Live data: a .parquet or .csv file of long-format rows (series id, "
+                   "timestamp, target, optional features), in arrival order; or a Kafka "
+                   "topic of JSON messages (with --group; see --sink).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "parquet", "csv"]), default="auto",
+              show_default=True, help="Input format when the file name does not tell.")
+@click.option("--series-col", default="series_id", show_default=True,
+              help="Column holding the series id (str or int).")
+@click.option("--time-col", default="timestamp", show_default=True,
+              help="Column holding the timestamp (datetime, ISO 8601 text or number).")
+@click.option("--target-col", default="value", show_default=True,
+              help="Column holding the value to forecast.")
+@click.option("--features", default="", metavar="A,B",
+              help="Comma-separated numeric feature columns known at forecast time.")
+@click.option("--replay", metavar="FILE",
+              help="History to learn from first (warms weights and states; not scored, "
+                   "not written unless --write-replay).")
+@click.option("--write-replay", is_flag=True,
+              help="Also write the forecasts made while replaying history to --out.")
+@click.option("--out", metavar="FILE",
+              help="Write every forecast (series_id, timestamp, y, yhat[, yhat_h2..]) to a "
+                   ".parquet or .csv file; '-' writes CSV to stdout.  Without it the latest "
+                   "forecast of each series is printed.")
+@click.option("--checkpoint", metavar="DIR",
+              help="Checkpoint directory: rerunning the same command resumes where it "
+                   "stopped (after a crash or kill), with no row missing or written twice.")
+@click.option("--checkpoint-every", default="60s", show_default=True, metavar="N|30s",
+              help="Checkpoint every N rows, or every so many seconds/minutes (30s, 5m).")
+@click.option("--init-from", metavar="CKPT",
+              help="Start from the model of another run's checkpoint (its series count as "
+                   "history) instead of a fresh one.")
+@click.option("--horizon", default=1, show_default=True, type=click.IntRange(1, 10_000), metavar="N",
+              help="Steps ahead forecast at every row (adds yhat_h2.. columns).")
+@click.option("--cell", type=click.Choice(["lstm", "gru"]), default=_FD["cell"],
+              show_default=True, help="Recurrent cell.")
+@click.option("--hidden-size", default=_FD["hidden_size"], show_default=True,
+              type=click.IntRange(1, 4096), help="Hidden units per layer.")
+@click.option("--layers", "n_layers", default=_FD["n_layers"], show_default=True,
+              type=click.IntRange(1, 16), help="Stacked recurrent layers.")
+@click.option("--k1", default=_FD["k1"], show_default=True, type=click.IntRange(1, None),
+              help="Truncated BPTT: learn every k1 rows of a series ...")
+@click.option("--k2", default=_FD["k2"], show_default=True, type=click.IntRange(1, None),
+              help="... back-propagating through its last k2 rows (k1 <= k2).")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam",
+              show_default=True, help="Optimizer.")
+@click.option("--lr", default=_DEFAULT_LR, show_default=True,
+              type=click.FloatRange(0, None, min_open=True), help="Learning rate.")
+@click.option("--lags", default=",".join(map(str, _FD["lags"])), show_default=True,
+              metavar="1,2,24", help="Past values (in rows of the series) fed to the network.")
+@click.option("--seasonality", default="", metavar="24,168",
+              help="Seasonal periods in rows of a series (e.g. 24,168 for hourly data with "
+                   "daily and weekly cycles): adds the position in each period as inputs.")
+@click.option("--seed", default=_FD["seed"], show_default=True, type=click.IntRange(0, None),
+              help="Seed of the initial weights.")
+@click.option("--backend", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
+              show_default=True, help="Numba CPU kernels, Numba CUDA kernels, or plain NumPy.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default=_FD["dtype"],
+              show_default=True, help="Floating-point precision of the network.")
+@click.option("--on-bad-row", type=click.Choice(BAD_ROW_CHOICES), default="error",
+              show_default=True, help="Bad row (see the data policy below): stop with an error "
+                                      "naming it, or skip it and count it.")
+@click.option("--new-series", type=click.Choice(NEW_SERIES_CHOICES), default="allow",
+              show_default=True, help="A series in the live data that the history never had: "
+                                      "start it from zero state, skip its rows, or stop.")
+@click.option("--metrics-window", default=1000, show_default=True, type=click.IntRange(1, None),
+              help="Rows in the rolling metric window of the summary.")
+@click.option("--plot", default="forecast.png", show_default=True, metavar="PNG",
+              help="Draw actual vs forecast of the chosen (or worst) series into this file.")
+@click.option("--no-plot", is_flag=True, help="Do not draw a plot.")
+@click.option("--plot-series", default="", metavar="ID,ID",
+              help="Series to plot (default: the worst by MAE).")
+@click.option("--plot-points", default=500, show_default=True, type=click.IntRange(2, None),
+              help="Latest points of each series drawn.")
+@click.option("--show", default=10, show_default=True, type=click.IntRange(0, None),
+              help="Series listed in the printed table of latest forecasts (without --out).")
+@click.option("--batch-rows", default=16384, show_default=True, type=click.IntRange(1, None),
+              help="Rows read per batch (does not change results).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar on stderr [default: when stderr is a terminal].")
+@kafka_options
+def run(**o):
+    """Forecast every row of a stream, then learn from it.
+
+    For each row, in arrival order: the one-step forecast made before its value
+    is seen, then an online learning step (truncated BPTT).  Prints the latest
+    forecasts (or writes all of them with --out), a River metric summary (MAE,
+    RMSE, SMAPE: overall, over the last --metrics-window rows, worst series) and
+    a plot.
+
+    \b
+    Examples:
+      streamlstm run --source examples/sensor.parquet
+      streamlstm run --source live.parquet --replay history.parquet \\
+                     --out forecasts.parquet --checkpoint ckpt/ --checkpoint-every 100000
+    """
+    from streamlstm.io.filejob import FileJob, JobConfig
+    from streamlstm.io.files import Columns
+
+    every_rows, every_seconds = _parse_every(o["checkpoint_every"])
+    if o["k1"] > o["k2"]:
+        raise click.BadParameter(f"--k1 {o['k1']} > --k2 {o['k2']}: truncated BPTT needs "
+                                 f"k1 <= k2; raise --k2 or lower --k1", param_hint="--k1")
+    features = _split_list(o["features"])
+    plot = None if o["no_plot"] or not o["plot"] else o["plot"]
+    if o["out"] and o["out"] != "-":
+        from streamlstm.io.sinks import out_format
+        if out_format(o["out"]) is None:
+            raise click.BadParameter(f"{o['out']!r}: name the output .parquet or .csv (or '-' "
+                                     f"for CSV on stdout)", param_hint="--out")
+    if o["checkpoint"] and os.path.exists(o["checkpoint"]) and not os.path.isdir(o["checkpoint"]):
+        raise click.BadParameter(f"{o['checkpoint']!r} is a file; --checkpoint names a directory "
+                                 f"(created if missing)", param_hint="--checkpoint")
+    if plot and not plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
+        raise click.BadParameter(f"{plot!r}: name the plot .png (or .svg, .pdf)",
+                                 param_hint="--plot")
+    cfg = JobConfig(
+        source=o["source"],
+        columns=Columns(o["series_col"], o["time_col"], o["target_col"], features),
+        fmt=None if o["fmt"] == "auto" else o["fmt"], replay=o["replay"],
+        write_replay=o["write_replay"], out=o["out"], checkpoint=o["checkpoint"],
+        every_rows=every_rows, every_seconds=every_seconds, init_from=o["init_from"],
+        horizon=o["horizon"], backend=o["backend"],
+        model={"cell": o["cell"], "hidden_size": o["hidden_size"], "n_layers": o["n_layers"],
+               "k1": o["k1"], "k2": o["k2"], "optimizer": o["optimizer"], "lr": o["lr"],
+               "dtype": o["dtype"], "seed": o["seed"], "lags": _numbers(o["lags"], "--lags"),
+               "seasonality": _numbers(o["seasonality"], "--seasonality", float) or None},
+        policy=Policy(o["on_bad_row"], o["new_series"]), metrics_window=o["metrics_window"],
+        batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
+    show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
+    progress = Progress(show_progress)
+    if _kafka_dispatch(cfg, o, progress):
+        return
+    job = FileJob(cfg, progress)
+    try:
+        res = _run_job(job, progress, cfg)
+        _report(res, cfg, o, plot, job)
+    finally:
+        job.cleanup()
+
+
+def _run_job(job, progress, cfg):
+    """``job.run()`` with every user error turned into one ``Error:`` line."""
+    from streamlstm.io.filejob import Interrupted
+    try:
+        try:
+            return job.run()
+        finally:
+            progress.break_line()
+    except Interrupted as exc:
+        where = (f"checkpoint written at {exc.phase} row {exc.row:,}; rerun the same command to "
+                 f"resume" if exc.checkpointed else "no --checkpoint, nothing saved")
+        click.echo(f"interrupted: {where}", err=True)
+        raise click.exceptions.Exit(130)
+    except (DataError, InputError, CheckpointError, BackendUnavailableError) as exc:
+        fail(exc)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("streamlstm."):
+            other = "cpu" if cfg.backend != "cpu" else "reference"
+            fail(f"backend {cfg.backend!r} is not available in this build ({exc}); pass "
+                  f"--backend {other}")
+        raise
+    except OSError as exc:
+        fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+def _fmt_time(v, kind):
+    if kind == "datetime":
+        import pandas as pd
+        return str(pd.Timestamp(int(v)))
+    return str(v)
+
+
+def _report(res, cfg, o, plot, job):
+    """The end of a run: latest forecasts (stdout), summary, plot."""
+    from streamlstm.io.filejob import read_curves
+
+    runner = res.runner
+    err = lambda s="": click.echo(s, err=True)  # noqa: E731
+    if not cfg.out and o["show"]:
+        _print_latest(runner, cfg, o["show"])
+    if res.already_complete:
+        err(f"checkpoint {cfg.checkpoint}: this run was already complete; nothing new to read")
+    elif res.resumed_at:
+        err(f"resumed from checkpoint {cfg.checkpoint} at {res.resumed_at[0]} row "
+            f"{res.resumed_at[1]:,}")
+    for phase, n in res.rows.items():
+        if n:
+            name = cfg.replay if phase == "replay" else cfg.source
+            err(f"{'replayed' if phase == 'replay' else 'read'} {n:,} rows of {name}")
+    m = runner.metrics
+    err(f"{runner.rows_forecast:,} rows forecast, {runner.n_series:,} series, "
+        f"{res.seconds:.1f} s ({sum(res.rows.values()) / max(res.seconds, 1e-9):,.0f} rows/s); "
+        f"{m.missing:,} live rows with a missing target (forecast, not scored)"
+        + (f", {m.unforecast:,} before their series' first value (no forecast yet)"
+           if m.unforecast else ""))
+    if runner.skipped:
+        detail = ", ".join(f"{n:,} {reason}" for reason, n in sorted(runner.skipped.items()))
+        err(f"skipped {sum(runner.skipped.values()):,} rows (--on-bad-row/--new-series skip): {detail}")
+    for line in format_summary(m.summary(n_worst=3), series_label(runner)):
+        err(line)
+    if cfg.out and cfg.out != "-":
+        rows = f" ({res.out_rows:,} rows)" if res.out_rows is not None else ""
+        err(f"forecasts: {cfg.out}{rows}")
+    if plot:
+        chosen = [s for s in _split_list(o["plot_series"])]
+        ids = runner.ids
+        by_str = {str(s): s for s in ids}
+        series = []
+        for s in chosen:
+            if s in by_str:
+                series.append(by_str[s])
+            else:
+                err(f"warning: --plot-series {s!r} was not in the data; not plotted")
+        if not series:
+            series = [ids[i] for i, _, _ in m.worst(3)] or ids[:3]
+        curves = read_curves(res.forecast_files, series, o["plot_points"])
+        if curves:
+            plot_forecasts(plot, [(f"{cfg.columns.series} = {s}", *curves[s]) for s in series
+                                  if s in curves],
+                           title=f"{os.path.basename(cfg.source)}: actual vs one-step forecast")
+            err(f"plot: {plot} ({', '.join(str(s) for s in series if s in curves)})")
+        else:
+            err("plot: no forecasts to draw")
+    if cfg.checkpoint:
+        err(f"checkpoint: {cfg.checkpoint}")
+
+
+def _print_latest(runner, cfg, show):
+    """Table of each series' latest row and forecast, and the next forecasts."""
+    ids = runner.ids
+    if not ids:
+        click.echo("no rows were forecast")
+        return
+    order = sorted(range(len(ids)), key=lambda i: (str(type(ids[i])), ids[i]))[:show]
+    nxt = {}
+    if not cfg.columns.features:
+        try:
+            nxt = runner.model.forecast(cfg.horizon, series=[ids[i] for i in order])
+        except (InputError, TypeError, ValueError, KeyError):
+            nxt = {}
+    head = ["series", "last time", "y", "forecast"]
+    head += [f"next+{j}" for j in range(1, cfg.horizon + 1)] if nxt else []
+    rows = []
+    for i in order:
+        r = [str(ids[i]), _fmt_time(runner.last_time[i], runner.time_kind),
+             f"{runner.last_y[i]:.4g}", f"{runner.last_yhat[i, 0]:.4g}"]
+        if nxt:
+            r += [f"{v:.4g}" for v in np.asarray(nxt[ids[i]]).ravel()[:cfg.horizon]]
+        rows.append(r)
+    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(head)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    if len(ids) > show:
+        click.echo(f"... and {len(ids) - show:,} more series (--show N lists more; --out FILE "
+                   f"writes every forecast)")
