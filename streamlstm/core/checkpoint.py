@@ -68,12 +68,17 @@ def write(path, kind: str, meta: dict, arrays: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(directory, os.O_RDONLY)
+    fsync_dir(directory)
+
+
+def fsync_dir(directory):
+    """Make a rename into ``directory`` durable (where the OS allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
         try:
-            os.fsync(dfd)
+            os.fsync(fd)
         finally:
-            os.close(dfd)
+            os.close(fd)
     except OSError:
         pass
 

@@ -52,6 +52,9 @@ OFF_WIH, OFF_WHH, OFF_BIH, OFF_BHH = 0, 1, 2, 3
 SERIES_ARRAYS = ("state", "entry", "win_u", "win_y", "win_len", "count")
 MODEL_ARRAYS = ("theta", "opt_m", "opt_v", "opt_step")
 ALL_ARRAYS = MODEL_ARRAYS + SERIES_ARRAYS
+# The arrays that hold counts (INDEX_DTYPE); every other array has the model's float dtype.
+INDEX_DTYPE = np.int64
+INT_ARRAYS = ("win_len", "count", "opt_step")
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,8 @@ def new_series_arrays(layout: Layout, n_series: int, k2: int, dtype) -> dict:
         "entry": np.zeros(layout.state_shape(n_series), dtype=dtype),
         "win_u": np.zeros((n_series, k2, layout.n_inputs), dtype=dtype),
         "win_y": np.full((n_series, k2, layout.n_outputs), np.nan, dtype=dtype),
-        "win_len": np.zeros(n_series, dtype=np.int64),
-        "count": np.zeros(n_series, dtype=np.int64),
+        "win_len": np.zeros(n_series, dtype=INDEX_DTYPE),
+        "count": np.zeros(n_series, dtype=INDEX_DTYPE),
     }
 
 
@@ -208,7 +211,7 @@ def new_model_arrays(layout: Layout, seed: int, dtype) -> dict:
         "theta": layout.init_params(seed, dtype),
         "opt_m": np.zeros(P, dtype=dtype),
         "opt_v": np.zeros(P, dtype=dtype),
-        "opt_step": np.zeros(1, dtype=np.int64),
+        "opt_step": np.zeros(1, dtype=INDEX_DTYPE),
     }
 
 

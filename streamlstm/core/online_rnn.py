@@ -13,35 +13,14 @@ import numpy as np
 from streamlstm.core import checkpoint as _ckpt
 from streamlstm.core.microbatch import group_rows
 from streamlstm.backends import BACKENDS, backend_class
+from streamlstm.core.checks import as_real_array, check_int, refuse_nonfinite
 from streamlstm.errors import CheckpointError, InputError
-from streamlstm.core.layout import (ALL_ARRAYS, CELLS, DTYPES, Layout, grow_series_arrays,
+from streamlstm.core.layout import (ALL_ARRAYS, CELLS, DTYPES, Layout,
                      new_model_arrays, new_series_arrays)
 from streamlstm.core.optim import SGD, Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "OnlineRNN"
 _ONE_CALL = np.array([0, 1], dtype=np.int64)     # one row = one call
-
-
-def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
-        raise InputError(f"{name}={value!r} is out of range: it must be {rng}")
-    return int(value)
-
-
-def _as_real_array(name, value, dtype, shape_msg):
-    """np.asarray + refuse non-numeric (strings, objects, complex, bool) input."""
-    try:
-        a = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise InputError(f"{name} could not be read as an array ({exc}); pass a numeric "
-                         f"array of shape {shape_msg}") from None
-    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise InputError(f"{name} has dtype {a.dtype}; pass real numbers (float or int) of shape "
-                         f"{shape_msg}, e.g. {name}.astype(np.{np.dtype(dtype).name})")
-    return a
 
 
 class OnlineRNN:
@@ -86,16 +65,16 @@ class OnlineRNN:
     def __init__(self, n_inputs, hidden_size, n_outputs=1, n_series=1, cell="lstm", n_layers=1,
                  k1=16, k2=16, optimizer=None, clip_norm=None, dtype="float64",
                  backend="cpu", seed=0):
-        self.n_inputs = _check_int("n_inputs", n_inputs, 1)
-        self.hidden_size = _check_int("hidden_size", hidden_size, 1)
-        self.n_outputs = _check_int("n_outputs", n_outputs, 1)
-        self.n_series = _check_int("n_series", n_series, 0)
+        self.n_inputs = check_int("n_inputs", n_inputs, 1)
+        self.hidden_size = check_int("hidden_size", hidden_size, 1)
+        self.n_outputs = check_int("n_outputs", n_outputs, 1)
+        self.n_series = check_int("n_series", n_series, 0)
         if cell not in CELLS:
             raise InputError(f"cell={cell!r} is unknown; choose 'lstm' or 'gru'")
         self.cell = cell
-        self.n_layers = _check_int("n_layers", n_layers, 1)
-        self.k1 = _check_int("k1", k1, 1)
-        self.k2 = _check_int("k2", k2, 1)
+        self.n_layers = check_int("n_layers", n_layers, 1)
+        self.k1 = check_int("k1", k1, 1)
+        self.k2 = check_int("k2", k2, 1)
         if self.k1 > self.k2:
             raise InputError(f"k1={k1} > k2={k2}: truncated BPTT needs 1 <= k1 <= k2; "
                              f"raise k2 to at least {k1} or lower k1")
@@ -117,7 +96,7 @@ class OnlineRNN:
             raise InputError(f"backend={backend!r} is unknown; choose one of "
                              f"{', '.join(map(repr, BACKENDS))}")
         self.backend = backend
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, 0)
         self.layout = Layout(cell, self.n_inputs, self.hidden_size, self.n_outputs, self.n_layers)
         arrays = new_model_arrays(self.layout, self.seed, self.numpy_dtype)
         arrays.update(new_series_arrays(self.layout, self.n_series, self.k2, self.numpy_dtype))
@@ -155,21 +134,18 @@ class OnlineRNN:
         """Validate u (R, I) and y (R, O)/None; ``where(r)`` names row r for messages."""
         I, O = self.n_inputs, self.n_outputs
         dt = self.numpy_dtype
-        u = _as_real_array("u", u, dt, f"(B, I) = ({R}, {I})")
+        u = as_real_array("u", u, dt, f"(B, I) = ({R}, {I})")
         if u.shape != (R, I):
             raise InputError(f"u has shape {u.shape}; expected (B, I) = ({R}, {I}): one row of "
                              f"{I} input(s) per stepped series")
         u = np.ascontiguousarray(u, dtype=dt)
-        bad = np.argwhere(~np.isfinite(u))
-        if bad.size:
-            r, col = bad[0]
-            raise InputError(f"u has non-finite value {u[r, col]} at {where(r)}, input column {col}; "
-                             f"inputs must be finite: impute or drop the row (a missing target "
-                             f"goes in y as NaN instead)")
+        refuse_nonfinite(u, lambda r, col: (
+            f"u has non-finite value {u[r, col]} at {where(r)}, input column {col}; inputs "
+            f"must be finite: impute or drop the row (a missing target goes in y as NaN instead)"))
         if y is None:
             y = np.full((R, O), np.nan, dtype=dt)
         else:
-            y = _as_real_array("y", y, dt, f"(B, O) = ({R}, {O})")
+            y = as_real_array("y", y, dt, f"(B, O) = ({R}, {O})")
             if y.shape != (R, O):
                 raise InputError(f"y has shape {y.shape}; expected (B, O) = ({R}, {O}) or None")
             y = np.ascontiguousarray(y, dtype=dt)
@@ -205,13 +181,13 @@ class OnlineRNN:
         backend call.
         """
         T = None
-        Ua = _as_real_array("U", U, self.numpy_dtype, f"(T, N, I) = (T, {self.n_series}, {self.n_inputs})")
+        Ua = as_real_array("U", U, self.numpy_dtype, f"(T, N, I) = (T, {self.n_series}, {self.n_inputs})")
         if Ua.ndim != 3 or Ua.shape[1:] != (self.n_series, self.n_inputs):
             raise InputError(f"U has shape {Ua.shape}; expected (T, N, I) = "
                              f"(T, {self.n_series}, {self.n_inputs})")
         T, N = Ua.shape[0], self.n_series
         if Y is not None:
-            Ya = _as_real_array("Y", Y, self.numpy_dtype, f"(T, N, O) = ({T}, {N}, {self.n_outputs})")
+            Ya = as_real_array("Y", Y, self.numpy_dtype, f"(T, N, O) = ({T}, {N}, {self.n_outputs})")
             if Ya.shape != (T, N, self.n_outputs):
                 raise InputError(f"Y has shape {Ya.shape}; expected (T, N, O) = "
                                  f"({T}, {N}, {self.n_outputs}) or None")
@@ -292,7 +268,7 @@ class OnlineRNN:
             state = self._impl.get_states(s)
             B = s.size
         else:
-            state = _as_real_array("state", state, self.numpy_dtype, "(B, L, S, H)")
+            state = as_real_array("state", state, self.numpy_dtype, "(B, L, S, H)")
             B = state.shape[0] if state.ndim == 4 else -1
             want = self.layout.state_shape(B)
             if state.shape != want:
@@ -306,7 +282,7 @@ class OnlineRNN:
     # -- slots -------------------------------------------------------------------------
     def resize(self, n_series):
         """Grow to ``n_series`` slots; existing state kept, new slots start at zero."""
-        n = _check_int("n_series", n_series, 0)
+        n = check_int("n_series", n_series, 0)
         if n < self.n_series:
             raise InputError(f"resize(n_series={n}) would drop slots {n}..{self.n_series - 1}; "
                              f"slots can only be added (current n_series={self.n_series})")

@@ -12,25 +12,13 @@ import math
 
 import numpy as np
 
+from streamlstm.core.checks import check_number
 from streamlstm.errors import InputError
 
 # Layout of the float64 ``hyper`` vector handed to the kernels.
 H_KIND, H_LR, H_MOMENTUM, H_BETA1, H_BETA2, H_EPS, H_WD, H_CLIP = range(8)
 KIND_SGD, KIND_ADAM = 0.0, 1.0
 N_HYPER = 8
-
-
-def _check_number(owner, name, value, lo=None, lo_open=False, hi=None, hi_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InputError(f"{owner}({name}=...) must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise InputError(f"{owner}({name}={value!r}) must be finite")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise InputError(f"{owner}({name}={value!r}) must be {'>' if lo_open else '>='} {lo}")
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise InputError(f"{owner}({name}={value!r}) must be {'<' if hi_open else '<='} {hi}")
-    return v
 
 
 class SGD:
@@ -44,8 +32,8 @@ class SGD:
     def __init__(self, lr=0.01, momentum=0.0):
         self.lr = lr
         self.momentum = momentum
-        _check_number("SGD", "lr", lr, lo=0.0, lo_open=True)
-        _check_number("SGD", "momentum", momentum, lo=0.0, hi=1.0)
+        check_number("SGD", "lr", lr, lo=0.0, lo_open=True)
+        check_number("SGD", "momentum", momentum, lo=0.0, hi=1.0)
 
     def __repr__(self):
         return f"SGD(lr={self.lr!r}, momentum={self.momentum!r})"
@@ -76,13 +64,13 @@ class Adam:
         self.betas = betas
         self.eps = eps
         self.weight_decay = weight_decay
-        _check_number("Adam", "lr", lr, lo=0.0, lo_open=True)
+        check_number("Adam", "lr", lr, lo=0.0, lo_open=True)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise InputError(f"Adam(betas={betas!r}) must be a pair (beta1, beta2)")
-        _check_number("Adam", "betas[0]", betas[0], lo=0.0, hi=1.0, hi_open=True)
-        _check_number("Adam", "betas[1]", betas[1], lo=0.0, hi=1.0, hi_open=True)
-        _check_number("Adam", "eps", eps, lo=0.0)
-        _check_number("Adam", "weight_decay", weight_decay, lo=0.0)
+        check_number("Adam", "betas[0]", betas[0], lo=0.0, hi=1.0, hi_open=True)
+        check_number("Adam", "betas[1]", betas[1], lo=0.0, hi=1.0, hi_open=True)
+        check_number("Adam", "eps", eps, lo=0.0)
+        check_number("Adam", "weight_decay", weight_decay, lo=0.0)
 
     def __repr__(self):
         return (f"Adam(lr={self.lr!r}, betas={tuple(self.betas)!r}, eps={self.eps!r}, "

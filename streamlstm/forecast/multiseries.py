@@ -22,11 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from streamlstm.core import checkpoint as _ckpt
+from streamlstm.core.checks import check_int, refuse_nonfinite
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import SeriesFeatures, to_raw
 from streamlstm.core.layout import Layout
 from streamlstm.core.online_rnn import OnlineRNN
-from streamlstm.core.optim import SGD, Adam, optimizer_from_config
+from streamlstm.core.optim import Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "MultiSeriesForecaster"
 FORMAT = 1
@@ -45,12 +46,6 @@ def _norm_id(v, r):
         return int(v)
     raise InputError(f"series id {v!r} at row {r} is a {type(v).__name__}; series ids must be "
                      f"str or int (convert them, e.g. str(id))")
-
-
-def _check_positive_int(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise InputError(f"{name}={v!r} must be an integer >= {lo}")
-    return int(v)
 
 
 class MultiSeriesForecaster:
@@ -133,10 +128,10 @@ class MultiSeriesForecaster:
         self.trend = trend
 
         self._features = self._check_features(features)
-        self._horizon = _check_positive_int("horizon", horizon)
+        self._horizon = check_int("horizon", horizon, 1)
         self._lags = self._check_lags(lags)
         self._periods = self._check_periods(seasonality)
-        self._window = _check_positive_int("scale_window", scale_window)
+        self._window = check_int("scale_window", scale_window, 1)
         self._feats = SeriesFeatures(self._lags, self._periods, len(self._features),
                                      bool(differencing), self._window, bool(trend))
         opt = Adam(lr=DEFAULT_LR) if optimizer is None else optimizer
@@ -168,7 +163,7 @@ class MultiSeriesForecaster:
     def _check_lags(lags):
         ls = [lags] if isinstance(lags, numbers.Integral) else list(lags)
         for lag in ls:
-            _check_positive_int("lags entry", lag)
+            check_int("lags entry", lag, 1)
         return tuple(int(v) for v in ls)
 
     @staticmethod
@@ -388,7 +383,7 @@ class MultiSeriesForecaster:
         (horizon, F); the last seen features are held when None.  Returns a dict
         id -> list of ``horizon`` floats (NaN for a series with no value yet).
         """
-        h = _check_positive_int("horizon", horizon)
+        h = check_int("horizon", horizon, 1)
         if series is None:
             ids = list(self._ids)
         elif isinstance(series, (str, numbers.Integral, np.integer)):
@@ -545,12 +540,9 @@ class MultiSeriesForecaster:
             r = bad[0]
             raise InputError(f"column {value_col!r} has infinite value {y[r]} at row "
                              f"{where[r]!r} (series {ids[r]!r}); use NaN for a missing value")
-        bad = np.argwhere(~np.isfinite(X))
-        if bad.size:
-            r, c = bad[0]
-            raise InputError(f"feature column {self._features[c]!r} has non-finite value "
-                             f"{X[r, c]} at row {where[r]!r} (series {ids[r]!r}); impute or "
-                             f"drop the row")
+        refuse_nonfinite(X, lambda r, c: (
+            f"feature column {self._features[c]!r} has non-finite value {X[r, c]} at row "
+            f"{where[r]!r} (series {ids[r]!r}); impute or drop the row"))
         return ids, np.ascontiguousarray(y), X
 
     # -- checkpoints ------------------------------------------------------------------------

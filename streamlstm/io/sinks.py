@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from streamlstm.core.checkpoint import fsync_dir
 from streamlstm.stream.policy import DataError
 
 ROW_GROUP_ROWS = 65536
@@ -39,15 +40,16 @@ def out_format(path):
     return None
 
 
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
+def _discard(writer, tmp):
+    """Abandon an open output: close ``writer`` (whatever state it is in) and
+    delete the temporary file ``tmp``; the committed output is untouched."""
+    if writer is not None:
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+            writer.close()
+        except Exception:
+            pass
+    if tmp and os.path.exists(tmp):
+        os.unlink(tmp)
 
 
 class _Rebatcher:
@@ -143,21 +145,14 @@ class ForecastFile:
             with open(self._tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(self._tmp, self.path)
-            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            fsync_dir(os.path.dirname(os.path.abspath(self.path)))
             self._tmp = None
         elif self.path == "-":
             sys.stdout.flush()
 
     def abort(self):
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except Exception:
-                pass
-            self._writer = None
-        if self._tmp and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
-            self._tmp = None
+        _discard(self._writer, self._tmp)
+        self._writer = self._tmp = None
 
 
 class PartStore:
@@ -212,7 +207,7 @@ class PartStore:
             with open(self._tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(self._tmp, self._name(self.committed))
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             self._tmp = None
             self.committed += 1
         return self.committed
@@ -240,12 +235,5 @@ class PartStore:
         self.committed = 0
 
     def abort(self):
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except Exception:
-                pass
-            self._writer = None
-        if self._tmp and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
-        self._tmp = None
+        _discard(self._writer, self._tmp)
+        self._writer = self._tmp = None
