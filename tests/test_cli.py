@@ -252,6 +252,21 @@ def test_resume_refuses_other_options_and_leaves_checkpoint(data, tmp_path):
     assert (ck / "checkpoint.slstm").read_bytes() == before
 
 
+def test_replay_overlapping_live_with_skip_and_one_row_batches(data, tmp_path):
+    """The README's recipe for a history that overlaps the live file (--replay
+    + --on-bad-row skip), down to batches of one row where a whole batch is
+    skipped: exit 0, the overlap counted as skipped, a checkpoint written."""
+    df = pd.read_parquet(data / "s.parquet")
+    df.iloc[:120].to_parquet(tmp_path / "h.parquet", index=False)
+    df.iloc[100:].to_parquet(tmp_path / "l.parquet", index=False)
+    res = ok("--source", str(tmp_path / "l.parquet"), "--replay", str(tmp_path / "h.parquet"),
+             "--on-bad-row", "skip", "--batch-rows", "1", "--no-plot",
+             "--out", str(tmp_path / "o.parquet"), "--checkpoint", str(tmp_path / "ck"))
+    assert "skipped 20 rows" in res.stderr
+    assert len(pd.read_parquet(tmp_path / "o.parquet")) == len(df) - 120
+    assert (tmp_path / "ck" / "checkpoint.slstm").exists()
+
+
 def test_rejected_run_leaves_checkpoint_then_skip_resumes(data, tmp_path):
     df = pd.read_parquet(data / "s.parquet")
     df.loc[150, "outside_temp"] = np.nan

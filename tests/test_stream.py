@@ -138,6 +138,20 @@ def test_skip_counts_and_drops_bad_rows():
     assert r.ids == ["a"]  # 'b' had no accepted row: not registered
 
 
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_a_batch_whose_every_row_is_skipped(horizon):
+    """Every row of a batch dropped by the policy: no forecasts, nothing learned,
+    the skips counted (issue 14.1: this was a reshape traceback)."""
+    r = new_runner(Policy(on_bad_row="skip"), horizon=horizon)
+    r.process(batch(["a", "b"], [1, 1], [1.0, 2.0]))
+    fc = r.process(batch(["a", "b", "a"], [1, 1, 0], [5.0, 6.0, 7.0]))
+    assert fc.keep.size == 0 and fc.yhat.shape == (0, horizon)
+    assert r.skipped == {"duplicate timestamp": 2, "out-of-order timestamp": 1}
+    assert r.rows_forecast == 2 and r.rows_in == 5
+    fc = r.process(batch(["a"], [2], [3.0]))            # and the stream goes on
+    assert fc.keep.tolist() == [0] and np.isfinite(fc.yhat).all()
+
+
 def test_nonfinite_feature_error_names_the_feature():
     r = new_runner(features=["f"])
     with pytest.raises(DataError, match=r"row 1, column 'f': non-finite feature \(value nan\)"):

@@ -189,7 +189,8 @@ class StreamRunner:
         y_k = np.ascontiguousarray(batch.y[keep], dtype=np.float64)
         X_k = None if batch.X is None else np.ascontiguousarray(batch.X[keep], dtype=np.float64)
         yhat = np.asarray(self.model.predict_learn(ids_k, y_k, X_k), dtype=np.float64)
-        yhat = yhat.reshape(keep.size, -1)
+        if yhat.ndim == 1:              # a forecaster that returns one step as (R,)
+            yhat = yhat[:, None]
 
         # 6. Commit.  New ids are registered in the order of their first accepted
         #    row, which is the order the forecaster gives them slots.
