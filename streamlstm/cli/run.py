@@ -13,9 +13,11 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import signal
 import sys
 
 import click
+from click.core import ParameterSource
 import numpy as np
 
 from streamlstm.cli.messages import fail, format_summary, series_label
@@ -27,6 +29,9 @@ from streamlstm.io.kafka.job import kafka_options
 from streamlstm.forecast.multiseries import DEFAULT_LR as _DEFAULT_LR
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
 from streamlstm.stream.policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataError, Policy
+
+# Above this share of skipped rows the end of a run warns (--on-bad-row skip).
+SKIP_WARN_SHARE = 0.10
 
 # The model options' defaults are the forecaster's own.
 _FD = {k: p.default for k, p in inspect.signature(MultiSeriesForecaster).parameters.items()}
@@ -207,10 +212,7 @@ def run(**o):
         write_replay=o["write_replay"], out=o["out"], checkpoint=o["checkpoint"],
         every_rows=every_rows, every_seconds=every_seconds, init_from=o["init_from"],
         horizon=o["horizon"], backend=o["backend"],
-        model={"cell": o["cell"], "hidden_size": o["hidden_size"], "n_layers": o["n_layers"],
-               "k1": o["k1"], "k2": o["k2"], "optimizer": o["optimizer"], "lr": o["lr"],
-               "dtype": o["dtype"], "seed": o["seed"], "lags": _numbers(o["lags"], "--lags"),
-               "seasonality": _numbers(o["seasonality"], "--seasonality", float) or None},
+        model=_model_options(o),
         policy=Policy(o["on_bad_row"], o["new_series"]), metrics_window=o["metrics_window"],
         batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
     show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
@@ -221,8 +223,34 @@ def run(**o):
     try:
         res = _run_job(job, progress, cfg)
         _report(res, cfg, o, plot, job)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     finally:
         job.cleanup()
+
+
+def _quiet_broken_pipe():
+    """stdout's reader went away (``--out - | head``): stop quietly, as Unix tools
+    do, with the status of a SIGPIPE death; no "Error: Broken pipe"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())   # Python's final flush must not fail again
+    raise click.exceptions.Exit(128 + signal.SIGPIPE)
+
+
+def _model_options(o):
+    """The model options for ``JobConfig.model``.  With ``--init-from`` the model is
+    the checkpoint's: only the options given on the command line are kept (to be
+    checked against it), the defaults become None."""
+    model = {"cell": o["cell"], "hidden_size": o["hidden_size"], "n_layers": o["n_layers"],
+             "k1": o["k1"], "k2": o["k2"], "optimizer": o["optimizer"], "lr": o["lr"],
+             "dtype": o["dtype"], "seed": o["seed"], "lags": _numbers(o["lags"], "--lags"),
+             "seasonality": _numbers(o["seasonality"], "--seasonality", float) or None}
+    if o["init_from"]:
+        ctx = click.get_current_context()
+        for key in model:
+            if ctx.get_parameter_source(key) is ParameterSource.DEFAULT:
+                model[key] = None
+    return model
 
 
 def _run_job(job, progress, cfg):
@@ -236,8 +264,9 @@ def _run_job(job, progress, cfg):
     except Interrupted as exc:
         where = (f"checkpoint written at {exc.phase} row {exc.row:,}; rerun the same command to "
                  f"resume" if exc.checkpointed else "no --checkpoint, nothing saved")
-        click.echo(f"interrupted: {where}", err=True)
-        raise click.exceptions.Exit(130)
+        what = "terminated (SIGTERM)" if exc.signum == signal.SIGTERM else "interrupted"
+        click.echo(f"{what}: {where}", err=True)
+        raise click.exceptions.Exit(128 + int(exc.signum))
     except (DataError, InputError, CheckpointError, BackendUnavailableError) as exc:
         fail(exc)
     except ModuleNotFoundError as exc:
@@ -245,6 +274,8 @@ def _run_job(job, progress, cfg):
             other = "cpu" if cfg.backend != "cpu" else "reference"
             fail(f"backend {cfg.backend!r} is not available in this build ({exc}); pass "
                   f"--backend {other}")
+        raise
+    except BrokenPipeError:
         raise
     except OSError as exc:
         fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))
@@ -281,8 +312,15 @@ def _report(res, cfg, o, plot, job):
         + (f", {m.unforecast:,} before their series' first value (no forecast yet)"
            if m.unforecast else ""))
     if runner.skipped:
+        n_skip = sum(runner.skipped.values())
+        share = n_skip / max(runner.rows_in, 1)
         detail = ", ".join(f"{n:,} {reason}" for reason, n in sorted(runner.skipped.items()))
-        err(f"skipped {sum(runner.skipped.values()):,} rows (--on-bad-row/--new-series skip): {detail}")
+        err(f"skipped {n_skip:,} rows ({share:.1%} of {runner.rows_in:,}; --on-bad-row/"
+            f"--new-series skip): {detail}")
+        if share > SKIP_WARN_SHARE:
+            err(f"Warning: {share:.0%} of the rows were skipped ({n_skip:,} of "
+                f"{runner.rows_in:,}): most of this input did not reach the model. Is the file "
+                f"sorted by time within each series, and are --series-col/--time-col right?")
     for line in format_summary(m.summary(n_worst=3), series_label(runner)):
         err(line)
     if cfg.out and cfg.out != "-":

@@ -51,7 +51,7 @@ def write(path, kind: str, meta: dict, arrays: dict) -> None:
                          "payload_bytes": offset}, sort_keys=True).encode()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=directory)
+    fd, tmp = temp_file(directory, ".ckpt")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC)
@@ -69,6 +69,20 @@ def write(path, kind: str, meta: dict, arrays: dict) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def temp_file(directory, suffix):
+    """``(fd, path)`` of a new ``.tmp-*suffix`` file in ``directory`` that will be
+    renamed over a final file: created with the mode the user's umask gives new
+    files (``mkstemp`` alone makes it 0600, which the rename would keep)."""
+    fd, path = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    mask = os.umask(0)
+    os.umask(mask)
+    try:
+        os.fchmod(fd, 0o666 & ~mask)
+    except OSError:      # a file system without permissions: keep what it gives
+        pass
+    return fd, path
 
 
 def fsync_dir(directory):

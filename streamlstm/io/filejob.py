@@ -22,6 +22,7 @@ complete; rerunning a complete run only rewrites ``--out`` if it is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from streamlstm.stream.policy import DataError, Policy
+from streamlstm.io.dirlock import DirectoryLock
 from streamlstm.io.sinks import ForecastFile, PartStore, out_format
 from streamlstm.io.files import DEFAULT_BATCH_ROWS, Columns, open_source
 from streamlstm.stream.runner import StreamRunner, forecaster_class
@@ -66,18 +68,20 @@ RELAXABLE = ("on_bad_row", "new_series")
 def _fault_point():
     """Fault injection for the crash tests: ``STREAMLSTM_TEST_KILL_AT=point:n`` makes
     the process SIGKILL itself at the n-th passage through ``point`` (one of
-    batch, written, part, checkpoint, final).  Unset, this is a no-op."""
+    batch, written, part, checkpoint, final); ``point:n:TERM`` sends SIGTERM
+    instead (what a service manager sends).  Unset, this is a no-op."""
     spec = os.environ.get("STREAMLSTM_TEST_KILL_AT")
     if not spec:
         return lambda point: None
-    want, n = spec.split(":")
+    want, n, *how = spec.split(":")
+    sig = signal.SIGTERM if how == ["TERM"] else signal.SIGKILL
     seen = {"n": 0}
 
     def hit(point):
         if point == want:
             seen["n"] += 1
             if seen["n"] == int(n):
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), sig)
     return hit
 
 
@@ -86,11 +90,13 @@ class JobError(DataError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C: the run stopped at a batch boundary (checkpointed if it had a directory)."""
+    """Ctrl-C or SIGTERM: the run stopped at a batch boundary (checkpointed if it had
+    a directory); ``signum`` is the signal that asked."""
 
-    def __init__(self, row, phase, checkpointed):
+    def __init__(self, row, phase, checkpointed, signum=signal.SIGINT):
         super().__init__(f"interrupted at {phase} row {row}")
         self.row, self.phase, self.checkpointed = row, phase, checkpointed
+        self.signum = signum
 
 
 @dataclass
@@ -201,10 +207,26 @@ class FileJob:
                                    f"{_show(old[key])}, this command says "
                                    f"{_show(cfg.result_config()[key])}; use the same",
                                    origin=path)
+            self._check_init_model(path, old)
             fresh = runner.carry_over(cfg.policy, cfg.metrics_window)
             fresh.mark_history()
             return fresh
         return StreamRunner(cfg.make_model(), cfg.policy, cfg.metrics_window)
+
+    def _check_init_model(self, path, old):
+        """``--init-from`` continues that model as it is: refuse model options that
+        differ from it (naming each), then record its options as this run's."""
+        model = self.cfg.model
+        differ = [f"{MODEL_FLAGS[k]} {_show(_jsonable(model[k]))} (the model has "
+                  f"{_show(old[k])})" for k in MODEL_KEYS
+                  if model.get(k) is not None and k in old and _jsonable(model[k]) != old[k]]
+        if differ:
+            raise JobError(f"{path}: --init-from continues that model as it is, but this "
+                           f"command also sets {'; '.join(differ)}; drop those options, or "
+                           f"train a new model without --init-from", origin=path)
+        for k in MODEL_KEYS:
+            if model.get(k) is None and old.get(k) is not None:
+                model[k] = old[k]
 
     def _check_resume(self, path, meta, fps):
         cfg = self.cfg
@@ -215,6 +237,8 @@ class FileJob:
                 # Every row so far passed the strict policy, so a run with a looser one
                 # would have done exactly the same: "fix" a stop by rerunning with skip.
                 continue
+            if key in MODEL_FLAGS and cfg.init_from and new.get(key) is None:
+                continue  # not given: the model's own (recorded when the run began)
             if old.get(key) != new.get(key):
                 raise JobError(
                     f"{path}: this checkpoint was written by a run with {flag} "
@@ -241,13 +265,20 @@ class FileJob:
         srcs = self._open_sources()             # schema problems stop us here: nothing touched
         fps = {k: s.fingerprint() for k, s in srcs.items()}
         ckfile = os.path.join(cfg.checkpoint, CKPT_FILE) if cfg.checkpoint else None
+        with contextlib.ExitStack() as hold:
+            if ckfile:
+                hold.enter_context(DirectoryLock(cfg.checkpoint))
+            return self._run_locked(srcs, fps, ckfile, t0)
+
+    def _run_locked(self, srcs, fps, ckfile, t0):
+        cfg = self.cfg
         runner, at, state, resumed_at = self._start(ckfile, fps, list(srcs))
         self.runner = runner
         sources_meta = {k: {"path": os.fspath(s.name), "fingerprint": fps[k]} for k, s in srcs.items()}
         out = _Outputs(cfg, ckfile, state, runner, sources_meta, self._fault)
         self._tmpdir = out.tmpdir
         rows_read = {p: 0 for p in srcs}
-        old_handler = self._catch_sigint()
+        old_handlers = self._catch_signals()
         try:
             if not state["done"]:
                 self._read_phases(srcs, at, out, rows_read)
@@ -257,7 +288,7 @@ class FileJob:
             out.abort()
             raise
         finally:
-            self._restore_sigint(old_handler)
+            self._restore_signals(old_handlers)
         return JobResult(runner=runner, rows=rows_read, seconds=time.perf_counter() - t0,
                          resumed_at=resumed_at, already_complete=already_complete,
                          out_rows=out_rows, forecast_files=[f for f in files if os.path.exists(f)])
@@ -307,24 +338,29 @@ class FileJob:
                     out.snapshot(at)
                 if self._stop:
                     out.snapshot(at)
-                    raise Interrupted(at[1], ph, out.ckfile is not None)
+                    raise Interrupted(at[1], ph, out.ckfile is not None, self._stop)
             self.progress.finish()
 
-    # -- Ctrl-C: stop at the next batch boundary (checkpointed), twice: at once --------------
-    def _catch_sigint(self):
-        try:
-            def handler(signum, frame):
-                if self._stop:
-                    raise KeyboardInterrupt
-                self._stop = True
-            return signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread
-            return None
+    # -- Ctrl-C / SIGTERM: stop at the next batch boundary (checkpointed) -----------------
+    # SIGTERM is what systemd, Docker and Kubernetes send: it stops the run like
+    # Ctrl-C.  A second Ctrl-C stops at once (the checkpoint on disk stays valid).
+    def _catch_signals(self):
+        def handler(signum, frame):
+            if self._stop and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop = signum
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread: the caller handles signals
+                pass
+        return old
 
     @staticmethod
-    def _restore_sigint(old):
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+    def _restore_signals(old):
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
     def cleanup(self):
         if self._tmpdir:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import glob
 import os
 import sys
-import tempfile
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from streamlstm.core.checkpoint import fsync_dir
+from streamlstm.core.checkpoint import fsync_dir, temp_file
 from streamlstm.stream.policy import DataError
 
 ROW_GROUP_ROWS = 65536
@@ -100,8 +99,7 @@ class ForecastFile:
             # A run killed while writing this file left its temp file: remove it.
             for stale in glob.glob(os.path.join(directory, ".tmp-*" + os.path.basename(self.path))):
                 os.unlink(stale)
-            fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(self.path),
-                                             dir=directory)
+            fd, self._tmp = temp_file(directory, os.path.basename(self.path))
             os.close(fd)
             self._sink = self._tmp
         if self.fmt == "parquet":
@@ -120,6 +118,10 @@ class ForecastFile:
                                 f"match earlier rows' ({self.schema.types}): {exc}; give the "
                                 f"history and live files the same column types",
                                 origin=self.path) from None
+        if self.path == "-":   # a pipe: rows go downstream as they are forecast
+            self._write(table)
+            sys.stdout.buffer.flush()
+            return
         for t in self._batches.add(table):
             self._write(t)
 
@@ -191,7 +193,7 @@ class PartStore:
             if self.schema is not None and table.schema != self.schema:
                 table = table.cast(self.schema)
             self.schema = table.schema
-            fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=self.dir)
+            fd, self._tmp = temp_file(self.dir, ".parquet")
             os.close(fd)
             self._writer = pq.ParquetWriter(self._tmp, self.schema)
         elif table.schema != self.schema:
