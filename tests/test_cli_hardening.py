@@ -129,3 +129,23 @@ def test_closed_stdout_pipe_exits_quietly(tmp_path):
     assert len(p.stdout.splitlines()) == 2
     assert "Error" not in p.stderr and "Traceback" not in p.stderr and "Exception" not in p.stderr
     assert p.returncode == 128 + signal.SIGPIPE, p.stderr
+
+
+def test_csv_output_has_iso_timestamps_and_empty_missing_cells(tmp_path):
+    df = pd.DataFrame({"series_id": ["a", "a", "b", "a"],
+                       "timestamp": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 11:00",
+                                                    "2024-01-01 11:00", "2024-01-01 12:00"]
+                                                   ).astype("datetime64[s]"),
+                       "value": [1.0, None, 2.0, 3.0]})
+    df.to_parquet(tmp_path / "in.parquet", index=False)
+    res = invoke("--source", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "o.csv"))
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "o.csv").read_text().splitlines()
+    assert lines[1] == '"a","2024-01-01T10:00:00",1,'        # no forecast yet: empty, not nan
+    assert lines[2].startswith('"a","2024-01-01T11:00:00",,')   # missing target: empty
+    assert "nan" not in "".join(lines) and ".000" not in "".join(lines)
+    invoke("--source", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "o.parquet"))
+    a = pd.read_parquet(tmp_path / "o.parquet")
+    b = pd.read_csv(tmp_path / "o.csv", parse_dates=["timestamp"])
+    assert (a.timestamp.to_numpy() == b.timestamp.to_numpy()).all()
+    pd.testing.assert_series_equal(a.yhat, b.yhat)

@@ -21,6 +21,7 @@ import os
 import sys
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -37,6 +38,25 @@ def out_format(path):
     if low.endswith((".parquet", ".pq", ".parq")):
         return "parquet"
     return None
+
+
+def csv_ready(table):
+    """The table as CSV readers expect it: timestamps as ISO 8601 text, the
+    fraction of a second only where there is one, at the column's precision
+    (``2024-01-01T10:00:00``, ``2024-01-01T10:00:00.250`` in milliseconds); a
+    missing number (NaN) as an empty cell."""
+    cols = []
+    for col, field in zip(table.columns, table.schema):
+        if pa.types.is_timestamp(field.type):
+            fmt = "%Y-%m-%dT%H:%M:%S" + ("%z" if field.type.tz else "")
+            # A whole second needs no fraction (Parquet has no seconds unit, so
+            # most files are in ms or ns): drop an all-zero one, value by value.
+            col = pc.replace_substring_regex(pc.strftime(col, format=fmt),
+                                             pattern=r"\.0+($|[+-])", replacement=r"\1")
+        elif pa.types.is_floating(field.type):
+            col = pc.if_else(pc.is_nan(col), pa.scalar(None, field.type), col)
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
 
 
 def _discard(writer, tmp):
@@ -108,6 +128,8 @@ class ForecastFile:
             self._writer = pcsv.CSVWriter(self._sink, schema)
 
     def write(self, table):
+        if self.fmt == "csv":
+            table = csv_ready(table)
         if self._writer is None:
             self._open(table.schema)
         elif table.schema != self.schema:
@@ -138,7 +160,7 @@ class ForecastFile:
         if self._writer is None:
             if schema is None:
                 return
-            self._open(schema)
+            self._open(csv_ready(schema.empty_table()).schema if self.fmt == "csv" else schema)
         for t in self._batches.rest():
             self._write(t)
         self._writer.close()
