@@ -49,6 +49,25 @@ def small(cls=streamlstm.LSTMForecaster, **kw):
     return cls(**kw)
 
 
+@pytest.mark.parametrize("cls", [streamlstm.LSTMForecaster, streamlstm.GRUForecaster,
+                                 streamlstm.LSTMRegressor])
+@pytest.mark.parametrize("kw, needle", [
+    (dict(hidden_size=0), "hidden_size=0 is out of range"),
+    (dict(n_layers=1.5), "n_layers must be an integer"),
+    (dict(lr=-1), "(lr=-1) must be > 0"),
+    (dict(k1=4, k2=2), "k1 <= k2"),
+    (dict(scale_window=0), "scale_window=0"),
+    (dict(clip_norm=0.0), "(clip_norm=0.0) must be > 0"),
+    (dict(backend="gpu"), "backend='gpu'"),
+    (dict(dtype="float16"), "dtype='float16'"),
+    (dict(seed=-1), "seed=-1"),
+])
+def test_bad_constructor_arguments_are_refused_at_construction(cls, kw, needle):
+    with pytest.raises(InputError) as e:
+        cls(**kw)
+    assert needle in str(e.value)
+
+
 def airline(n):
     return list(datasets.AirlinePassengers().take(n))
 
@@ -56,7 +75,12 @@ def airline(n):
 def test_constructor_stores_arguments_unchanged_and_is_lazy():
     m = streamlstm.LSTMForecaster(hidden_size=7, lags=(1, 2), seasonality=None)
     assert (m.hidden_size, m.lags, m.seasonality, m.backend) == (7, (1, 2), None, "cpu")
-    assert m._core is None and m.forecast(2) == [0.0, 0.0]     # nothing built before data
+    assert m._core is None                                       # nothing built before data
+    # Before any value: NaN, the same answer as MultiSeriesForecaster for an unseen series.
+    assert all(math.isnan(v) for v in m.forecast(2))
+    core = streamlstm.MultiSeriesForecaster(hidden_size=4)
+    core.predict_learn(["a"], [math.nan])                      # a series with no value yet
+    assert all(math.isnan(v) for v in core.forecast(2, series="a")["a"])
     assert m.clone()._get_params() == m._get_params()
     with pytest.raises(InputError, match="seasonality"):
         streamlstm.LSTMForecaster(seasonality="weekly")

@@ -29,6 +29,9 @@ import numpy as np
 from river import base
 from river.time_series.base import Forecaster
 
+from streamlstm.backends import BACKENDS
+from streamlstm.core.checks import check_int, check_number
+from streamlstm.core.layout import DTYPES
 from streamlstm.errors import InputError
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
 from streamlstm.core.optim import Adam
@@ -108,6 +111,27 @@ class _SingleSeries:
     """Shared plumbing: one MultiSeriesForecaster slot fed from River dicts."""
 
     _SLOT = np.zeros(1, dtype=np.int64)
+
+    def _check_options(self):
+        """Refuse bad constructor arguments at construction, not at the first
+        ``learn_one``: each message names the argument, its value and the range."""
+        owner = type(self).__name__
+        check_int("hidden_size", self.hidden_size, 1)
+        check_int("n_layers", self.n_layers, 1)
+        check_number(owner, "lr", self.lr, lo=0.0, lo_open=True)
+        check_int("k1", self.k1, 1)
+        check_int("k2", self.k2, 1)
+        if self.k2 < self.k1:
+            raise InputError(f"{owner}(k1={self.k1}, k2={self.k2}): truncated BPTT needs "
+                             f"k1 <= k2; raise k2 or lower k1")
+        check_int("scale_window", self.scale_window, 1)
+        if self.clip_norm is not None:
+            check_number(owner, "clip_norm", self.clip_norm, lo=0.0, lo_open=True)
+        if self.backend not in BACKENDS:
+            raise InputError(f"{owner}(backend={self.backend!r}): use one of {BACKENDS}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"{owner}(dtype={self.dtype!r}): use one of {tuple(DTYPES)}")
+        check_int("seed", self.seed, 0)
 
     def _reset_state(self):
         self._core = None
@@ -193,6 +217,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
             raise InputError(f"seasonality={seasonality!r} must be 'auto', None or a period > 1")
         if not (lags == "auto" or isinstance(lags, tuple)):
             raise InputError(f"lags={lags!r} must be 'auto' or a tuple of steps, e.g. (1, 12)")
+        self._check_options()
         self._reset_state()
         self._pending = []             # (y, xnum) held while the period is unknown
         self._first_time = None
@@ -247,7 +272,12 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
 
     def forecast(self, horizon, xs=None):
         """Forecasts of the next ``horizon`` values (``xs``: their features, if
-        known), rolled out on a copy of the state: nothing changes."""
+        known), rolled out on a copy of the state: nothing changes.
+
+        Before the series' first value there is nothing to forecast from: NaN at
+        every step, as ``MultiSeriesForecaster.forecast`` gives for a series it
+        has not seen.  Until the network is built (while the seasonal period is
+        inferred from the first timestamps) the forecast is the last value."""
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 0:
             raise InputError(f"horizon={horizon!r} must be an integer >= 0")
         if xs is not None and len(xs) != horizon:
@@ -255,8 +285,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
                              f"(horizon={horizon})")
         if horizon == 0:
             return []
-        if self._core is None:
-            last = next((yy for yy, _ in reversed(self._pending) if not math.isnan(yy)), 0.0)
+        if self._core is None:   # no network yet: the last value, NaN before any
+            last = next((yy for yy, _ in reversed(self._pending) if not math.isnan(yy)), math.nan)
             return [last] * horizon
         lead = self._lead(xs)
         X = self._future(xs, horizon)
@@ -436,6 +466,7 @@ class LSTMRegressor(_SingleSeries, base.Regressor):
         self.backend = backend
         self.dtype = dtype
         self.seed = seed
+        self._check_options()
         self._reset_state()
 
     def learn_one(self, x, y):
