@@ -88,7 +88,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     a = make(horizon=2, features=["x"])
     a.predict_learn(ids[:50], y[:50], X[:50])
     a.save(tmp_path / "m.ckpt", extra_meta={"offset": 50}, extra_arrays={"w": np.arange(3)})
-    b, meta, arrays = MultiSeriesForecaster.load(tmp_path / "m.ckpt")
+    b, meta, arrays = MultiSeriesForecaster.load_with_extras(tmp_path / "m.ckpt")
     assert meta == {"offset": 50} and arrays["w"].tolist() == [0, 1, 2]
     assert b.series_ids == a.series_ids
     np.testing.assert_array_equal(a.predict_learn(ids[50:], y[50:], X[50:]),

@@ -601,7 +601,7 @@ class MultiSeriesForecaster:
         """Write everything needed to resume bit for bit (network, optimizer,
         per-series states, windows and scalers, ids) atomically to ``path``.
         ``extra_meta`` (JSON-able) and ``extra_arrays`` (name -> ndarray) are
-        stored alongside and returned by ``load``."""
+        stored alongside and returned by ``load_with_extras``."""
         extra_meta = {} if extra_meta is None else extra_meta
         try:
             json.dumps(extra_meta)
@@ -615,8 +615,13 @@ class MultiSeriesForecaster:
 
     @classmethod
     def load(cls, path, backend=None):
-        """Restore a model written by ``save``: returns ``(model, extra_meta,
-        extra_arrays)``.  ``backend`` overrides the saved one."""
+        """The model ``save`` wrote to ``path`` (``backend`` overrides the saved one)."""
+        return cls.load_with_extras(path, backend=backend)[0]
+
+    @classmethod
+    def load_with_extras(cls, path, backend=None):
+        """``(model, extra_meta, extra_arrays)``: the model and what the caller of
+        ``save`` stored beside it (a stream snapshot keeps its runner there)."""
         meta, arrays = _ckpt.read(path, kind=CHECKPOINT_KIND)
         model = cls._from_parts(meta, arrays, backend=backend, source=str(path))
         extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}

@@ -284,8 +284,7 @@ class StreamRunner:
         """Read a ``snapshot``: returns ``(runner, position, meta)``."""
         M = forecaster_class()
         try:
-            model, extra_meta, extra_arrays = (M.load(path, backend=backend) if backend
-                                               else M.load(path))
+            model, extra_meta, extra_arrays = M.load_with_extras(path, backend=backend)
         except (KeyError, TypeError) as exc:  # a foreign file that read as a checkpoint
             raise CheckpointError(f"{path}: not a stream checkpoint ({exc!r})") from None
         try:
