@@ -31,9 +31,11 @@ from kafka_broker import free_port, kafka_broker  # noqa: F401 - the fixture
 from streamlstm.core import checkpoint as ckpt
 from streamlstm.errors import CheckpointError
 from streamlstm.io.filejob import JobConfig
-from streamlstm.io.kafka.job import (KafkaAddress, KafkaJob, KafkaOptions, KafkaSetupError,
-                              MessageFormat, PartitionStore, decode_messages, produce_frame,
-                              topic_partitions)
+from streamlstm.io.kafka.address import KafkaAddress, KafkaSetupError, topic_partitions
+from streamlstm.io.kafka.codec import MessageFormat, decode_messages
+from streamlstm.io.kafka.job import KafkaJob, KafkaOptions
+from streamlstm.io.kafka.produce import produce_frame
+from streamlstm.io.kafka.store import PartitionStore
 from streamlstm.stream.policy import DataError, Policy
 from streamlstm.io.files import Columns, open_source
 from streamlstm.stream.runner import StreamRunner
