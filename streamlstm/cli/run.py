@@ -20,12 +20,12 @@ import click
 from click.core import ParameterSource
 import numpy as np
 
+from streamlstm.cli.kafka import dispatch as kafka_dispatch
+from streamlstm.cli.kafka import kafka_options
 from streamlstm.cli.messages import fail, format_summary, series_label
 from streamlstm.cli.plot import plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
-from streamlstm.io.kafka.job import dispatch as _kafka_dispatch
-from streamlstm.io.kafka.job import kafka_options
 from streamlstm.forecast.multiseries import DEFAULT_LR as _DEFAULT_LR
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
 from streamlstm.stream.policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataError, Policy
@@ -217,7 +217,7 @@ def run(**o):
         batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
     show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
     progress = Progress(show_progress)
-    if _kafka_dispatch(cfg, o, progress):
+    if kafka_dispatch(cfg, o, progress):
         return
     job = FileJob(cfg, progress)
     try:
