@@ -123,7 +123,8 @@ def kafka_run(broker, frame, n_workers, args, tag):
     """Produce every row first (timed on its own), then start ``n_workers`` at
     once: tansu's JoinGroup waits session.timeout/2 for members, so they all land
     in the first generation and split the partitions from the start."""
-    from streamlstm.io.kafka.job import MessageFormat, produce_frame
+    from streamlstm.io.kafka.codec import MessageFormat
+    from streamlstm.io.kafka.produce import produce_frame
     src = broker.create_topic(broker.new_name(f"bench-src-{tag}"), args.partitions)
     out = broker.create_topic(broker.new_name(f"bench-out-{tag}"), args.partitions)
     group = broker.new_name("bench")

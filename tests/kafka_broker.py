@@ -5,7 +5,7 @@ ready in tens of milliseconds, so one broker serves a whole test session on a
 free port of 127.0.0.1 (never ``localhost``: the advertised address must be the
 exact one clients connect to).
 
-Known tansu 0.6 quirks that the Kafka tests work around (see ``streamlstm.io.kafka.job``):
+Known tansu 0.6 quirks that the Kafka tests work around (see ``streamlstm.io.kafka.worker``):
 
 * a consumer group whose leader leaves during a rebalance can hang: every test
   uses a fresh group id, and never closes all members of a group at once;

@@ -169,17 +169,7 @@ class StreamRunner:
                     problems.append(Problem(m, batch.time_name, reason, value, detail=detail))
                     bad |= m
         # 4. The policy: stop at the first row whose problem is an error, else drop.
-        skipped = Counter()
-        if bad.any():
-            def action(p):
-                return pol.new_series if p.reason == NEW_SERIES else pol.on_bad_row
-            raise_first(batch, [p for p in problems if action(p) == "error"])
-            claimed = np.zeros(R, dtype=bool)
-            for p in problems:  # a row counts under its first problem only
-                c = int((p.mask & ~claimed).sum())
-                if c:
-                    skipped[p.reason] += c
-                claimed |= p.mask
+        skipped = self._apply_policy(batch, problems) if bad.any() else Counter()
         keep = np.flatnonzero(~bad)
 
         # 5. Forecast-then-learn, in arrival order.  The forecaster steps the rows with
@@ -223,6 +213,23 @@ class StreamRunner:
         self.rows_forecast += int(keep.size)
         self.skipped.update(skipped)
         return Forecasts(batch, keep, yhat)
+
+    def _apply_policy(self, batch, problems):
+        """Raise the first problem the policy calls an error; else count the rows
+        dropped, each under its first problem: ``Counter(reason -> rows)``."""
+        pol = self.policy
+
+        def action(p):
+            return pol.new_series if p.reason == NEW_SERIES else pol.on_bad_row
+        raise_first(batch, [p for p in problems if action(p) == "error"])
+        skipped = Counter()
+        claimed = np.zeros(len(batch), dtype=bool)
+        for p in problems:
+            c = int((p.mask & ~claimed).sum())
+            if c:
+                skipped[p.reason] += c
+            claimed |= p.mask
+        return skipped
 
     def _time_dtype(self, batch):
         if batch.time_kind not in TIME_KINDS:
