@@ -35,6 +35,7 @@ class TorchTwin:
                                         eps=oc["eps"], weight_decay=oc["weight_decay"])
         self.params = params
         self.clip = cfg["clip_norm"]
+        self.grad_norms = []
         N = cfg["n_series"]
         S = 2 if self.cell == "lstm" else 1
         self.state = [torch.zeros(S, L, 1, H, dtype=dt) for _ in range(N)]
@@ -92,7 +93,8 @@ class TorchTwin:
             self.opt.zero_grad()
             (total / M).backward()
             if self.clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+                norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+                self.grad_norms.append(float(norm))     # before clipping
             self.opt.step()
             self.n_updates += 1
         for n, (d, st) in new_entries.items():

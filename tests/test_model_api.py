@@ -65,13 +65,19 @@ def test_step_rows_equals_one_step_per_row_bit_for_bit(backend):
     assert a.arrays()["opt_step"][0] > 0
 
 
+OPTIMIZERS = {"sgd": lambda: streamlstm.SGD(lr=0.05, momentum=0.9),
+              "adam": lambda: streamlstm.Adam(lr=0.01, weight_decay=0.01)}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("cut", [1, 7, 15, 39])
-def test_resume_equals_uninterrupted_bit_for_bit(backend, cut, tmp_path):
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+# k1 = 3 < k2 = 5: updates fall due at steps 3, 6, ...; cut before, at and after one.
+@pytest.mark.parametrize("cut", [1, 2, 3, 4, 7, 15, 39])
+def test_resume_equals_uninterrupted_bit_for_bit(backend, opt, cut, tmp_path):
     U, Y = data()
-    full = make(backend, optimizer=streamlstm.SGD(lr=0.05, momentum=0.9), clip_norm=1.0)
+    full = make(backend, optimizer=OPTIMIZERS[opt](), clip_norm=1.0)
     expect = full.run(U, Y)
-    part = make(backend, optimizer=streamlstm.SGD(lr=0.05, momentum=0.9), clip_norm=1.0)
+    part = make(backend, optimizer=OPTIMIZERS[opt](), clip_norm=1.0)
     first = part.run(U[:cut], Y[:cut])
     path = tmp_path / "m.ckpt"
     part.save(path)
@@ -224,6 +230,32 @@ def test_checkpoint_bit_flip_names_the_array(saved):
     saved.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match=r"array '\w+' fails its checksum"):
         streamlstm.OnlineRNN.load(saved)
+
+
+def test_checkpoint_damaged_header_is_refused(saved):
+    """A digit changed inside the JSON header still parses: only the header's
+    checksum can tell, and the error says so."""
+    raw = bytearray(saved.read_bytes())
+    at = raw.index(b'"nbytes": ') + len(b'"nbytes": ')
+    raw[at] = ord("9") if raw[at] != ord("9") else ord("8")
+    saved.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="header checksum mismatch"):
+        streamlstm.OnlineRNN.load(saved)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refused_load_state_dict_changes_nothing(backend):
+    """Every key but the last is valid: the refusal still leaves every array as
+    it was (weights are only replaced once the whole dict has been read)."""
+    net = make(backend)
+    net.run(*data(T=8))
+    before = snapshot(net)
+    d = {k: v + 1.0 for k, v in net.state_dict().items()}
+    last = list(d)[-1]
+    d[last] = np.full_like(d[last], np.nan)
+    with pytest.raises(InputError, match=last):
+        net.load_state_dict(d)
+    assert_same(snapshot(net), before)
 
 
 def test_checkpoint_foreign_file_and_version(saved, tmp_path):

@@ -53,6 +53,25 @@ def test_lockstep_matches_torch_twin(cell, L, k1, k2, opt, clip):
         np.testing.assert_allclose(net.get_state([n])[0], twin.live_state(n), atol=1e-9)
 
 
+@pytest.mark.parametrize("cell,opt", [("lstm", "adam"), ("gru", "sgd")])
+def test_clipping_that_binds_at_every_update_matches_torch(cell, opt):
+    """clip_norm far below every gradient's norm: each update is clipped (the
+    twin records the norms), and the result still matches torch step for step."""
+    rng = np.random.default_rng(5)
+    net = streamlstm.OnlineRNN(n_inputs=2, hidden_size=5, n_outputs=1, n_series=2, cell=cell,
+                               n_layers=2, k1=2, k2=4, optimizer=_opt(opt), clip_norm=1e-3,
+                               backend="reference", seed=4)
+    twin = TorchTwin(net)
+    U, Y = _data(rng, 24, 2, 2, 1)
+    for t in range(24):
+        np.testing.assert_allclose(net.step(U[t], Y[t]), twin.step(U[t], Y[t]), rtol=0, atol=1e-9)
+    assert len(twin.grad_norms) == twin.n_updates >= 10
+    assert min(twin.grad_norms) > 10 * 1e-3           # the clip bound every time
+    sd, tsd = net.state_dict(), twin.state_dict()
+    for k in tsd:
+        np.testing.assert_allclose(sd[k], tsd[k], rtol=0, atol=1e-9, err_msg=k)
+
+
 @pytest.mark.parametrize("cell,k1,k2", [("lstm", 3, 5), ("gru", 4, 4), ("lstm", 2, 2)])
 def test_subset_stepping_nan_and_none_match_torch_twin(cell, k1, k2):
     """Series tick at their own pace; several can be due in one call; y=None
