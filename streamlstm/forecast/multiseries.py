@@ -2,7 +2,7 @@
 with its own recurrent state and feature scalers, over a stream of rows
 ``(series_id, y, features)`` that arrive in any order and at any pace.
 
-It is the core that the River estimators (``forecasters.py``), ``streamlstm
+It is the core that the River estimators (``forecast/estimators.py``), ``streamlstm
 run`` and the Kafka worker are thin layers over:
 
 * ``features.SeriesFeatures`` turns a row into the network's input and scaled
