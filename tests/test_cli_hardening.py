@@ -149,3 +149,25 @@ def test_csv_output_has_iso_timestamps_and_empty_missing_cells(tmp_path):
     b = pd.read_csv(tmp_path / "o.csv", parse_dates=["timestamp"])
     assert (a.timestamp.to_numpy() == b.timestamp.to_numpy()).all()
     pd.testing.assert_series_equal(a.yhat, b.yhat)
+
+
+def test_warmup_compiles_and_a_slow_compile_is_announced(data, tmp_path, monkeypatch):
+    res = CliRunner().invoke(main, ["warmup", "--backend", "reference", "--cell", "gru",
+                                    "--dtype", "float32"])
+    assert res.exit_code == 0 and "gru/float32 on reference: compiled and cached" in res.output
+    # A run whose first compile is slow says so before its progress bar starts.
+    import time
+    from streamlstm.forecast.multiseries import MultiSeriesForecaster
+    calls = []
+
+    def slow(self):
+        calls.append(self.cell)
+        time.sleep(0.8)
+        return 0.8
+    monkeypatch.setattr(MultiSeriesForecaster, "compile_kernels", slow)
+    res = invoke("--source", str(data / "s.parquet"), "--cell", "gru")
+    assert res.exit_code == 0 and calls == ["gru"]
+    assert "compiling the gru/float64 kernels for the reference backend (first run only" \
+        in res.stderr and "... done in" in res.stderr
+    monkeypatch.setattr(MultiSeriesForecaster, "compile_kernels", lambda self: 0.0)
+    assert "compiling" not in invoke("--source", str(data / "s.parquet")).stderr

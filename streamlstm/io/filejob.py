@@ -151,6 +151,9 @@ class NullProgress:
     def start(self, label, total, done=0):
         pass
 
+    def note_if_slow(self, message):
+        return contextlib.nullcontext()
+
     def update(self, rows, n_series):
         pass
 
@@ -274,6 +277,11 @@ class FileJob:
         cfg = self.cfg
         runner, at, state, resumed_at = self._start(ckfile, fps, list(srcs))
         self.runner = runner
+        m = runner.model
+        with self.progress.note_if_slow(f"compiling the {m.cell}/{m.dtype} kernels for the "
+                                        f"{m.backend} backend (first run only: Numba caches "
+                                        f"them; `streamlstm warmup` compiles ahead)"):
+            m.compile_kernels()
         sources_meta = {k: {"path": os.fspath(s.name), "fingerprint": fps[k]} for k, s in srcs.items()}
         out = _Outputs(cfg, ckfile, state, runner, sources_meta, self._fault)
         self._tmpdir = out.tmpdir

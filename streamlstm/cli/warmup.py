@@ -1,0 +1,32 @@
+"""``streamlstm warmup``: compile the kernels ahead of time.
+
+The first run of a model configuration compiles its Numba kernels (about a
+minute per cell and dtype on the CPU) and caches them; ``warmup`` does that
+compile now - in a container build step, say - so the first real run starts in
+seconds.  The cache lives where Numba puts it (``__pycache__`` beside the
+package, or ``NUMBA_CACHE_DIR``): keep that directory in the image.
+"""
+from __future__ import annotations
+
+import click
+
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
+
+
+@click.command()
+@click.option("--cell", type=click.Choice(["lstm", "gru"]), multiple=True,
+              help="Cell(s) to compile, e.g. --cell lstm --cell gru  [default: lstm]")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), multiple=True,
+              help="Float type(s) to compile  [default: float64]")
+@click.option("--backend", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
+              show_default=True, help="Backend whose kernels to compile.")
+def warmup(cell, dtype, backend):
+    """Compile (and cache) the kernels a run will use, e.g.
+    `streamlstm warmup --cell lstm --cell gru --dtype float32`."""
+    for c in cell or ("lstm",):
+        for d in dtype or ("float64",):
+            # with and without feature columns: the two input shapes a run can have
+            secs = sum(MultiSeriesForecaster(cell=c, dtype=d, backend=backend,
+                                             features=f).compile_kernels()
+                       for f in (None, ["feature"]))
+            click.echo(f"{c}/{d} on {backend}: compiled and cached ({secs:.1f} s)")
