@@ -35,9 +35,13 @@ The kernels here are ``@njit`` row loops; ``SeriesFeatures`` owns the arrays.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from numba import njit
+
+from streamlstm.core.checks import check_int
+from streamlstm.errors import InputError
 
 CLIP = 8.0           # scaled inputs/targets are clipped to [-CLIP, CLIP]
 WINSOR = 4.0         # scaler updates are winsorized at mean +- WINSOR * s ...
@@ -410,3 +414,40 @@ def to_raw(yhat, level, scale):
         s = scale[b]
         out[b] = level[b] + yhat[b] * s if s > 0.0 else level[b]
     return out
+
+
+# -- constructor checks (MultiSeriesForecaster) ---------------------------------------
+def check_features(features):
+    """Feature names: a list of distinct str (None: no features)."""
+    if features is None:
+        return []
+    if isinstance(features, str):
+        raise InputError(f"features={features!r} must be a list of column names, "
+                         f"e.g. [{features!r}]")
+    names = list(features)
+    for f in names:
+        if not isinstance(f, str):
+            raise InputError(f"feature name {f!r} must be a str")
+    if len(set(names)) != len(names):
+        dup = [f for f in names if names.count(f) > 1][0]
+        raise InputError(f"feature {dup!r} is listed twice in features")
+    return names
+
+
+def check_lags(lags):
+    """Lags: an int or ints >= 1, as a tuple."""
+    ls = [lags] if isinstance(lags, numbers.Integral) else list(lags)
+    for lag in ls:
+        check_int("lags entry", lag, 1)
+    return tuple(int(v) for v in ls)
+
+
+def check_periods(seasonality):
+    """Seasonal periods > 1 (None: none), as a tuple of floats."""
+    if seasonality is None:
+        return ()
+    ps = [seasonality] if isinstance(seasonality, numbers.Real) else list(seasonality)
+    for p in ps:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not np.isfinite(p) or p <= 1:
+            raise InputError(f"seasonality entry {p!r} must be a period > 1 (in rows)")
+    return tuple(float(p) for p in ps)

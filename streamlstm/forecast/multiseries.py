@@ -24,7 +24,9 @@ from tqdm import tqdm
 from streamlstm.core import checkpoint as _ckpt
 from streamlstm.core.checks import check_int, refuse_nonfinite
 from streamlstm.errors import CheckpointError, InputError
-from streamlstm.forecast.features import SeriesFeatures, to_raw
+from streamlstm.forecast.features import (SeriesFeatures, check_features, check_lags,
+                                          check_periods, to_raw)
+from streamlstm.forecast.intervals import IntervalState, check_coverage
 from streamlstm.core.layout import Layout
 from streamlstm.core.online_rnn import OnlineRNN
 from streamlstm.core.optim import Adam, optimizer_from_config
@@ -88,6 +90,10 @@ class MultiSeriesForecaster:
     trend
         Centre the scaled values on a smoothed level *plus trend* (Holt/Brown)
         rather than on a smoothed level only.
+    coverage
+        Nominal coverage of online prediction intervals (e.g. 0.9), per series
+        and horizon step (``forecast/intervals.py``), or None for none.  Their
+        state is updated by ``predict_learn`` (not by ``learn_many``).
 
     Examples
     --------
@@ -103,12 +109,23 @@ class MultiSeriesForecaster:
     >>> f = m.forecast(2)
     >>> sorted(f), len(f["a"])
     (['a', 'b'], 2)
+
+    With ``coverage``, ``interval=True`` gives the bands too (NaN for a step
+    that has scored fewer than ``intervals.MIN_SCORED`` forecasts):
+
+    >>> m = MultiSeriesForecaster(hidden_size=8, horizon=2, coverage=0.9, backend="reference")
+    >>> band = m.predict_learn(ids, y, interval=True)
+    >>> band.yhat.shape, band.lo.shape, bool((band.lo[20:] <= band.hi[20:]).all())
+    ((60, 2), (60, 2), True)
+    >>> yhat, lo, hi = m.forecast(2, series="a", interval=True)["a"]
+    >>> lo[0] <= yhat[0] <= hi[0]
+    True
     """
 
     def __init__(self, cell="lstm", hidden_size=16, n_layers=1, k1=8, k2=16, optimizer=None,
                  features=None, horizon=1, backend="cpu", dtype="float64", seed=0,
                  lags=(1,), seasonality=None, differencing=False, scale_window=16,
-                 clip_norm=None, trend=False):
+                 clip_norm=None, trend=False, coverage=None):
         self.cell = cell
         self.hidden_size = hidden_size
         self.n_layers = n_layers
@@ -126,11 +143,12 @@ class MultiSeriesForecaster:
         self.scale_window = scale_window
         self.clip_norm = clip_norm
         self.trend = trend
+        self.coverage = coverage
 
-        self._features = self._check_features(features)
+        self._features = check_features(features)
         self._horizon = check_int("horizon", horizon, 1)
-        self._lags = self._check_lags(lags)
-        self._periods = self._check_periods(seasonality)
+        self._lags = check_lags(lags)
+        self._periods = check_periods(seasonality)
         self._window = check_int("scale_window", scale_window, 1)
         self._feats = SeriesFeatures(self._lags, self._periods, len(self._features),
                                      bool(differencing), self._window, bool(trend))
@@ -141,40 +159,8 @@ class MultiSeriesForecaster:
                               backend=backend, seed=seed)
         self._ids = []          # slot -> id
         self._slot = {}         # id -> slot
-
-    # -- argument checks ------------------------------------------------------------------
-    @staticmethod
-    def _check_features(features):
-        if features is None:
-            return []
-        if isinstance(features, str):
-            raise InputError(f"features={features!r} must be a list of column names, "
-                             f"e.g. [{features!r}]")
-        names = list(features)
-        for f in names:
-            if not isinstance(f, str):
-                raise InputError(f"feature name {f!r} must be a str")
-        if len(set(names)) != len(names):
-            dup = [f for f in names if names.count(f) > 1][0]
-            raise InputError(f"feature {dup!r} is listed twice in features")
-        return names
-
-    @staticmethod
-    def _check_lags(lags):
-        ls = [lags] if isinstance(lags, numbers.Integral) else list(lags)
-        for lag in ls:
-            check_int("lags entry", lag, 1)
-        return tuple(int(v) for v in ls)
-
-    @staticmethod
-    def _check_periods(seasonality):
-        if seasonality is None:
-            return ()
-        ps = [seasonality] if isinstance(seasonality, numbers.Real) else list(seasonality)
-        for p in ps:
-            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not np.isfinite(p) or p <= 1:
-                raise InputError(f"seasonality entry {p!r} must be a period > 1 (in rows)")
-        return tuple(float(p) for p in ps)
+        cov = check_coverage(type(self).__name__, coverage)
+        self._iv = None if cov is None else IntervalState(cov, self._horizon)
 
     # -- slots --------------------------------------------------------------------------
     @property
@@ -246,6 +232,8 @@ class MultiSeriesForecaster:
             cap = max(n, int(cap * 1.5) + 8)
             self._net.resize(cap)
             self._feats.resize(cap)
+            if self._iv is not None:
+                self._iv.resize(cap)
 
     # -- input checks -------------------------------------------------------------------
     def _check_batch(self, series_ids, y, X, allow_missing_x=False):
@@ -288,7 +276,7 @@ class MultiSeriesForecaster:
         return ids, np.ascontiguousarray(ya), np.ascontiguousarray(Xa)
 
     # -- learning -----------------------------------------------------------------------
-    def predict_learn(self, series_ids, y, X=None):
+    def predict_learn(self, series_ids, y, X=None, interval=False):
         """Forecast each row before seeing its value, then learn from it.
 
         ``series_ids`` (R,) str/int ids, ``y`` (R,) values (NaN = missing: no
@@ -296,13 +284,37 @@ class MultiSeriesForecaster:
         Returns (R, horizon): column 0 is this row's forecast, column j the
         forecast of the series' value j steps later (rolled out on a copy of the
         state, features held).  Bit for bit the same however the rows are split
-        into calls.
+        into calls.  With ``interval=True`` (needs ``coverage``) returns an
+        ``intervals.Band``: ``yhat`` (that array), ``lo``, ``hi`` (R, horizon)
+        and the ``scores`` of the earlier forecasts of each row's value.
         """
+        self._check_interval(interval)
         ids, y, X = self._check_batch(series_ids, y, X)
-        return self._predict_learn(ids, y, X, self._horizon)
+        return self.predict_learn_slots(self.slots_of(ids, create=True), y, X, interval)
 
-    def _predict_learn(self, ids, y, X, horizon):
-        slots = self.slots_of(ids, create=True)
+    def _check_interval(self, interval):
+        if interval and self._iv is None:
+            raise InputError("this model makes no intervals: construct it with a coverage, "
+                             "e.g. MultiSeriesForecaster(coverage=0.9)")
+
+    def predict_learn_slots(self, slots, y, X, interval=False):
+        """``predict_learn`` on int64 ``slots`` from ``slots_of`` (validated rows)."""
+        out = self._predict_learn(slots, y, X, self._horizon)
+        if self._iv is None:
+            return out
+        band = self._iv.update(slots, y, out)
+        return band if interval else out
+
+    def widen_horizon(self, horizon):
+        """Forecast (and track intervals for) ``horizon`` steps from now on, if more
+        than now; steps new to the intervals start fresh."""
+        h = check_int("horizon", horizon, 1)
+        if h > self._horizon:
+            self._horizon = self.horizon = h
+            if self._iv is not None:
+                self._iv.set_horizon(h)
+
+    def _predict_learn(self, slots, y, X, horizon):
         R = slots.size
         out = np.empty((R, horizon))
         if R == 0:
@@ -375,15 +387,18 @@ class MultiSeriesForecaster:
         return out
 
     # -- forecasting ---------------------------------------------------------------------
-    def forecast(self, horizon, series=None, xs=None):
+    def forecast(self, horizon, series=None, xs=None, interval=False):
         """Forecasts ``horizon`` steps ahead, without changing anything.
 
         ``series``: one id, a list of ids, or None for every series.  ``xs``:
         future features, (horizon, F) for all listed series or a dict id ->
         (horizon, F); the last seen features are held when None.  Returns a dict
-        id -> list of ``horizon`` floats (NaN for a series with no value yet).
+        id -> list of ``horizon`` floats (NaN for a series with no value yet);
+        with ``interval=True`` (needs ``coverage``) id -> ``(yhat, lo, hi)``,
+        three such lists (NaN bands beyond the model's ``horizon``).
         """
         h = check_int("horizon", horizon, 1)
+        self._check_interval(interval)
         if series is None:
             ids = list(self._ids)
         elif isinstance(series, (str, numbers.Integral, np.integer)):
@@ -397,14 +412,21 @@ class MultiSeriesForecaster:
         F = len(self._features)
         Xf = self._future_x(xs, ids, slots, h, F)
         out = self._forecast_slots(slots, h, Xf)
+        if interval:
+            lo, hi = self._iv.bounds(slots, out)
+            return {i: (out[k].tolist(), lo[k].tolist(), hi[k].tolist())
+                    for k, i in enumerate(ids)}
         return {i: out[k].tolist() for k, i in enumerate(ids)}
 
-    def forecast_slots(self, slots, horizon, X=None):
+    def forecast_slots(self, slots, horizon, X=None, interval=False):
         """(B, horizon) forecasts of int64 ``slots``, changing nothing.  ``X`` (B,
-        horizon, F) raw future features, or None to hold each series' last seen."""
+        horizon, F) raw future features, or None to hold each series' last seen.
+        ``interval=True``: ``(yhat, lo, hi)``, three such arrays."""
+        self._check_interval(interval)
         if X is None:
             X = self._future_x(None, None, slots, horizon, len(self._features))
-        return self._forecast_slots(slots, horizon, X)
+        out = self._forecast_slots(slots, horizon, X)
+        return (out, *self._iv.bounds(slots, out)) if interval else out
 
     def _forecast_slots(self, slots, h, Xf):
         """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
@@ -453,7 +475,7 @@ class MultiSeriesForecaster:
         new input columns with zero weights, so its forecasts do not change; they
         were absent (input 0) in every past row, which is what the stored
         windows hold."""
-        names = self._check_features(list(names))
+        names = check_features(list(names))
         clash = [n for n in names if n in self._features]
         if clash:
             raise InputError(f"feature {clash[0]!r} is already known")
@@ -577,7 +599,8 @@ class MultiSeriesForecaster:
                 "backend": self.backend, "dtype": self.dtype, "seed": self.seed,
                 "lags": list(self._lags), "seasonality": list(self._periods),
                 "differencing": bool(self.differencing), "scale_window": self._window,
-                "clip_norm": self.clip_norm, "trend": bool(self.trend)}
+                "clip_norm": self.clip_norm, "trend": bool(self.trend),
+                "coverage": None if self._iv is None else self._iv.coverage}
 
     def _parts(self):
         """(meta, arrays): everything needed to rebuild this model bit for bit."""
@@ -586,6 +609,8 @@ class MultiSeriesForecaster:
                 "net": {"config": net.config(), "layout": net.layout.describe()}}
         arrays = {f"net.{k}": v for k, v in net.arrays().items()}
         arrays.update({f"feat.{k}": v for k, v in self._feats.a.items()})
+        if self._iv is not None:
+            arrays.update({f"iv.{k}": v for k, v in self._iv.a.items()})
         return meta, arrays
 
     @classmethod
@@ -611,6 +636,9 @@ class MultiSeriesForecaster:
                     raise CheckpointError(f"{source}: feature state {k!r} is missing or has the "
                                           f"wrong shape; the file is corrupt")
             model._feats.a = {k: np.array(feat[k], copy=True) for k in SeriesFeatures.ARRAYS}
+            if model._iv is not None:
+                model._iv.load({k[3:]: v for k, v in arrays.items() if k.startswith("iv.")}, n,
+                               source)
             model._ids = list(meta["ids"])
             model._slot = {i: s for s, i in enumerate(model._ids)}
         except CheckpointError:

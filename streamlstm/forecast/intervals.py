@@ -1,0 +1,347 @@
+"""Online prediction intervals with a long-run coverage guarantee (issue 12).
+
+Per series and per horizon step ``h`` the band around a forecast ``yhat`` is
+
+    [yhat + s * q_lo, yhat + s * q_hi]
+
+where ``s`` is a running mean of the absolute errors of that series' step-h
+forecasts and ``q_lo``/``q_hi`` are online quantile trackers of the *scaled*
+signed error ``(y - yhat) / s`` at levels ``alpha/2`` and ``1 - alpha/2``
+(``alpha = 1 - coverage``).  The trackers follow the quantile-tracking rule of
+conformal PID control (Angelopoulos, Candes & Tibshirani 2023, the P part; with
+a constant step it is the adaptive conformal inference of Gibbs & Candes 2021
+applied to each bound):
+
+    q_hi <- q_hi + eta * (miss_hi - alpha/2)     miss_hi = y > upper bound issued
+    q_lo <- q_lo - eta * (miss_lo - alpha/2)     miss_lo = y < lower bound issued
+
+Why this shape:
+
+* scale-free: the trackers work in units of the running error scale, so one
+  step size ``ETA`` serves series in any unit (a series times 1000 gets the same
+  band times 1000) and a change of error variance is followed by ``s`` within
+  ``SCALE_WINDOW`` errors while the trackers keep the calibration;
+* long-run coverage for any error sequence: summing the update gives
+  ``#misses_hi - (alpha/2) T = (q_hi,T - q_hi,0) / eta``, and ``q_hi`` only rises
+  while errors exceed it, so it stays bounded for bounded errors and the miss
+  rate of each side converges to ``alpha/2`` at rate ``O(1 / (eta T))``.  A step-h
+  forecast is scored when its target arrives, ``h`` rows of the series later,
+  against the band *issued with it* (stored beside it), which keeps the bound
+  (the tracker moves at most ``h * eta`` in between);
+* lower and upper bounds are tracked separately (errors are asymmetric);
+* never inverted (if ``q_lo > q_hi`` both bounds are their midpoint) and never
+  infinite: NaN until the step has scored ``MIN_SCORED`` errors (before that
+  there is no scale), and wherever the forecast itself is NaN.
+
+State per series (``IntervalState``): ``trk`` (N, H, 4) the two trackers, the
+scale and the scored count per step; ``pend`` (N, H, H, 3) the forecasts still
+waiting for their target with their issued bands (slot = target row mod H;
+``H (H - 1) / 2`` of them are live at any time: a step-h forecast is pending for
+``h`` rows, which is inherent to scoring every one); ``pos`` (N,) rows seen.
+Updates run row by row in arrival order in one ``@njit`` loop, so batching never
+changes a result, and the arrays go into the checkpoint: resume = uninterrupted.
+"""
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from streamlstm.core.checks import check_number
+from streamlstm.errors import CheckpointError, InputError
+
+ETA = 0.05           # tracker step, in units of the running error scale
+SCALE_WINDOW = 50    # the error scale is a mean of |error| over ~this many errors
+MIN_SCORED = 5       # a step issues bands once it has scored this many errors
+# Columns of ``trk``.
+Q_LO, Q_HI, SCALE, COUNT = range(4)
+N_TRK = 4
+# Columns of ``pend`` and of the scores: the pending forecast and its issued band;
+# whether the target fell inside, the band's width and its Winkler score.
+P_YHAT, P_LO, P_HI = range(3)
+S_COVERED, S_WIDTH, S_WINKLER = range(3)
+# Coverage tallies keep at most this many blocks per step (merged pairwise when full).
+TALLY_BLOCKS = 512
+
+
+class Band(NamedTuple):
+    """What ``MultiSeriesForecaster.predict_learn(..., interval=True)`` returns.
+
+    ``yhat``, ``lo``, ``hi``: (R, H) forecasts and their bands (column j: the
+    series' value j steps after the row).  ``scores`` (R, H, 3): for the forecast
+    made j rows earlier *for this row's value*, whether the value fell inside its
+    band (1.0/0.0), the band's width and its Winkler score; NaN where no such
+    forecast (or band, or value) exists."""
+    yhat: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    scores: np.ndarray
+
+
+def check_coverage(owner, coverage):
+    """None (no intervals) or a nominal coverage strictly between 0 and 1, as float.
+
+    >>> check_coverage("MultiSeriesForecaster", 1.5)
+    Traceback (most recent call last):
+    ...
+    streamlstm.errors.InputError: MultiSeriesForecaster(coverage=1.5) must be strictly between 0 and 1 (e.g. 0.9 for 90% intervals), or None for no intervals
+    """
+    if coverage is None:
+        return None
+    v = check_number(owner, "coverage", coverage)
+    if not 0.0 < v < 1.0:
+        raise InputError(f"{owner}(coverage={coverage!r}) must be strictly between 0 and 1 "
+                         f"(e.g. 0.9 for 90% intervals), or None for no intervals")
+    return v
+
+
+def initial_q(coverage):
+    """The starting upper tracker: the Gaussian ``1 - alpha/2`` quantile in units
+    of the mean absolute error (``sd = sqrt(pi/2) * E|e|`` for a Gaussian)."""
+    z = NormalDist().inv_cdf(1.0 - (1.0 - coverage) / 2.0)
+    return z * math.sqrt(math.pi / 2.0)
+
+
+@njit(cache=True)
+def _bounds(trk, s, j, f):
+    """The band issued now for step j of slot s around forecast f."""
+    if not (trk[s, j, COUNT] >= MIN_SCORED) or f != f:
+        return np.nan, np.nan
+    ql, qh = trk[s, j, Q_LO], trk[s, j, Q_HI]
+    if ql > qh:
+        ql = qh = 0.5 * (ql + qh)
+    sc = trk[s, j, SCALE]
+    return f + sc * ql, f + sc * qh
+
+
+@njit(cache=True)
+def _score(trk, s, j, y, f, lo, hi, a_side, eta, out):
+    """Score one forecast ``f`` (issued with band lo..hi) against its target ``y``
+    and update step j's trackers and scale; writes covered/width/Winkler to out."""
+    if lo == lo:
+        miss_lo, miss_hi = y < lo, y > hi
+        out[S_COVERED] = 0.0 if (miss_lo or miss_hi) else 1.0
+        out[S_WIDTH] = hi - lo
+        pen = 0.0
+        if miss_lo:
+            pen = (lo - y) / a_side
+        elif miss_hi:
+            pen = (y - hi) / a_side
+        out[S_WINKLER] = hi - lo + pen
+    else:   # issued during warm-up: no band; train the trackers as if issued now
+        sc = trk[s, j, SCALE]
+        miss_lo = y < f + sc * trk[s, j, Q_LO]
+        miss_hi = y > f + sc * trk[s, j, Q_HI]
+    n = trk[s, j, COUNT]
+    if n >= 1.0:
+        trk[s, j, Q_HI] += eta * ((1.0 if miss_hi else 0.0) - a_side)
+        trk[s, j, Q_LO] -= eta * ((1.0 if miss_lo else 0.0) - a_side)
+    w = 1.0 / (n + 1.0)
+    if w < 1.0 / SCALE_WINDOW:
+        w = 1.0 / SCALE_WINDOW
+    trk[s, j, SCALE] += w * (abs(y - f) - trk[s, j, SCALE])
+    trk[s, j, COUNT] = n + 1.0
+
+
+@njit(cache=True)
+def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, lo, hi, scores):
+    """Issue the bands of each row's forecasts, then score every pending forecast
+    whose target is the row's value, rows in arrival order (module docstring)."""
+    R, H = yhat.shape
+    for r in range(R):
+        s = slots[r]
+        t = pos[s]
+        for j in range(H):
+            lo[r, j], hi[r, j] = _bounds(trk, s, j, yhat[r, j])
+        p = t % H
+        yr = y[r]
+        for j in range(H):
+            if j == 0:
+                f, fl, fh = yhat[r, 0], lo[r, 0], hi[r, 0]
+            else:
+                f, fl, fh = pend[s, p, j, P_YHAT], pend[s, p, j, P_LO], pend[s, p, j, P_HI]
+                pend[s, p, j, P_YHAT] = pend[s, p, j, P_LO] = pend[s, p, j, P_HI] = np.nan
+            scores[r, j, 0] = scores[r, j, 1] = scores[r, j, 2] = np.nan
+            if yr == yr and f == f:
+                _score(trk, s, j, yr, f, fl, fh, a_side, eta, scores[r, j])
+        for j in range(1, H):
+            q = (t + j) % H
+            pend[s, q, j, P_YHAT], pend[s, q, j, P_LO], pend[s, q, j, P_HI] = (
+                yhat[r, j], lo[r, j], hi[r, j])
+        pos[s] = t + 1
+
+
+@njit(cache=True)
+def bounds_of(slots, yhat, trk, lo, hi):
+    """Bands of forecasts made from the live state (``forecast``): nothing changes.
+    Steps beyond the tracked horizon get NaN."""
+    B, h = yhat.shape
+    H = trk.shape[1]
+    for b in range(B):
+        for j in range(h):
+            if j < H:
+                lo[b, j], hi[b, j] = _bounds(trk, slots[b], j, yhat[b, j])
+            else:
+                lo[b, j] = hi[b, j] = np.nan
+
+
+class IntervalState:
+    """The per-series interval state of a ``MultiSeriesForecaster`` (module docstring).
+
+    >>> st = IntervalState(0.9, horizon=1)
+    >>> st.resize(1)
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.normal(size=400)
+    >>> band = st.update(np.zeros(400, np.int64), y, np.zeros((400, 1)))
+    >>> cov = band.scores[80:, 0, 0]
+    >>> round(float(np.nanmean(cov)), 3), bool(np.all(band.lo[5:] <= band.hi[5:]))
+    (0.9, True)
+    """
+
+    ARRAYS = ("trk", "pend", "pos")
+
+    def __init__(self, coverage, horizon):
+        self.coverage = float(coverage)
+        self.horizon = int(horizon)
+        self.a_side = (1.0 - self.coverage) / 2.0
+        self.q0 = initial_q(self.coverage)
+        H = self.horizon
+        self.a = {"trk": self._fresh_trk(0, H), "pend": np.full((0, H, H, 3), np.nan),
+                  "pos": np.zeros(0, dtype=np.int64)}
+
+    def _fresh_trk(self, n, H):
+        trk = np.zeros((n, H, N_TRK))
+        trk[:, :, Q_LO], trk[:, :, Q_HI] = -self.q0, self.q0
+        return trk
+
+    @property
+    def n_series(self):
+        return self.a["pos"].shape[0]
+
+    def resize(self, n):
+        """Room for ``n`` series (new ones start fresh)."""
+        old = self.n_series
+        if n <= old:
+            return
+        H = self.horizon
+        self.a["trk"] = np.concatenate([self.a["trk"], self._fresh_trk(n - old, H)])
+        self.a["pend"] = np.concatenate([self.a["pend"], np.full((n - old, H, H, 3), np.nan)])
+        self.a["pos"] = np.concatenate([self.a["pos"], np.zeros(n - old, dtype=np.int64)])
+
+    def update(self, slots, y, yhat):
+        """The bands of ``yhat`` (R, H) and the scores of the forecasts whose targets
+        ``y`` (R,) are, updating the trackers row by row: a ``Band``."""
+        R, H = yhat.shape
+        lo, hi = np.empty((R, H)), np.empty((R, H))
+        scores = np.empty((R, H, 3))
+        yh = np.ascontiguousarray(yhat, dtype=np.float64)
+        update_rows(np.ascontiguousarray(slots, dtype=np.int64),
+                    np.ascontiguousarray(y, dtype=np.float64), yh, self.a["trk"],
+                    self.a["pend"], self.a["pos"], self.a_side, ETA, lo, hi, scores)
+        return Band(yh, lo, hi, scores)
+
+    def bounds(self, slots, yhat):
+        """(lo, hi) bands of live forecasts ``yhat`` (B, h), changing nothing."""
+        yh = np.ascontiguousarray(yhat, dtype=np.float64)
+        lo, hi = np.empty(yh.shape), np.empty(yh.shape)
+        bounds_of(np.ascontiguousarray(slots, dtype=np.int64), yh, self.a["trk"], lo, hi)
+        return lo, hi
+
+    def set_horizon(self, H):
+        """Track ``H`` steps (only ever more): new steps start fresh, pending
+        forecasts move to their target's slot in the wider ring."""
+        old = self.horizon
+        if H <= old:
+            return
+        n = self.n_series
+        trk = self._fresh_trk(n, H)
+        trk[:, :old] = self.a["trk"]
+        pend = np.full((n, H, H, 3), np.nan)
+        pos = self.a["pos"]
+        for d in range(1, old):   # targets pos + d - 1 ... still pending
+            tgt = pos + d - 1
+            pend[np.arange(n), tgt % H, :old] = self.a["pend"][np.arange(n), tgt % old]
+        self.a["trk"], self.a["pend"] = trk, pend
+        self.horizon = H
+
+    def load(self, arrays, n, source):
+        """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series."""
+        H = self.horizon
+        shapes = {"trk": (n, H, N_TRK), "pend": (n, H, H, 3), "pos": (n,)}
+        for k, shape in shapes.items():
+            if k not in arrays or tuple(arrays[k].shape) != shape:
+                raise CheckpointError(f"{source}: interval state {k!r} is missing or has the "
+                                      f"wrong shape; the file is corrupt")
+        self.a = {k: np.array(arrays[k], copy=True) for k in self.ARRAYS}
+        self.a["pos"] = self.a["pos"].astype(np.int64)
+
+
+@njit(cache=True)
+def _tally_rows(scores, tally, n, bs):
+    R, H = scores.shape[0], scores.shape[1]
+    for r in range(R):
+        for j in range(H):
+            if scores[r, j, S_COVERED] != scores[r, j, S_COVERED]:
+                continue
+            b = n[j] // bs[j]
+            if b >= TALLY_BLOCKS:          # full: merge pairs, double the block size
+                for k in range(TALLY_BLOCKS // 2):
+                    for c in range(4):
+                        tally[j, k, c] = tally[j, 2 * k, c] + tally[j, 2 * k + 1, c]
+                tally[j, TALLY_BLOCKS // 2:] = 0.0
+                bs[j] *= 2
+                b = n[j] // bs[j]
+            tally[j, b, 0] += 1.0
+            for c in range(3):
+                tally[j, b, c + 1] += scores[r, j, c]
+            n[j] += 1
+
+
+class CoverageTally:
+    """Empirical coverage, mean width and mean Winkler score per horizon step of
+    the scored bands, skipping a leading fraction of them (the warm-up), in
+    bounded memory: counts per block of scored bands, at most ``TALLY_BLOCKS``
+    blocks per step (pairs merge when full, so the skipped prefix is exact to
+    within 1/256 of the total)."""
+
+    def __init__(self, horizon):
+        H = int(horizon)
+        self.tally = np.zeros((H, TALLY_BLOCKS, 4))
+        self.n = np.zeros(H, dtype=np.int64)
+        self.bs = np.ones(H, dtype=np.int64)
+
+    def update(self, scores):
+        """Add ``Band.scores`` (R, H, 3) (rows in arrival order)."""
+        if scores.shape[1] != self.n.size:
+            raise ValueError("scores have another horizon than this tally")
+        _tally_rows(np.ascontiguousarray(scores, dtype=np.float64), self.tally, self.n, self.bs)
+
+    def report(self, skip=0.2):
+        """Per step: ``{"step", "scored", "coverage", "width", "winkler"}`` over the
+        bands after the first ``skip`` fraction of each step's scored bands (rounded up
+        to a whole block: at most 1/256 of them more)."""
+        out = []
+        for j in range(self.n.size):
+            first = int(math.ceil(skip * self.n[j] / self.bs[j]))   # at least skip
+            t = self.tally[j, first:].sum(axis=0)
+            m = t[0]
+            out.append({"step": j + 1, "scored": int(m),
+                        "coverage": t[1] / m if m else math.nan,
+                        "width": t[2] / m if m else math.nan,
+                        "winkler": t[3] / m if m else math.nan})
+        return out
+
+    def state(self):
+        return {"tally": self.tally, "n": self.n, "bs": self.bs}
+
+    @classmethod
+    def from_state(cls, arrays):
+        tally = np.array(arrays["tally"], dtype=np.float64)
+        self = cls(tally.shape[0])
+        self.tally = tally
+        self.n = np.array(arrays["n"], dtype=np.int64)
+        self.bs = np.array(arrays["bs"], dtype=np.int64)
+        return self
