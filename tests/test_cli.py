@@ -79,9 +79,12 @@ def test_out_parquet_csv_and_stdout_agree(data, tmp_path):
     a = read_out(tmp_path / "f.parquet")
     b = read_out(tmp_path / "f.csv")
     n_rows = pq.ParquetFile(src).metadata.num_rows
-    assert list(a.columns) == ["series_id", "timestamp", "y", "yhat"] and len(a) == n_rows
-    np.testing.assert_array_equal(a.yhat.to_numpy(), b.yhat.to_numpy())   # CSV round-trips exactly
-    assert res.stdout.splitlines()[0] == '"series_id","timestamp","y","yhat"'
+    # --coverage 0.9 is on by default: each forecast comes with its 90% interval
+    assert list(a.columns) == ["series_id", "timestamp", "y", "yhat", "yhat_lo", "yhat_hi"]
+    assert len(a) == n_rows
+    for c in ("yhat", "yhat_lo", "yhat_hi"):   # CSV round-trips exactly
+        np.testing.assert_array_equal(a[c].to_numpy(), b[c].to_numpy())
+    assert res.stdout.splitlines()[0] == '"series_id","timestamp","y","yhat","yhat_lo","yhat_hi"'
     assert len(res.stdout.splitlines()) == n_rows + 1
     src_df = pd.read_parquet(src)
     np.testing.assert_array_equal(a.y.to_numpy(), src_df.value.to_numpy())
@@ -120,15 +123,26 @@ def test_column_options_and_features(data, tmp_path):
     ok("--source", str(tmp_path / "r.parquet"), "--series-col", "sensor", "--time-col", "ts",
        "--target-col", "reading", "--features", "outside_temp", "--out", str(tmp_path / "b.parquet"))
     a, b = read_out(tmp_path / "a.parquet"), read_out(tmp_path / "b.parquet")
-    assert list(a.columns) == ["series_id", "timestamp", "y", "yhat"]
+    assert list(a.columns) == ["series_id", "timestamp", "y", "yhat", "yhat_lo", "yhat_hi"]
     assert not np.allclose(a.yhat.fillna(0), b.yhat.fillna(0))   # the feature is used
 
 
 def test_horizon_adds_columns(data, tmp_path):
     ok("--source", str(data / "s.parquet"), "--horizon", "3", "--out", str(tmp_path / "h.parquet"))
     h = read_out(tmp_path / "h.parquet")
-    assert list(h.columns) == ["series_id", "timestamp", "y", "yhat", "yhat_h2", "yhat_h3"]
+    assert list(h.columns) == ["series_id", "timestamp", "y", "yhat", "yhat_h2", "yhat_h3",
+                               "yhat_lo", "yhat_hi", "yhat_lo_h2", "yhat_hi_h2",
+                               "yhat_lo_h3", "yhat_hi_h3"]
     assert h.yhat_h3.notna().sum() > 0.9 * len(h)
+    assert h.yhat_lo_h3.notna().sum() > 0.7 * len(h)    # bands once a step scored a few
+
+
+def test_coverage_zero_gives_no_interval_columns(data, tmp_path):
+    res = ok("--source", str(data / "s.parquet"), "--horizon", "2", "--coverage", "0",
+             "--out", str(tmp_path / "h.parquet"))
+    h = read_out(tmp_path / "h.parquet")
+    assert list(h.columns) == ["series_id", "timestamp", "y", "yhat", "yhat_h2"]
+    assert "intervals" not in res.stderr
 
 
 def test_replay_warms_and_is_not_written_unless_asked(data, tmp_path):

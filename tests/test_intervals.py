@@ -221,3 +221,78 @@ def test_tally_skips_the_warmup_exactly_in_bounded_memory():
     assert tal.tally.shape == (1, 512, 4)
     assert r["coverage"] == 1.0 and r["width"] == 2.0
     assert 0.8 * n - n / 256 <= r["scored"] <= 0.8 * n
+
+
+# -- the CLI: columns, summary, resume ---------------------------------------------------
+def _cli(*args):
+    from click.testing import CliRunner
+    from _streamdata import FAST
+    from streamlstm.cli.app import main
+    res = CliRunner().invoke(main, ["run", *FAST, *args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def _summary_coverages(stderr):
+    import re
+    return [float(v) / 100 for v in re.findall(r"coverage ([\d.]+)% of", stderr)]
+
+
+def test_cli_writes_bands_and_reports_coverage(tmp_path):
+    import pandas as pd
+    from _streamdata import write_sensor_file
+    src = tmp_path / "s.parquet"
+    write_sensor_file(src, sensors=300, steps=168, seed=2)     # a week of hourly readings
+    res = _cli("--source", str(src), "--horizon", "2", "--out", str(tmp_path / "o.parquet"))
+    out = pd.read_parquet(tmp_path / "o.parquet")
+    assert {"yhat_lo", "yhat_hi", "yhat_lo_h2", "yhat_hi_h2"} <= set(out.columns)
+    for tail in ("", "_h2"):
+        lo, hi = out[f"yhat_lo{tail}"].to_numpy(), out[f"yhat_hi{tail}"].to_numpy()
+        both = ~np.isnan(lo)
+        assert (np.isnan(lo) == np.isnan(hi)).all() and (lo[both] <= hi[both]).all()
+        assert np.isfinite(lo[both]).all() and np.isfinite(hi[both]).all()
+    assert "90% intervals, after the first 20% of scored forecasts:" in res.stderr
+    cov = _summary_coverages(res.stderr)
+    assert len(cov) == 2 and all(0.87 <= c <= 0.93 for c in cov), res.stderr
+    # the summary's figure is what the output file says (rows after the first 20%)
+    y, lo, hi = out.y.to_numpy(), out.yhat_lo.to_numpy(), out.yhat_hi.to_numpy()
+    scored = np.flatnonzero(~np.isnan(y) & ~np.isnan(lo))
+    tail = scored[int(np.ceil(0.2 * scored.size)):]
+    inside = (y[tail] >= lo[tail]) & (y[tail] <= hi[tail])
+    assert abs(inside.mean() - cov[0]) < 0.01
+
+
+def test_cli_bundled_example_coverage(tmp_path):
+    from _streamdata import EXAMPLE
+    res = _cli("--source", EXAMPLE, "--horizon", "3")
+    cov = _summary_coverages(res.stderr)
+    assert len(cov) == 3 and all(0.87 <= c <= 0.93 for c in cov), res.stderr
+
+
+def test_cli_resume_checks_coverage_and_is_exact(tmp_path):
+    import pandas as pd
+    from _streamdata import write_sensor_file
+    from click.testing import CliRunner
+    from _streamdata import FAST
+    from streamlstm.cli.app import main
+    src = tmp_path / "s.parquet"
+    write_sensor_file(src, sensors=6, steps=80, seed=4, row_group_rows=50)
+    _cli("--source", str(src), "--out", str(tmp_path / "ref.parquet"))
+    ck = tmp_path / "ck"
+    _cli("--source", str(src), "--out", str(tmp_path / "a.parquet"), "--checkpoint", str(ck),
+         "--checkpoint-every", "100", "--batch-rows", "50")
+    ref = pd.read_parquet(tmp_path / "ref.parquet")
+    a = pd.read_parquet(tmp_path / "a.parquet")
+    pd.testing.assert_frame_equal(ref, a)
+    res = CliRunner().invoke(main, ["run", *FAST, "--source", str(src), "--checkpoint", str(ck),
+                                    "--coverage", "0.8"], catch_exceptions=False)
+    assert res.exit_code == 1 and "--coverage" in res.stderr
+
+
+@pytest.mark.parametrize("bad", ["1", "1.5", "-0.1", "x"])
+def test_cli_refuses_bad_coverage(bad, tmp_path):
+    from click.testing import CliRunner
+    from _streamdata import FAST, EXAMPLE
+    from streamlstm.cli.app import main
+    res = CliRunner().invoke(main, ["run", *FAST, "--source", EXAMPLE, "--coverage", bad])
+    assert res.exit_code == 2 and "--coverage" in res.stderr and "Traceback" not in res.output

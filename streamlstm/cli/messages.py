@@ -40,3 +40,16 @@ def format_summary(s, series_name=None, out=None):
         worst = ", ".join(f"{series_name(i)} {mae:.4g} ({n:,} rows)" for i, mae, n in s["worst"])
         lines.append(f"worst series by MAE: {worst}")
     return lines
+
+
+def format_intervals(report, coverage, skip):
+    """The interval lines of the summary: empirical coverage, mean width and mean
+    Winkler score per horizon step (``CoverageTally.report``)."""
+    lines = [f"{coverage:.0%} intervals, after the first {skip:.0%} of scored forecasts:"]
+    for r in report:
+        if not r["scored"]:
+            lines.append(f"  +{r['step']}: no scored intervals")
+            continue
+        lines.append(f"  +{r['step']}: coverage {r['coverage']:.1%} of {r['scored']:,}, "
+                     f"mean width {r['width']:.4g}, Winkler {r['winkler']:.4g}")
+    return lines

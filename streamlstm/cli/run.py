@@ -22,7 +22,7 @@ import numpy as np
 
 from streamlstm.cli.kafka import dispatch as kafka_dispatch
 from streamlstm.cli.kafka import kafka_options
-from streamlstm.cli.messages import fail, format_summary, series_label
+from streamlstm.cli.messages import fail, format_intervals, format_summary, series_label
 from streamlstm.cli.plot import plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
@@ -32,6 +32,8 @@ from streamlstm.stream.policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataEr
 
 # Above this share of skipped rows the end of a run warns (--on-bad-row skip).
 SKIP_WARN_SHARE = 0.10
+# The interval summary leaves out this leading share of each step's scored forecasts.
+INTERVAL_SKIP = 0.2
 
 # The model options' defaults are the forecaster's own.
 _FD = {k: p.default for k, p in inspect.signature(MultiSeriesForecaster).parameters.items()}
@@ -123,6 +125,11 @@ def _numbers(value, flag, kind=int):
                    "history) instead of a fresh one.")
 @click.option("--horizon", default=1, show_default=True, type=click.IntRange(1, 10_000), metavar="N",
               help="Steps ahead forecast at every row (adds yhat_h2.. columns).")
+@click.option("--coverage", default=0.9, show_default=True, metavar="C",
+              type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Prediction intervals of nominal coverage C for every forecast (adds "
+                   "yhat_lo, yhat_hi[, yhat_lo_h2, yhat_hi_h2..] columns; the summary "
+                   "reports their empirical coverage); 0: none.")
 @click.option("--cell", type=click.Choice(["lstm", "gru"]), default=_FD["cell"],
               show_default=True, help="Recurrent cell.")
 @click.option("--hidden-size", default=_FD["hidden_size"], show_default=True,
@@ -211,7 +218,7 @@ def run(**o):
         fmt=None if o["fmt"] == "auto" else o["fmt"], replay=o["replay"],
         write_replay=o["write_replay"], out=o["out"], checkpoint=o["checkpoint"],
         every_rows=every_rows, every_seconds=every_seconds, init_from=o["init_from"],
-        horizon=o["horizon"], backend=o["backend"],
+        horizon=o["horizon"], coverage=o["coverage"] or None, backend=o["backend"],
         model=_model_options(o),
         policy=Policy(o["on_bad_row"], o["new_series"]), metrics_window=o["metrics_window"],
         batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
@@ -323,6 +330,10 @@ def _report(res, cfg, o, plot, job):
                 f"sorted by time within each series, and are --series-col/--time-col right?")
     for line in format_summary(m.summary(n_worst=3), series_label(runner)):
         err(line)
+    if runner.intervals is not None:
+        for line in format_intervals(runner.intervals.report(INTERVAL_SKIP),
+                                     runner.model.coverage, INTERVAL_SKIP):
+            err(line)
     if cfg.out and cfg.out != "-":
         rows = f" ({res.out_rows:,} rows)" if res.out_rows is not None else ""
         err(f"forecasts: {cfg.out}{rows}")
@@ -342,7 +353,8 @@ def _report(res, cfg, o, plot, job):
         if curves:
             plot_forecasts(plot, [(f"{cfg.columns.series} = {s}", *curves[s]) for s in series
                                   if s in curves],
-                           title=f"{os.path.basename(cfg.source)}: actual vs one-step forecast")
+                           title=f"{os.path.basename(cfg.source)}: actual vs one-step forecast"
+                                 + (f" ({cfg.coverage:.0%} interval)" if cfg.coverage else ""))
             err(f"plot: {plot} ({', '.join(str(s) for s in series if s in curves)})")
         else:
             err("plot: no forecasts to draw")

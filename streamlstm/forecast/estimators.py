@@ -33,6 +33,7 @@ from streamlstm.backends import BACKENDS
 from streamlstm.core.checks import check_int, check_number
 from streamlstm.core.layout import DTYPES
 from streamlstm.errors import InputError
+from streamlstm.forecast.intervals import check_coverage
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
 from streamlstm.core.optim import Adam
 
@@ -167,7 +168,10 @@ class _SingleSeries:
                 raise InputError(f"feature {f!r} is infinite ({v}); pass finite values "
                                  f"(NaN or leaving it out marks it absent)")
         X = self._row(xnum, grow=True)
-        self._core.learn_slots(self._SLOT, np.array([y]), X)
+        if getattr(self, "coverage", None) is None:
+            self._core.learn_slots(self._SLOT, np.array([y]), X)
+        else:   # the same learning, plus the rollout the interval trackers score
+            self._core.predict_learn_slots(self._SLOT, np.array([y]), X)
         self._n_learned += 1
 
     def _forecast_one(self, horizon, X):
@@ -195,7 +199,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
                  k2: int = 8, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
                  differencing: bool = False, scale_window: int = 16,
                  clip_norm: float | None = None, trend: bool = False, align_to_xs: bool = True,
-                 backend: str = "cpu", dtype: str = "float64", seed: int = 0):
+                 coverage: float | None = 0.9, backend: str = "cpu", dtype: str = "float64",
+                 seed: int = 0):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.lr = lr
@@ -203,6 +208,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         self.k2 = k2
         self.trend = trend
         self.align_to_xs = align_to_xs
+        self.coverage = coverage
         self.seasonality = seasonality
         self.lags = lags
         self.differencing = differencing
@@ -218,6 +224,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         if not (lags == "auto" or isinstance(lags, tuple)):
             raise InputError(f"lags={lags!r} must be 'auto' or a tuple of steps, e.g. (1, 12)")
         self._check_options()
+        check_coverage(type(self).__name__, coverage)
         self._reset_state()
         self._pending = []             # (y, xnum) held while the period is unknown
         self._first_time = None
@@ -248,7 +255,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         else:
             lags = self.lags
         self._core = self._new_core(lags=lags, seasonality=period,
-                                    differencing=self.differencing, trend=self.trend)
+                                    differencing=self.differencing, trend=self.trend,
+                                    coverage=self.coverage)
 
     # -- River API ---------------------------------------------------------------------
     def learn_one(self, y, x=None):
@@ -278,11 +286,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         every step, as ``MultiSeriesForecaster.forecast`` gives for a series it
         has not seen.  Until the network is built (while the seasonal period is
         inferred from the first timestamps) the forecast is the last value."""
-        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 0:
-            raise InputError(f"horizon={horizon!r} must be an integer >= 0")
-        if xs is not None and len(xs) != horizon:
-            raise InputError(f"xs has {len(xs)} entries; it must have one per forecast step "
-                             f"(horizon={horizon})")
+        self._check_horizon(horizon, xs)
         if horizon == 0:
             return []
         if self._core is None:   # no network yet: the last value, NaN before any
@@ -295,6 +299,40 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
                 X = np.concatenate([np.repeat(X[:1], lead, axis=0), X])
             return self._forecast_one(lead + horizon, X)[lead:]
         return self._forecast_one(horizon, X)
+
+    @staticmethod
+    def _check_horizon(horizon, xs):
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 0:
+            raise InputError(f"horizon={horizon!r} must be an integer >= 0")
+        if xs is not None and len(xs) != horizon:
+            raise InputError(f"xs has {len(xs)} entries; it must have one per forecast step "
+                             f"(horizon={horizon})")
+
+    def forecast_interval(self, horizon, xs=None):
+        """Prediction intervals of the next ``horizon`` values, one ``(lo, hi)`` per
+        step, around ``forecast(horizon, xs)``, of nominal coverage ``coverage``.
+
+        Each step's band is calibrated online by the errors of this model's own
+        earlier forecasts of that step (``streamlstm/forecast/intervals.py``:
+        scale-free quantile tracking, long-run coverage for any error sequence).
+        Asking for a step tracks it from then on (``learn_one`` then also rolls
+        the forecast out that far, to score it); a step gives ``(nan, nan)``
+        until it has scored a few forecasts (``intervals.MIN_SCORED``), as does
+        every step before the network exists.  Nothing else changes."""
+        if self.coverage is None:
+            raise InputError(f"{type(self).__name__}(coverage=None) makes no intervals; "
+                             f"construct it with a coverage, e.g. coverage=0.9")
+        self._check_horizon(horizon, xs)
+        if horizon == 0 or self._core is None:
+            return [(math.nan, math.nan)] * horizon
+        lead = self._lead(xs)
+        self._core.widen_horizon(lead + horizon)
+        X = self._future(xs, horizon)
+        if lead and X is not None:
+            X = np.concatenate([np.repeat(X[:1], lead, axis=0), X])
+        _, lo, hi = self._core.forecast_slots(self._SLOT, lead + horizon,
+                                              None if X is None else X[None], interval=True)
+        return list(zip(lo[0, lead:].tolist(), hi[0, lead:].tolist()))
 
     def _lead(self, xs):
         """Steps between the newest learned value and the first forecast asked for,
@@ -356,6 +394,9 @@ class LSTMForecaster(_RecurrentForecaster):
         When ``xs`` carries datetimes, forecast the times it names: if the first
         is several steps after the newest learned value, roll on through the gap.
         (River's ``evaluate`` asks, after learning y_t, for y_{t+2}..y_{t+h+1}.)
+    coverage
+        Nominal coverage of ``forecast_interval``'s bands (None: no intervals,
+        and ``learn_one`` skips their bookkeeping).
     backend
         ``"cpu"`` (Numba), ``"reference"`` (NumPy) or ``"cuda"``.
     dtype
@@ -396,6 +437,19 @@ class LSTMForecaster(_RecurrentForecaster):
     12
     >>> [round(v) for v in model.forecast(horizon=3)]   # Jan..Mar 1961
     [393, 405, 428]
+
+    90% prediction intervals, calibrated online on the model's own errors (a
+    step is tracked from the first time it is asked for):
+
+    >>> model = streamlstm.LSTMForecaster(coverage=0.9)
+    >>> hits = n = 0
+    >>> for t, (x, y) in enumerate(datasets.AirlinePassengers()):
+    ...     if t >= 30:
+    ...         lo, hi = model.forecast_interval(horizon=1)[0]
+    ...         hits, n = hits + (lo <= y <= hi), n + 1
+    ...     model.learn_one(y, x)
+    >>> n, round(hits / n, 2)
+    (114, 0.89)
 
     """
 

@@ -118,7 +118,7 @@ def _bounds(trk, s, j, f):
 
 
 @njit(cache=True)
-def _score(trk, s, j, y, f, lo, hi, a_side, eta, out):
+def _score(trk, s, j, y, f, lo, hi, a_side, eta, window, out):
     """Score one forecast ``f`` (issued with band lo..hi) against its target ``y``
     and update step j's trackers and scale; writes covered/width/Winkler to out."""
     if lo == lo:
@@ -140,14 +140,14 @@ def _score(trk, s, j, y, f, lo, hi, a_side, eta, out):
         trk[s, j, Q_HI] += eta * ((1.0 if miss_hi else 0.0) - a_side)
         trk[s, j, Q_LO] -= eta * ((1.0 if miss_lo else 0.0) - a_side)
     w = 1.0 / (n + 1.0)
-    if w < 1.0 / SCALE_WINDOW:
-        w = 1.0 / SCALE_WINDOW
+    if w < 1.0 / window:
+        w = 1.0 / window
     trk[s, j, SCALE] += w * (abs(y - f) - trk[s, j, SCALE])
     trk[s, j, COUNT] = n + 1.0
 
 
 @njit(cache=True)
-def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, lo, hi, scores):
+def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, window, lo, hi, scores):
     """Issue the bands of each row's forecasts, then score every pending forecast
     whose target is the row's value, rows in arrival order (module docstring)."""
     R, H = yhat.shape
@@ -166,7 +166,7 @@ def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, lo, hi, scores):
                 pend[s, p, j, P_YHAT] = pend[s, p, j, P_LO] = pend[s, p, j, P_HI] = np.nan
             scores[r, j, 0] = scores[r, j, 1] = scores[r, j, 2] = np.nan
             if yr == yr and f == f:
-                _score(trk, s, j, yr, f, fl, fh, a_side, eta, scores[r, j])
+                _score(trk, s, j, yr, f, fl, fh, a_side, eta, window, scores[r, j])
         for j in range(1, H):
             q = (t + j) % H
             pend[s, q, j, P_YHAT], pend[s, q, j, P_LO], pend[s, q, j, P_HI] = (
@@ -240,7 +240,7 @@ class IntervalState:
         yh = np.ascontiguousarray(yhat, dtype=np.float64)
         update_rows(np.ascontiguousarray(slots, dtype=np.int64),
                     np.ascontiguousarray(y, dtype=np.float64), yh, self.a["trk"],
-                    self.a["pend"], self.a["pos"], self.a_side, ETA, lo, hi, scores)
+                    self.a["pend"], self.a["pos"], self.a_side, ETA, SCALE_WINDOW, lo, hi, scores)
         return Band(yh, lo, hi, scores)
 
     def bounds(self, slots, yhat):

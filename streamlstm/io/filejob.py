@@ -39,6 +39,7 @@ from streamlstm.stream.policy import DataError, Policy
 from streamlstm.io.dirlock import DirectoryLock
 from streamlstm.io.sinks import ForecastFile, PartStore, out_format
 from streamlstm.io.files import DEFAULT_BATCH_ROWS, Columns, open_source
+from streamlstm.stream.batch import forecast_column_names
 from streamlstm.stream.runner import StreamRunner, forecaster_class
 
 CKPT_FILE = "checkpoint.slstm"
@@ -54,7 +55,7 @@ MODEL_KEYS = tuple(MODEL_FLAGS)
 # Options whose value changes the results: a resumed run must use the same.
 RESULT_KEYS = {
     "series_col": "--series-col", "time_col": "--time-col", "target_col": "--target-col",
-    "features": "--features", "horizon": "--horizon", **MODEL_FLAGS,
+    "features": "--features", "horizon": "--horizon", "coverage": "--coverage", **MODEL_FLAGS,
     "on_bad_row": "--on-bad-row", "new_series": "--new-series",
     "metrics_window": "--metrics-window", "replay": "--replay", "write_replay": "--write-replay",
     "init_from": "--init-from",
@@ -112,6 +113,7 @@ class JobConfig:
     every_seconds: float | None = 60.0
     init_from: str | None = None
     horizon: int = 1
+    coverage: float | None = None    # prediction intervals (None: none; the CLI says 0.9)
     backend: str = "cpu"
     # MultiSeriesForecaster options the user set (cell, hidden_size, n_layers, k1, k2,
     # optimizer, lr, dtype, seed, lags, seasonality); the rest take its defaults.
@@ -124,7 +126,7 @@ class JobConfig:
     def result_config(self):
         return {"series_col": self.columns.series, "time_col": self.columns.time,
                 "target_col": self.columns.target, "features": list(self.columns.features),
-                "horizon": self.horizon,
+                "horizon": self.horizon, "coverage": self.coverage,
                 **{k: _jsonable(self.model.get(k)) for k in MODEL_KEYS},
                 "on_bad_row": self.policy.on_bad_row,
                 "new_series": self.policy.new_series, "metrics_window": self.metrics_window,
@@ -144,7 +146,7 @@ class JobConfig:
                 kw["optimizer"] = SGD(lr=lr) if lr is not None else SGD()
         M = forecaster_class()
         return M(features=list(self.columns.features) or None, horizon=self.horizon,
-                 backend=self.backend, **kw)
+                 coverage=self.coverage, backend=self.backend, **kw)
 
 
 class NullProgress:
@@ -210,6 +212,10 @@ class FileJob:
                                    f"{_show(old[key])}, this command says "
                                    f"{_show(cfg.result_config()[key])}; use the same",
                                    origin=path)
+            if runner.model.coverage != cfg.coverage:
+                raise JobError(f"{path}: that model makes {_coverage(runner.model.coverage)}, "
+                               f"this command asks for {_coverage(cfg.coverage)}; pass "
+                               f"--coverage {runner.model.coverage or 0}", origin=path)
             self._check_init_model(path, old)
             fresh = runner.carry_over(cfg.policy, cfg.metrics_window)
             fresh.mark_history()
@@ -463,15 +469,20 @@ class _Outputs:
 
 
 def _empty_schema(runner, cfg):
-    fields = [(OUT_SERIES, pa.string()), (OUT_TIME, pa.int64()), ("y", pa.float64()),
-              ("yhat", pa.float64())]
-    fields += [(f"yhat_h{j}", pa.float64()) for j in range(2, cfg.horizon + 1)]
+    fields = [(OUT_SERIES, pa.string()), (OUT_TIME, pa.int64()), ("y", pa.float64())]
+    fields += [(n, pa.float64()) for n in forecast_column_names(cfg.horizon,
+                                                                 cfg.coverage is not None)]
     return pa.schema(fields)
+
+
+def _coverage(c):
+    return "no intervals (--coverage 0)" if c is None else f"{c:g} intervals (--coverage {c:g})"
 
 
 def read_curves(files, series, points, time_kind=None):
     """The last ``points`` rows of each of ``series`` from forecast Parquet files:
-    ``{id: (time, y, yhat)}``; reads batch by batch, keeps only those series."""
+    ``{id: (time, y, yhat[, lo, hi])}`` (the band when the files have one); reads
+    batch by batch, keeps only those series."""
     want = pa.array(list(series))
     got = {s: [] for s in series}
     for path in files:
@@ -481,30 +492,29 @@ def read_curves(files, series, points, time_kind=None):
             value_set = want.cast(ids_type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
-        for rb in pf.iter_batches(columns=[OUT_SERIES, OUT_TIME, "y", "yhat"]):
+        band = ["yhat_lo", "yhat_hi"] if "yhat_lo" in pf.schema_arrow.names else []
+        for rb in pf.iter_batches(columns=[OUT_SERIES, OUT_TIME, "y", "yhat", *band]):
             mask = pc.is_in(rb.column(0), value_set=value_set)
             if not pc.any(mask).as_py():
                 continue
             sub = rb.filter(mask)
             ids = sub.column(0).to_pylist()
-            t = sub.column(1).to_numpy(zero_copy_only=False)
-            y = sub.column(2).to_numpy(zero_copy_only=False)
-            yh = sub.column(3).to_numpy(zero_copy_only=False)
+            cols = [sub.column(c).to_numpy(zero_copy_only=False)
+                    for c in range(1, sub.num_columns)]
             ids_arr = np.array(ids, dtype=object)
             for s in got:
                 m = ids_arr == s
                 if m.any():
-                    got[s].append((t[m], y[m], yh[m]))
+                    got[s].append(tuple(c[m] for c in cols))
                     # Keep memory bounded: only the tail is drawn.
                     if sum(len(c[0]) for c in got[s]) > 4 * points:
-                        tt, yy, hh = (np.concatenate([c[i] for c in got[s]]) for i in range(3))
-                        got[s] = [(tt[-points:], yy[-points:], hh[-points:])]
-    out = {}
-    for s, chunks in got.items():
-        if chunks:
-            tt, yy, hh = (np.concatenate([c[i] for c in chunks]) for i in range(3))
-            out[s] = (tt[-points:], yy[-points:], hh[-points:])
-    return out
+                        got[s] = [_tail(got[s], points)]
+    return {s: _tail(chunks, points) for s, chunks in got.items() if chunks}
+
+
+def _tail(chunks, points):
+    k = min(len(c) for c in chunks)     # the band only if every file had one
+    return tuple(np.concatenate([c[i] for c in chunks])[-points:] for i in range(k))
 
 
 def _jsonable(v):

@@ -64,11 +64,14 @@ class Forecasts:
     """What ``process`` returns: ``keep`` (K,) indices of the batch rows that were
     forecast (all rows unless some were skipped by the policy) and ``yhat`` (K, h):
     column 0 the one-step forecast of the row's own target, column j the
-    forecast j steps later, all made before the row's target was seen."""
+    forecast j steps later, all made before the row's target was seen; ``lo``,
+    ``hi`` (K, h) their prediction intervals when the model makes them, else None."""
 
     batch: RowBatch
     keep: np.ndarray
     yhat: np.ndarray
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
 
     def __len__(self):
         return self.keep.size
@@ -79,6 +82,7 @@ class Forecasts:
 
     def to_arrow(self, series_name="series_id", time_name="timestamp"):
         """A ``pyarrow.Table`` ``series_id, timestamp, y, yhat[, yhat_h2, ...]``
+        (then ``yhat_lo, yhat_hi[, yhat_lo_h2, yhat_hi_h2, ...]`` with intervals)
         with ids and timestamps in their original types when the batch carried
         them (``batch.columns``)."""
         import pyarrow as pa
@@ -88,7 +92,30 @@ class Forecasts:
         ids = cols["series"].take(take) if "series" in cols else pa.array(b.ids[keep])
         t = cols["time"].take(take) if "time" in cols else pa.array(b.time[keep])
         data = {series_name: ids, time_name: t, "y": pa.array(b.y[keep], type=pa.float64())}
-        for j in range(self.yhat.shape[1]):
-            data["yhat" if j == 0 else f"yhat_h{j + 1}"] = pa.array(
-                np.ascontiguousarray(self.yhat[:, j]), type=pa.float64())
+        for name, a in forecast_columns(self.yhat, self.lo, self.hi):
+            data[name] = pa.array(np.ascontiguousarray(a), type=pa.float64())
         return pa.table(data)
+
+
+def forecast_column_names(horizon, intervals):
+    """``yhat, yhat_h2, ...`` then, with intervals, ``yhat_lo, yhat_hi, yhat_lo_h2, ...``.
+
+    >>> forecast_column_names(2, True)
+    ['yhat', 'yhat_h2', 'yhat_lo', 'yhat_hi', 'yhat_lo_h2', 'yhat_hi_h2']
+    """
+    names = ["yhat" if j == 0 else f"yhat_h{j + 1}" for j in range(horizon)]
+    if intervals:
+        for j in range(horizon):
+            tail = "" if j == 0 else f"_h{j + 1}"
+            names += [f"yhat_lo{tail}", f"yhat_hi{tail}"]
+    return names
+
+
+def forecast_columns(yhat, lo=None, hi=None):
+    """``(name, column)`` pairs of the forecast columns (``forecast_column_names``)."""
+    h = yhat.shape[1]
+    cols = [yhat[:, j] for j in range(h)]
+    if lo is not None:
+        for j in range(h):
+            cols += [lo[:, j], hi[:, j]]
+    return list(zip(forecast_column_names(h, lo is not None), cols))

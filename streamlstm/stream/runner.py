@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from streamlstm.errors import CheckpointError, InputError
+from streamlstm.forecast.intervals import CoverageTally
 from streamlstm.stream.policy import (DUPLICATE_TIME, MISSING_ID, NEW_SERIES, OUT_OF_ORDER, Policy, Problem,
                      order_codes, raise_first, stateless_problems)
 from streamlstm.stream.batch import Forecasts, RowBatch, format_time
@@ -72,6 +73,7 @@ class StreamRunner:
         self.rows_in = 0              # rows received (accepted + skipped)
         self.rows_forecast = 0
         self.skipped = Counter()      # policy reason -> rows dropped
+        self.intervals = None         # CoverageTally of the scored bands (model with coverage)
 
     # -- bookkeeping --------------------------------------------------------------
     @property
@@ -178,7 +180,12 @@ class StreamRunner:
         ids_k = batch.ids[keep]
         y_k = np.ascontiguousarray(batch.y[keep], dtype=np.float64)
         X_k = None if batch.X is None else np.ascontiguousarray(batch.X[keep], dtype=np.float64)
-        yhat = np.asarray(self.model.predict_learn(ids_k, y_k, X_k), dtype=np.float64)
+        band = None
+        if getattr(self.model, "coverage", None) is not None:
+            band = self.model.predict_learn(ids_k, y_k, X_k, interval=True)
+            yhat = band.yhat
+        else:
+            yhat = np.asarray(self.model.predict_learn(ids_k, y_k, X_k), dtype=np.float64)
         if yhat.ndim == 1:              # a forecaster that returns one step as (R,)
             yhat = yhat[:, None]
 
@@ -209,10 +216,16 @@ class StreamRunner:
             self.last_yhat[u] = yhat[pos]
         if score:
             self.metrics.update(dense_k, y_k, yhat[:, 0])
+            if band is not None:
+                if self.intervals is None:
+                    self.intervals = CoverageTally(yhat.shape[1])
+                self.intervals.update(band.scores)
         self.rows_in += R
         self.rows_forecast += int(keep.size)
         self.skipped.update(skipped)
-        return Forecasts(batch, keep, yhat)
+        if band is None:
+            return Forecasts(batch, keep, yhat)
+        return Forecasts(batch, keep, yhat, band.lo, band.hi)
 
     def _apply_policy(self, batch, problems):
         """Raise the first problem the policy calls an error; else count the rows
@@ -275,9 +288,11 @@ class StreamRunner:
 
     def _arrays(self):
         _, metric_arrays = self.metrics.state()
+        iv = {} if self.intervals is None else self.intervals.state()
         return {"last_time": self.last_time, "seen": self.seen, "n_rows": self.n_rows,
                 "last_y": self.last_y, "last_yhat": self.last_yhat,
-                **{f"metrics.{k}": v for k, v in metric_arrays.items()}}
+                **{f"metrics.{k}": v for k, v in metric_arrays.items()},
+                **{f"intervals.{k}": v for k, v in iv.items()}}
 
     def snapshot(self, path, position=None, meta=None):
         """Atomically write model + runner + ``position`` (+ JSON-able ``meta``) to
@@ -312,6 +327,8 @@ class StreamRunner:
             self.metrics = ForecastMetrics.from_state(
                 rm["metrics"], {k[len("metrics."):]: v for k, v in arrays.items()
                                 if k.startswith("metrics.")})
+            iv = {k[len("intervals."):]: v for k, v in arrays.items() if k.startswith("intervals.")}
+            self.intervals = CoverageTally.from_state(iv) if iv else None
         except KeyError as exc:
             raise CheckpointError(f"{path}: a model checkpoint without stream state (missing "
                                   f"{exc}); pass a checkpoint written by a stream run") from None
