@@ -141,7 +141,8 @@ def test_csv_output_has_iso_timestamps_and_empty_missing_cells(tmp_path):
     res = invoke("--source", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "o.csv"))
     assert res.exit_code == 0, res.output
     lines = (tmp_path / "o.csv").read_text().splitlines()
-    assert lines[1] == '"a","2024-01-01T10:00:00",1,'        # no forecast yet: empty, not nan
+    # no forecast (nor interval: yhat_lo, yhat_hi) yet: empty cells, not nan
+    assert lines[1] == '"a","2024-01-01T10:00:00",1,,,'
     assert lines[2].startswith('"a","2024-01-01T11:00:00",,')   # missing target: empty
     assert "nan" not in "".join(lines) and ".000" not in "".join(lines)
     invoke("--source", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "o.parquet"))

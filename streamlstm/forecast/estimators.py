@@ -449,7 +449,7 @@ class LSTMForecaster(_RecurrentForecaster):
     ...         hits, n = hits + (lo <= y <= hi), n + 1
     ...     model.learn_one(y, x)
     >>> n, round(hits / n, 2)
-    (114, 0.89)
+    (114, 0.88)
 
     """
 

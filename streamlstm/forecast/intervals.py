@@ -6,7 +6,7 @@ Per series and per horizon step ``h`` the band around a forecast ``yhat`` is
 
 where ``s`` is a running mean of the absolute errors of that series' step-h
 forecasts and ``q_lo``/``q_hi`` are online quantile trackers of the *scaled*
-signed error ``(y - yhat) / s`` at levels ``alpha/2`` and ``1 - alpha/2``
+signed error ``u = (y - yhat) / s`` at levels ``alpha/2`` and ``1 - alpha/2``
 (``alpha = 1 - coverage``).  The trackers follow the quantile-tracking rule of
 conformal PID control (Angelopoulos, Candes & Tibshirani 2023, the P part; with
 a constant step it is the adaptive conformal inference of Gibbs & Candes 2021
@@ -15,31 +15,42 @@ applied to each bound):
     q_hi <- q_hi + eta * (miss_hi - alpha/2)     miss_hi = y > upper bound issued
     q_lo <- q_lo - eta * (miss_lo - alpha/2)     miss_lo = y < lower bound issued
 
+Each tracker is the sum of a part shared by all series (``pool``, step
+``ETA_POOL`` per scored error of any series) and the series' own offset
+(``trk``, step ``ETA``); both take the same update.  Scaled errors are unit-free,
+so the shared part learns the common calibration from every series at once: a
+new or short series starts calibrated (many short series were otherwise
+over-covered while their scales still remembered the model's first errors).
+
 Why this shape:
 
 * scale-free: the trackers work in units of the running error scale, so one
-  step size ``ETA`` serves series in any unit (a series times 1000 gets the same
-  band times 1000) and a change of error variance is followed by ``s`` within
+  step size serves series in any unit (a series times 1000 gets the same band
+  times 1000) and a change of error variance is followed by ``s`` within about
   ``SCALE_WINDOW`` errors while the trackers keep the calibration;
-* long-run coverage for any error sequence: summing the update gives
-  ``#misses_hi - (alpha/2) T = (q_hi,T - q_hi,0) / eta``, and ``q_hi`` only rises
-  while errors exceed it, so it stays bounded for bounded errors and the miss
-  rate of each side converges to ``alpha/2`` at rate ``O(1 / (eta T))``.  A step-h
-  forecast is scored when its target arrives, ``h`` rows of the series later,
-  against the band *issued with it* (stored beside it), which keeps the bound
-  (the tracker moves at most ``h * eta`` in between);
+* long-run coverage for any bounded error sequence, per series: summing the
+  series' offset updates gives ``#misses_hi - (alpha/2) T = (d_T - d_0) / eta``;
+  ``q_hi = pool + d`` only rises while errors exceed it, so it stays bounded,
+  and the pooled part's drift is a fraction of the offsets' (its updates are
+  their sum times ``ETA_POOL / ETA``), so it is bounded too, hence ``d``: the
+  miss rate of each side converges to ``alpha/2`` at rate ``O(1 / (eta T))``.
+  A step-h forecast is scored when its target arrives, ``h`` rows of the series
+  later, against the band *issued with it* (stored beside it), which keeps the
+  bound (the trackers move a bounded amount in between);
 * lower and upper bounds are tracked separately (errors are asymmetric);
 * never inverted (if ``q_lo > q_hi`` both bounds are their midpoint) and never
-  infinite: NaN until the step has scored ``MIN_SCORED`` errors (before that
-  there is no scale), and wherever the forecast itself is NaN.
+  infinite: NaN until the step has scored ``MIN_SCORED`` errors of the series
+  (before that there is no scale), and wherever the forecast itself is NaN.
 
-State per series (``IntervalState``): ``trk`` (N, H, 4) the two trackers, the
-scale and the scored count per step; ``pend`` (N, H, H, 3) the forecasts still
-waiting for their target with their issued bands (slot = target row mod H;
-``H (H - 1) / 2`` of them are live at any time: a step-h forecast is pending for
-``h`` rows, which is inherent to scoring every one); ``pos`` (N,) rows seen.
-Updates run row by row in arrival order in one ``@njit`` loop, so batching never
-changes a result, and the arrays go into the checkpoint: resume = uninterrupted.
+State (``IntervalState``): ``trk`` (N, H, 4) per series and step the two offsets,
+the scale and the scored count; ``pool`` (H, 2) the shared trackers; ``pend``
+(N, H, H, 3) the forecasts still waiting for their target with their issued
+bands (slot = target row mod H; ``H (H - 1) / 2`` of them are live at any time:
+a step-h forecast is pending for ``h`` rows, inherent to scoring every one);
+``pos`` (N,) rows seen.  Updates run row by row in arrival order in one ``@njit``
+loop, so batching never changes a result, and the arrays go into the
+checkpoint: resume = uninterrupted.  Constants chosen on the bench panel, the
+bundled example and generated sensor files (bench/intervals.py, bench/README.md).
 """
 from __future__ import annotations
 
@@ -53,10 +64,11 @@ from numba import njit
 from streamlstm.core.checks import check_number
 from streamlstm.errors import CheckpointError, InputError
 
-ETA = 0.05           # tracker step, in units of the running error scale
-SCALE_WINDOW = 50    # the error scale is a mean of |error| over ~this many errors
+ETA = 0.05           # per-series tracker step, in units of the running error scale
+ETA_POOL = 0.01      # step of the trackers shared by all series (per scored error)
+SCALE_WINDOW = 20    # the error scale is a mean of |error| over ~this many errors
 MIN_SCORED = 5       # a step issues bands once it has scored this many errors
-# Columns of ``trk``.
+# Columns of ``trk`` (the series' own offsets to the pooled trackers) and of ``pool``.
 Q_LO, Q_HI, SCALE, COUNT = range(4)
 N_TRK = 4
 # Columns of ``pend`` and of the scores: the pending forecast and its issued band;
@@ -106,11 +118,11 @@ def initial_q(coverage):
 
 
 @njit(cache=True)
-def _bounds(trk, s, j, f):
+def _bounds(trk, pool, s, j, f):
     """The band issued now for step j of slot s around forecast f."""
     if not (trk[s, j, COUNT] >= MIN_SCORED) or f != f:
         return np.nan, np.nan
-    ql, qh = trk[s, j, Q_LO], trk[s, j, Q_HI]
+    ql, qh = pool[j, Q_LO] + trk[s, j, Q_LO], pool[j, Q_HI] + trk[s, j, Q_HI]
     if ql > qh:
         ql = qh = 0.5 * (ql + qh)
     sc = trk[s, j, SCALE]
@@ -118,7 +130,7 @@ def _bounds(trk, s, j, f):
 
 
 @njit(cache=True)
-def _score(trk, s, j, y, f, lo, hi, a_side, eta, window, out):
+def _score(trk, pool, s, j, y, f, lo, hi, a_side, eta, eta_pool, window, out):
     """Score one forecast ``f`` (issued with band lo..hi) against its target ``y``
     and update step j's trackers and scale; writes covered/width/Winkler to out."""
     if lo == lo:
@@ -133,12 +145,16 @@ def _score(trk, s, j, y, f, lo, hi, a_side, eta, window, out):
         out[S_WINKLER] = hi - lo + pen
     else:   # issued during warm-up: no band; train the trackers as if issued now
         sc = trk[s, j, SCALE]
-        miss_lo = y < f + sc * trk[s, j, Q_LO]
-        miss_hi = y > f + sc * trk[s, j, Q_HI]
+        miss_lo = y < f + sc * (pool[j, Q_LO] + trk[s, j, Q_LO])
+        miss_hi = y > f + sc * (pool[j, Q_HI] + trk[s, j, Q_HI])
     n = trk[s, j, COUNT]
     if n >= 1.0:
-        trk[s, j, Q_HI] += eta * ((1.0 if miss_hi else 0.0) - a_side)
-        trk[s, j, Q_LO] -= eta * ((1.0 if miss_lo else 0.0) - a_side)
+        g_hi = (1.0 if miss_hi else 0.0) - a_side
+        g_lo = (1.0 if miss_lo else 0.0) - a_side
+        trk[s, j, Q_HI] += eta * g_hi
+        trk[s, j, Q_LO] -= eta * g_lo
+        pool[j, Q_HI] += eta_pool * g_hi
+        pool[j, Q_LO] -= eta_pool * g_lo
     w = 1.0 / (n + 1.0)
     if w < 1.0 / window:
         w = 1.0 / window
@@ -147,7 +163,8 @@ def _score(trk, s, j, y, f, lo, hi, a_side, eta, window, out):
 
 
 @njit(cache=True)
-def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, window, lo, hi, scores):
+def update_rows(slots, y, yhat, trk, pool, pend, pos, a_side, eta, eta_pool, window, lo, hi,
+                scores):
     """Issue the bands of each row's forecasts, then score every pending forecast
     whose target is the row's value, rows in arrival order (module docstring)."""
     R, H = yhat.shape
@@ -155,7 +172,7 @@ def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, window, lo, hi, sco
         s = slots[r]
         t = pos[s]
         for j in range(H):
-            lo[r, j], hi[r, j] = _bounds(trk, s, j, yhat[r, j])
+            lo[r, j], hi[r, j] = _bounds(trk, pool, s, j, yhat[r, j])
         p = t % H
         yr = y[r]
         for j in range(H):
@@ -166,7 +183,8 @@ def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, window, lo, hi, sco
                 pend[s, p, j, P_YHAT] = pend[s, p, j, P_LO] = pend[s, p, j, P_HI] = np.nan
             scores[r, j, 0] = scores[r, j, 1] = scores[r, j, 2] = np.nan
             if yr == yr and f == f:
-                _score(trk, s, j, yr, f, fl, fh, a_side, eta, window, scores[r, j])
+                _score(trk, pool, s, j, yr, f, fl, fh, a_side, eta, eta_pool, window,
+                       scores[r, j])
         for j in range(1, H):
             q = (t + j) % H
             pend[s, q, j, P_YHAT], pend[s, q, j, P_LO], pend[s, q, j, P_HI] = (
@@ -175,7 +193,7 @@ def update_rows(slots, y, yhat, trk, pend, pos, a_side, eta, window, lo, hi, sco
 
 
 @njit(cache=True)
-def bounds_of(slots, yhat, trk, lo, hi):
+def bounds_of(slots, yhat, trk, pool, lo, hi):
     """Bands of forecasts made from the live state (``forecast``): nothing changes.
     Steps beyond the tracked horizon get NaN."""
     B, h = yhat.shape
@@ -183,7 +201,7 @@ def bounds_of(slots, yhat, trk, lo, hi):
     for b in range(B):
         for j in range(h):
             if j < H:
-                lo[b, j], hi[b, j] = _bounds(trk, slots[b], j, yhat[b, j])
+                lo[b, j], hi[b, j] = _bounds(trk, pool, slots[b], j, yhat[b, j])
             else:
                 lo[b, j] = hi[b, j] = np.nan
 
@@ -201,7 +219,7 @@ class IntervalState:
     (0.9, True)
     """
 
-    ARRAYS = ("trk", "pend", "pos")
+    ARRAYS = ("trk", "pool", "pend", "pos")
 
     def __init__(self, coverage, horizon):
         self.coverage = float(coverage)
@@ -209,13 +227,11 @@ class IntervalState:
         self.a_side = (1.0 - self.coverage) / 2.0
         self.q0 = initial_q(self.coverage)
         H = self.horizon
-        self.a = {"trk": self._fresh_trk(0, H), "pend": np.full((0, H, H, 3), np.nan),
-                  "pos": np.zeros(0, dtype=np.int64)}
+        self.a = {"trk": np.zeros((0, H, N_TRK)), "pool": self._fresh_pool(H),
+                  "pend": np.full((0, H, H, 3), np.nan), "pos": np.zeros(0, dtype=np.int64)}
 
-    def _fresh_trk(self, n, H):
-        trk = np.zeros((n, H, N_TRK))
-        trk[:, :, Q_LO], trk[:, :, Q_HI] = -self.q0, self.q0
-        return trk
+    def _fresh_pool(self, H):
+        return np.tile(np.array([-self.q0, self.q0]), (H, 1))
 
     @property
     def n_series(self):
@@ -227,7 +243,7 @@ class IntervalState:
         if n <= old:
             return
         H = self.horizon
-        self.a["trk"] = np.concatenate([self.a["trk"], self._fresh_trk(n - old, H)])
+        self.a["trk"] = np.concatenate([self.a["trk"], np.zeros((n - old, H, N_TRK))])
         self.a["pend"] = np.concatenate([self.a["pend"], np.full((n - old, H, H, 3), np.nan)])
         self.a["pos"] = np.concatenate([self.a["pos"], np.zeros(n - old, dtype=np.int64)])
 
@@ -240,14 +256,16 @@ class IntervalState:
         yh = np.ascontiguousarray(yhat, dtype=np.float64)
         update_rows(np.ascontiguousarray(slots, dtype=np.int64),
                     np.ascontiguousarray(y, dtype=np.float64), yh, self.a["trk"],
-                    self.a["pend"], self.a["pos"], self.a_side, ETA, SCALE_WINDOW, lo, hi, scores)
+                    self.a["pool"], self.a["pend"], self.a["pos"], self.a_side, ETA, ETA_POOL,
+                    SCALE_WINDOW, lo, hi, scores)
         return Band(yh, lo, hi, scores)
 
     def bounds(self, slots, yhat):
         """(lo, hi) bands of live forecasts ``yhat`` (B, h), changing nothing."""
         yh = np.ascontiguousarray(yhat, dtype=np.float64)
         lo, hi = np.empty(yh.shape), np.empty(yh.shape)
-        bounds_of(np.ascontiguousarray(slots, dtype=np.int64), yh, self.a["trk"], lo, hi)
+        bounds_of(np.ascontiguousarray(slots, dtype=np.int64), yh, self.a["trk"], self.a["pool"],
+                  lo, hi)
         return lo, hi
 
     def set_horizon(self, H):
@@ -257,20 +275,22 @@ class IntervalState:
         if H <= old:
             return
         n = self.n_series
-        trk = self._fresh_trk(n, H)
+        trk = np.zeros((n, H, N_TRK))
         trk[:, :old] = self.a["trk"]
+        pool = self._fresh_pool(H)
+        pool[:old] = self.a["pool"]
         pend = np.full((n, H, H, 3), np.nan)
         pos = self.a["pos"]
         for d in range(1, old):   # targets pos + d - 1 ... still pending
             tgt = pos + d - 1
             pend[np.arange(n), tgt % H, :old] = self.a["pend"][np.arange(n), tgt % old]
-        self.a["trk"], self.a["pend"] = trk, pend
+        self.a["trk"], self.a["pool"], self.a["pend"] = trk, pool, pend
         self.horizon = H
 
     def load(self, arrays, n, source):
         """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series."""
         H = self.horizon
-        shapes = {"trk": (n, H, N_TRK), "pend": (n, H, H, 3), "pos": (n,)}
+        shapes = {"trk": (n, H, N_TRK), "pool": (H, 2), "pend": (n, H, H, 3), "pos": (n,)}
         for k, shape in shapes.items():
             if k not in arrays or tuple(arrays[k].shape) != shape:
                 raise CheckpointError(f"{source}: interval state {k!r} is missing or has the "

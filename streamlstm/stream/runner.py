@@ -180,14 +180,7 @@ class StreamRunner:
         ids_k = batch.ids[keep]
         y_k = np.ascontiguousarray(batch.y[keep], dtype=np.float64)
         X_k = None if batch.X is None else np.ascontiguousarray(batch.X[keep], dtype=np.float64)
-        band = None
-        if getattr(self.model, "coverage", None) is not None:
-            band = self.model.predict_learn(ids_k, y_k, X_k, interval=True)
-            yhat = band.yhat
-        else:
-            yhat = np.asarray(self.model.predict_learn(ids_k, y_k, X_k), dtype=np.float64)
-        if yhat.ndim == 1:              # a forecaster that returns one step as (R,)
-            yhat = yhat[:, None]
+        yhat, band = self._predict_learn(ids_k, y_k, X_k)
 
         # 6. Commit.  New ids are registered in the order of their first accepted
         #    row, which is the order the forecaster gives them slots.
@@ -226,6 +219,17 @@ class StreamRunner:
         if band is None:
             return Forecasts(batch, keep, yhat)
         return Forecasts(batch, keep, yhat, band.lo, band.hi)
+
+    def _predict_learn(self, ids, y, X):
+        """(yhat (K, h), ``intervals.Band`` or None): the model's forecasts, with
+        their intervals when it makes them."""
+        if getattr(self.model, "coverage", None) is not None:
+            band = self.model.predict_learn(ids, y, X, interval=True)
+            return band.yhat, band
+        yhat = np.asarray(self.model.predict_learn(ids, y, X), dtype=np.float64)
+        if yhat.ndim == 1:              # a forecaster that returns one step as (R,)
+            yhat = yhat[:, None]
+        return yhat, None
 
     def _apply_policy(self, batch, problems):
         """Raise the first problem the policy calls an error; else count the rows
