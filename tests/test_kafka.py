@@ -66,10 +66,12 @@ MODEL = dict(hidden_size=4, k1=3, k2=5, seed=1)
 BACKEND = "reference"      # no JIT compile in each worker process
 
 
-def job_config(source, checkpoint=None, every_rows=None, horizon=2, on_bad_row="error"):
+def job_config(source, checkpoint=None, every_rows=None, horizon=2, on_bad_row="error",
+               coverage=None):
     return JobConfig(source=source, columns=Columns(features=FEATURES), checkpoint=checkpoint,
                      every_rows=every_rows, every_seconds=None, horizon=horizon,
-                     backend=BACKEND, model=dict(MODEL), policy=Policy(on_bad_row=on_bad_row))
+                     coverage=coverage, backend=BACKEND, model=dict(MODEL),
+                     policy=Policy(on_bad_row=on_bad_row))
 
 
 def run_job(broker, topic, group, sink=None, checkpoint=None, every_rows=None, horizon=2,
@@ -80,10 +82,12 @@ def run_job(broker, topic, group, sink=None, checkpoint=None, every_rows=None, h
     return KafkaJob(cfg, kopts, log=lambda s: None).run()
 
 
-def parquet_reference(frame, parts, n_partitions, tmp_path, horizon=2, batch_rows=37):
+def parquet_reference(frame, parts, n_partitions, tmp_path, horizon=2, batch_rows=37,
+                      coverage=None):
     """The same rows read from Parquet, one run per partition's rows: per partition
-    the forecast table and the runner (its final state)."""
-    cfg = job_config("unused", horizon=horizon)
+    the forecast table (with ``coverage``: then the bands' columns) and the runner
+    (its final state)."""
+    cfg = job_config("unused", horizon=horizon, coverage=coverage)
     out = {}
     for p in range(n_partitions):
         sub = frame[parts == p].reset_index(drop=True)
@@ -92,7 +96,8 @@ def parquet_reference(frame, parts, n_partitions, tmp_path, horizon=2, batch_row
         runner = StreamRunner(cfg.make_model(), cfg.policy, cfg.metrics_window)
         yhat = []
         for batch in open_source(str(path), cfg.columns).batches(batch_rows=batch_rows):
-            yhat.append(runner.process(batch).yhat)
+            fc = runner.process(batch)
+            yhat.append(fc.yhat if coverage is None else np.hstack([fc.yhat, fc.lo, fc.hi]))
         out[p] = (sub, np.concatenate(yhat), runner)
     return out
 
@@ -139,6 +144,9 @@ def assert_forecasts_equal(sink_rows, ref, horizon=2):
     """Sink rows of each partition (deduplicated by (series_id, timestamp), which
     must carry identical values) equal the Parquet run's forecasts, bit for bit."""
     cols = ["yhat"] + [f"yhat_h{j}" for j in range(2, horizon + 1)]
+    if next(iter(ref.values()))[1].shape[1] > horizon:     # a reference with bands
+        cols += [f"yhat_lo{t}" for t in [""] + [f"_h{j}" for j in range(2, horizon + 1)]]
+        cols += [f"yhat_hi{t}" for t in [""] + [f"_h{j}" for j in range(2, horizon + 1)]]
     for p, (sub, yhat, _) in ref.items():
         got = sink_rows[sink_rows["partition"] == p]
         # A duplicate after a crash is the same forecast again: identical values.
@@ -615,7 +623,9 @@ def test_cli_runs_a_kafka_source_into_a_kafka_sink(kafka_broker, tmp_path):
     assert f"read {len(frame)} messages of {b.url(src)}" in r.output
     assert f"sent {len(frame)} forecasts to {b.url(out)}" in r.output
     assert "all " in r.output and "MAE" in r.output and "partition-*.ckpt" in r.output
-    assert_forecasts_equal(sink_frame(b, out), parquet_reference(frame, parts, 2, tmp_path))
+    # --coverage 0.9 (the default): the sink carries the bands, as the CLI's columns
+    assert_forecasts_equal(sink_frame(b, out), parquet_reference(frame, parts, 2, tmp_path,
+                                                                 coverage=0.9))
     # Kafka-only options with a file source are refused; so is --out with a Kafka source.
     path = tmp_path / "x.parquet"
     frame.to_parquet(path)

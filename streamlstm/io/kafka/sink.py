@@ -3,8 +3,9 @@
 Sink messages, one per forecast row: key = series id, value = JSON
 ``{"series_id", "timestamp", "y", "yhat", "yhat_h2", ..., "partition",
 "offset"}``: the timestamp exactly as it came in, the observed ``y`` (``null``
-when missing), the forecasts made *before* ``y`` was seen, and where the
-observation sits in the source topic.
+when missing), the forecasts made *before* ``y`` was seen (with intervals also
+``"yhat_lo", "yhat_hi", "yhat_lo_h2", ...``, as the CLI's columns), and where
+the observation sits in the source topic.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import math
 import numpy as np
 
 from streamlstm.io.kafka.address import KafkaAddress, KafkaRuntimeError, client_conf
+from streamlstm.stream.batch import forecast_columns
 
 
 class ForecastSink:
@@ -99,11 +101,11 @@ class ForecastSink:
         b, keep = fc.batch, fc.keep
         raw_t = b.columns["time_raw"]
         ids, offs = b.ids[keep], b.rows[keep]
-        h = fc.yhat.shape[1]
-        nums = np.column_stack([b.y[keep], fc.yhat]).tolist()   # Python floats, exact
+        cols = forecast_columns(fc.yhat, fc.lo, fc.hi)
+        nums = np.column_stack([b.y[keep]] + [c for _, c in cols]).tolist()  # floats, exact
         head = (json.dumps(self.series_name) + ": %s, " + json.dumps(self.time_name)
                 + ': %s, "y": %s, ')
-        tail = ", ".join(['"yhat": %s'] + [f'"yhat_h{j + 1}": %s' for j in range(1, h)])
+        tail = ", ".join(f'"{name}": %s' for name, _ in cols)
         template = "{" + head + tail + f', "partition": {int(partition)}, "offset": %d}}'
         ids_json, keys = {}, {}
         produce, topic, on_delivery = self.producer.produce, self.addr.topic, self._on_delivery

@@ -570,7 +570,8 @@ class KafkaWorker:
             if ms[0].offset() < part.emit_from:
                 # Exactly-once replay: a committed transaction already holds these.
                 sel = batch.rows[fc.keep] >= part.emit_from
-                fc = Forecasts(batch, fc.keep[sel], fc.yhat[sel])
+                fc = Forecasts(batch, fc.keep[sel], fc.yhat[sel],
+                               *(None if a is None else a[sel] for a in (fc.lo, fc.hi)))
             self.sink.send(fc, p)
             self.summary.forecasts += len(fc)
         part.next_offset = ms[-1].offset() + 1
