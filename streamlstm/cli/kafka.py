@@ -30,8 +30,8 @@ def kafka_options(f):
                           "partitions among them."),
         click.option("--sink", metavar="kafka://HOST:PORT/TOPIC",
                      help="Kafka source: send every forecast to this topic (key = series id, "
-                          "JSON value with series_id, timestamp, y, yhat[, yhat_lo, yhat_hi], partition, "
-                          "offset)."),
+                          "JSON value with series_id, timestamp, y, yhat[, yhat_lo, yhat_hi], "
+                          "partition, offset)."),
         click.option("--instance-id", metavar="ID",
                      help="Kafka source: static group membership (group.instance.id); a worker "
                           "restarted with the same id gets its partitions back without moving "
