@@ -96,10 +96,10 @@ class Band(NamedTuple):
 def check_coverage(owner, coverage):
     """None (no intervals) or a nominal coverage strictly between 0 and 1, as float.
 
-    >>> check_coverage("MultiSeriesForecaster", 1.5)
+    >>> check_coverage("MultiSeriesForecaster", 1.5)   # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    streamlstm.errors.InputError: MultiSeriesForecaster(coverage=1.5) must be strictly between 0 and 1 (e.g. 0.9 for 90% intervals), or None for no intervals
+    streamlstm.errors.InputError: MultiSeriesForecaster(coverage=1.5) must be strictly between 0 and 1 ...
     """
     if coverage is None:
         return None
