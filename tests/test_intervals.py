@@ -296,3 +296,19 @@ def test_cli_refuses_bad_coverage(bad, tmp_path):
     from streamlstm.cli.app import main
     res = CliRunner().invoke(main, ["run", *FAST, "--source", EXAMPLE, "--coverage", bad])
     assert res.exit_code == 2 and "--coverage" in res.stderr and "Traceback" not in res.output
+
+
+def test_cli_init_from_must_keep_the_models_coverage(tmp_path):
+    from click.testing import CliRunner
+    from _streamdata import FAST, write_sensor_file
+    from streamlstm.cli.app import main
+    src = tmp_path / "s.parquet"
+    write_sensor_file(src, sensors=3, steps=30, seed=1)
+    _cli("--source", str(src), "--coverage", "0", "--checkpoint", str(tmp_path / "ck"))
+    res = CliRunner().invoke(main, ["run", *FAST, "--source", str(src), "--init-from",
+                                    str(tmp_path / "ck")])
+    assert res.exit_code == 1
+    assert "no intervals (--coverage 0)" in res.stderr and "pass --coverage 0" in res.stderr
+    later = tmp_path / "later.parquet"
+    write_sensor_file(later, sensors=3, steps=30, seed=1, start="2024-02-01T00:00:00")
+    _cli("--source", str(later), "--init-from", str(tmp_path / "ck"), "--coverage", "0")

@@ -623,6 +623,8 @@ def test_cli_runs_a_kafka_source_into_a_kafka_sink(kafka_broker, tmp_path):
     assert f"read {len(frame)} messages of {b.url(src)}" in r.output
     assert f"sent {len(frame)} forecasts to {b.url(out)}" in r.output
     assert "all " in r.output and "MAE" in r.output and "partition-*.ckpt" in r.output
+    assert "90% intervals, after the first 20% of scored forecasts:" in r.output
+    assert "+2: coverage " in r.output
     # --coverage 0.9 (the default): the sink carries the bands, as the CLI's columns
     assert_forecasts_equal(sink_frame(b, out), parquet_reference(frame, parts, 2, tmp_path,
                                                                  coverage=0.9))

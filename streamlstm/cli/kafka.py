@@ -12,6 +12,7 @@ from streamlstm.errors import BackendUnavailableError, CheckpointError, InputErr
 from streamlstm.io.kafka.address import KafkaAddress, KafkaRuntimeError, is_kafka_url
 from streamlstm.io.kafka.job import KafkaJob, KafkaOptions
 from streamlstm.io.kafka.store import PartitionStore
+from streamlstm.cli.messages import INTERVAL_SKIP, format_intervals
 from streamlstm.stream.metrics import METRIC_NAMES
 from streamlstm.stream.policy import DataError
 
@@ -151,4 +152,22 @@ def _metric_lines(res):
         worst.sort(key=lambda t: -t[0] if math.isfinite(t[0]) else math.inf)
         out.append("worst series by MAE: " + ", ".join(f"{sid} {mae:.4g} ({k:,} rows)"
                                                        for mae, sid, k in worst[:3]))
+    out += _interval_lines(res)
     return out
+
+
+def _interval_lines(res):
+    """Prediction intervals pooled over the partitions held: each partition's
+    scored bands after its first 20%, weighted by their counts."""
+    reps = [r.intervals.report(INTERVAL_SKIP) for r in res.runners.values()
+            if r.intervals is not None]
+    cov = [r.model.coverage for r in res.runners.values() if r.intervals is not None]
+    if not reps:
+        return []
+    pooled = []
+    for steps in zip(*reps):
+        n = sum(s["scored"] for s in steps)
+        avg = {k: sum(s[k] * s["scored"] for s in steps if s["scored"]) / n if n else math.nan
+               for k in ("coverage", "width", "winkler")}
+        pooled.append({"step": steps[0]["step"], "scored": n, **avg})
+    return format_intervals(pooled, cov[0], INTERVAL_SKIP)

@@ -5,6 +5,9 @@ import click
 
 from streamlstm.stream.metrics import METRIC_NAMES
 
+# The interval summary leaves out this leading share of each step's scored forecasts.
+INTERVAL_SKIP = 0.2
+
 
 def fail(exc):
     """A user error: one ``Error:`` line, exit status 1, no traceback."""

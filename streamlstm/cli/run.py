@@ -22,7 +22,8 @@ import numpy as np
 
 from streamlstm.cli.kafka import dispatch as kafka_dispatch
 from streamlstm.cli.kafka import kafka_options
-from streamlstm.cli.messages import fail, format_intervals, format_summary, series_label
+from streamlstm.cli.messages import (INTERVAL_SKIP, fail, format_intervals, format_summary,
+                                     series_label)
 from streamlstm.cli.plot import plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
@@ -32,8 +33,6 @@ from streamlstm.stream.policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataEr
 
 # Above this share of skipped rows the end of a run warns (--on-bad-row skip).
 SKIP_WARN_SHARE = 0.10
-# The interval summary leaves out this leading share of each step's scored forecasts.
-INTERVAL_SKIP = 0.2
 
 # The model options' defaults are the forecaster's own.
 _FD = {k: p.default for k, p in inspect.signature(MultiSeriesForecaster).parameters.items()}

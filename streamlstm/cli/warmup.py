@@ -26,7 +26,8 @@ def warmup(cell, dtype, backend):
     for c in cell or ("lstm",):
         for d in dtype or ("float64",):
             # with and without feature columns: the two input shapes a run can have
-            secs = sum(MultiSeriesForecaster(cell=c, dtype=d, backend=backend,
-                                             features=f).compile_kernels()
+            # (and the prediction intervals' kernels, on by default in a run)
+            secs = sum(MultiSeriesForecaster(cell=c, dtype=d, backend=backend, features=f,
+                                             coverage=0.9).compile_kernels()
                        for f in (None, ["feature"]))
             click.echo(f"{c}/{d} on {backend}: compiled and cached ({secs:.1f} s)")

@@ -26,7 +26,7 @@ from streamlstm.core.checks import check_int, refuse_nonfinite
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import (SeriesFeatures, check_features, check_lags,
                                           check_periods, to_raw)
-from streamlstm.forecast.intervals import IntervalState, check_coverage
+from streamlstm.forecast.intervals import CoverageTally, IntervalState, check_coverage
 from streamlstm.core.layout import Layout
 from streamlstm.core.online_rnn import OnlineRNN
 from streamlstm.core.optim import Adam, optimizer_from_config
@@ -515,13 +515,15 @@ class MultiSeriesForecaster:
                           optimizer=self.optimizer, features=self.features, horizon=2,
                           backend=self.backend, dtype=self.dtype, lags=self.lags,
                           seasonality=self.seasonality, differencing=self.differencing,
-                          clip_norm=self.clip_norm, trend=self.trend)
+                          clip_norm=self.clip_norm, trend=self.trend, coverage=self.coverage)
         F = len(self._features)
         ids = ["a", "b"] * 4
         y = np.linspace(0.0, 1.0, len(ids))
         X = np.zeros((len(ids), F)) if F else None
-        twin.predict_learn(ids, y, X)
-        twin.forecast(2)
+        band = twin.predict_learn(ids, y, X, interval=self._iv is not None)
+        twin.forecast(2, interval=self._iv is not None)
+        if self._iv is not None:     # and the runner's coverage tally
+            CoverageTally(2).update(band.scores)
         return time.perf_counter() - t0
 
     # -- many rows at once -----------------------------------------------------------------
