@@ -312,3 +312,46 @@ def test_cli_init_from_must_keep_the_models_coverage(tmp_path):
     later = tmp_path / "later.parquet"
     write_sensor_file(later, sensors=3, steps=30, seed=1, start="2024-02-01T00:00:00")
     _cli("--source", str(later), "--init-from", str(tmp_path / "ck"), "--coverage", "0")
+
+
+# -- River forecasters --------------------------------------------------------------------
+def test_river_forecast_interval_covers_and_leaves_forecast_unchanged():
+    import pickle
+    import streamlstm
+    y = _stream("gaussian", n=800, seed=5)
+    with_iv = streamlstm.LSTMForecaster(seasonality=24, coverage=0.9)
+    without = streamlstm.LSTMForecaster(seasonality=24, coverage=None)
+    hits = {j: [] for j in range(3)}
+    pending = []
+    for t, v in enumerate(y):
+        band = with_iv.forecast_interval(3)
+        assert len(band) == 3 and all(len(b) == 2 for b in band)
+        for j, (lo, hi) in enumerate(band):
+            if t + j < y.size and not math.isnan(lo):
+                assert lo <= hi and math.isfinite(lo) and math.isfinite(hi)
+                pending.append((t + j, j, lo, hi))
+        with_iv.learn_one(v)
+        without.learn_one(v)
+    for tgt, j, lo, hi in pending:
+        if tgt >= 160:
+            hits[j].append(lo <= y[tgt] <= hi)
+    for j in range(3):
+        assert 0.86 <= np.mean(hits[j]) <= 0.94, (j, np.mean(hits[j]))
+    # intervals never change the forecasts (the same learning, bit for bit)
+    assert with_iv.forecast(5) == without.forecast(5)
+    # the interval state survives pickling
+    again = pickle.loads(pickle.dumps(with_iv))
+    assert again.forecast_interval(3) == with_iv.forecast_interval(3)
+
+
+def test_river_forecast_interval_before_learning_and_without_coverage():
+    import streamlstm
+    m = streamlstm.GRUForecaster()
+    assert m.coverage == 0.9
+    band = m.forecast_interval(2)
+    assert len(band) == 2 and all(math.isnan(lo) and math.isnan(hi) for lo, hi in band)
+    assert m.forecast_interval(0) == []
+    with pytest.raises(InputError, match="coverage=None"):
+        streamlstm.GRUForecaster(coverage=None).forecast_interval(1)
+    with pytest.raises(InputError, match="strictly between 0 and 1"):
+        streamlstm.LSTMForecaster(coverage=1.0)

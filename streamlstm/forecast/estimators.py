@@ -352,7 +352,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
     def _unit_test_params(cls):
         yield {"hidden_size": 4, "k2": 4}
         yield {"hidden_size": 3, "k1": 2, "k2": 3, "seasonality": 2, "differencing": True,
-               "dtype": "float32"}
+               "dtype": "float32", "coverage": None}
 
 
 class LSTMForecaster(_RecurrentForecaster):
