@@ -286,7 +286,11 @@ def test_cli_resume_checks_coverage_and_is_exact(tmp_path):
     pd.testing.assert_frame_equal(ref, a)
     res = CliRunner().invoke(main, ["run", *FAST, "--source", str(src), "--checkpoint", str(ck),
                                     "--coverage", "0.8"], catch_exceptions=False)
-    assert res.exit_code == 1 and "--coverage" in res.stderr
+    assert res.exit_code == 1
+    assert "a run with --coverage 0.9, this command has --coverage 0.8" in res.stderr
+    res = CliRunner().invoke(main, ["run", *FAST, "--source", str(src), "--checkpoint", str(ck),
+                                    "--coverage", "0"], catch_exceptions=False)
+    assert res.exit_code == 1 and "this command has --coverage 0;" in res.stderr
 
 
 @pytest.mark.parametrize("bad", ["1", "1.5", "-0.1", "x"])

@@ -251,7 +251,8 @@ class FileJob:
             if old.get(key) != new.get(key):
                 raise JobError(
                     f"{path}: this checkpoint was written by a run with {flag} "
-                    f"{_show(old.get(key))}, this command has {flag} {_show(new.get(key))}; rerun "
+                    f"{_show(old.get(key), key)}, this command has {flag} "
+                    f"{_show(new.get(key), key)}; rerun "
                     f"with the checkpoint's options to resume, or pass a new --checkpoint "
                     f"directory (or delete {os.path.dirname(path) or path}) to start over",
                     origin=path)
@@ -521,7 +522,9 @@ def _jsonable(v):
     return list(v) if isinstance(v, tuple) else v
 
 
-def _show(v):
+def _show(v, key=None):
+    if key == "coverage" and v is None:     # off (also a checkpoint from before intervals)
+        return "0"
     if isinstance(v, list):
         return ",".join(map(str, v)) if v else "(none)"
     if v is None:
