@@ -44,6 +44,9 @@ __all__ = ["LSTMForecaster", "GRUForecaster", "LSTMRegressor", "MultiSeriesForec
 _MAX_PENDING = 3
 # forecast() rolls through at most this many unasked-for steps to reach xs's first datetime.
 _MAX_LEAD = 1000
+# forecast_interval tracks at most this many steps ahead (each tracked step makes learn_one
+# roll out one step further; the pending forecasts grow as its square): NaN beyond.
+_MAX_TRACKED = 128
 _DAY = 86400.0
 _CYCLES = (_DAY, 7 * _DAY, 365.25 * _DAY)     # day, week, year
 
@@ -318,7 +321,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         Asking for a step tracks it from then on (``learn_one`` then also rolls
         the forecast out that far, to score it); a step gives ``(nan, nan)``
         until it has scored a few forecasts (``intervals.MIN_SCORED``), as does
-        every step before the network exists.  Nothing else changes."""
+        every step before the network exists and beyond 128 steps ahead.
+        Nothing else changes."""
         if self.coverage is None:
             raise InputError(f"{type(self).__name__}(coverage=None) makes no intervals; "
                              f"construct it with a coverage, e.g. coverage=0.9")
@@ -326,7 +330,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         if horizon == 0 or self._core is None:
             return [(math.nan, math.nan)] * horizon
         lead = self._lead(xs)
-        self._core.widen_horizon(lead + horizon)
+        self._core.widen_horizon(min(lead + horizon, _MAX_TRACKED))
         X = self._future(xs, horizon)
         if lead and X is not None:
             X = np.concatenate([np.repeat(X[:1], lead, axis=0), X])
