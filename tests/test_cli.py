@@ -211,6 +211,7 @@ def test_inspect(data, tmp_path):
     n = pq.ParquetFile(data / "s.parquet").metadata.num_rows
     assert f"live row {n:,} (complete" in res.stdout and "series       4" in res.stdout
     assert "MAE" in res.stdout
+    assert "90% intervals, after the first 20% of scored forecasts:" in res.stdout
     res = CliRunner().invoke(main, ["inspect", str(data / "s.parquet")])
     assert res.exit_code == 1 and res.stderr.startswith("Error:") and "not a streamlstm checkpoint" in res.stderr
 

@@ -5,7 +5,8 @@ import time
 
 import click
 
-from streamlstm.cli.messages import fail, format_summary, series_label
+from streamlstm.cli.messages import (INTERVAL_SKIP, fail, format_intervals, format_summary,
+                                     series_label)
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.io.filejob import checkpoint_path, describe_fingerprint
 from streamlstm.stream.runner import StreamRunner
@@ -46,3 +47,7 @@ def inspect(checkpoint):
         click.echo(f"saved        {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta['saved_at']))}")
     for line in format_summary(runner.metrics.summary(n_worst=3), series_label(runner)):
         click.echo(line)
+    if runner.intervals is not None:
+        for line in format_intervals(runner.intervals.report(INTERVAL_SKIP),
+                                     runner.model.coverage, INTERVAL_SKIP):
+            click.echo(line)
