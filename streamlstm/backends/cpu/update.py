@@ -1,0 +1,180 @@
+"""The update of the CPU backend (SPEC 4), per call: for the due series of a
+call, re-run each window from its entry state (or reuse the activation cache),
+back-propagate it, move the window, then clip and step the optimizer.  The due
+series are dealt in chunks of ``GRAD_CHUNK`` to a fixed number of gradient
+lanes (config.py), run in parallel; the lane sums are added in lane order.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from streamlstm.backends.cpu.backward import window_backward
+from streamlstm.backends.cpu.config import C_H, C_K1, C_K2, C_L, C_S, EXACT, FAST, FAST_NRT, GRAD_CHUNK
+from streamlstm.backends.cpu.forward import stack_forward1, stack_forward4
+from streamlstm.backends.cpu.optimizer import apply_update
+
+
+@njit(**FAST)
+def copy_state(dst, src, L, S, H):
+    for k in range(L):
+        for s in range(S):
+            for q in range(H):
+                dst[k, s, q] = src[k, s, q]
+
+
+@njit(**FAST_NRT)
+def _rows(n, s, slot, ws_x, c_x, c_ver, ver):
+    """Series n's re-run states/activations: its activation-cache rows when
+    valid, else workspace position s of slot."""
+    if c_ver.shape[0] > 0 and c_ver[n] == ver[0]:
+        return c_x[n]
+    return ws_x[slot, s]
+
+
+@njit(**FAST_NRT)
+def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
+                  entry, win_u, win_y, win_len, ws, cache):
+    """Chunk ch of the sorted due list, on workspace slot (= lane) ``slot``: for
+    each of its series re-run the window from the entry state (weights before
+    the update; four series at a time), back-propagate into the lane's partial
+    gradient ws_g[slot] (series in ascending order), then move the window
+    (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the entry state becomes
+    the re-run state after them).  A series whose window is in the activation
+    cache (see _cache_row_start) skips the re-run."""
+    ws_st, ws_a, ws_vec, ws_g, ws_da, ws_f = ws
+    c_st, c_act, c_ver, ver = cache
+    zero = kp.dtype.type(0)
+    H, L, S = cfg[C_H], cfg[C_L], cfg[C_S]
+    k1, k2 = cfg[C_K1], cfg[C_K2]
+    D = due.shape[0]
+    j0 = ch * GRAD_CHUNK
+    j1 = min(D, j0 + GRAD_CHUNK)
+    gp = ws_g[slot]
+    tf = np.zeros(4, dtype=np.int64)           # rows to re-run per group position
+    for g0 in range(j0, j1, 4):
+        m = min(4, j1 - g0)
+        tmax = 0
+        for s in range(4):
+            tf[s] = 0
+        for s in range(m):
+            n = due[g0 + s]
+            T = win_len[n]
+            d = max(0, T + k1 - k2)
+            need_bw = M > 0 and mcnt[g0 + s] > 0
+            cached = c_ver.shape[0] > 0 and c_ver[n] == ver[0]
+            if not cached:
+                tf[s] = T if need_bw else d
+                copy_state(ws_st[slot, s, 0], entry[n], L, S, H)
+                tmax = max(tmax, tf[s])
+        for t in range(tmax):                   # re-run, four series in step when possible
+            if tf[0] > t and tf[1] > t and tf[2] > t and tf[3] > t:
+                for s in range(4):
+                    copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
+                n0, n1, n2, n3 = due[g0], due[g0 + 1], due[g0 + 2], due[g0 + 3]
+                stack_forward4(win_u[n0, t], win_u[n1, t], win_u[n2, t], win_u[n3, t],
+                               ws_st[slot, 0, t + 1], ws_st[slot, 1, t + 1],
+                               ws_st[slot, 2, t + 1], ws_st[slot, 3, t + 1],
+                               ws_a[slot, 0, t], ws_a[slot, 1, t], ws_a[slot, 2, t],
+                               ws_a[slot, 3, t], kp, koff, cfg)
+            else:
+                for s in range(m):
+                    if tf[s] > t:
+                        copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
+                        stack_forward1(win_u[due[g0 + s], t], ws_st[slot, s, t + 1],
+                                       ws_a[slot, s, t], kp, koff, cfg)
+        for s in range(m):                      # backward and window move, in slot order
+            n = due[g0 + s]
+            T = win_len[n]
+            d = max(0, T + k1 - k2)
+            need_bw = M > 0 and mcnt[g0 + s] > 0
+            cst_n = _rows(n, s, slot, ws_st, c_st, c_ver, ver)
+            if need_bw:
+                window_backward(T, Mf, cst_n, _rows(n, s, slot, ws_a, c_act, c_ver, ver),
+                                win_u[n], win_y[n], kp, koff, cfg, ws_vec[slot], ws_da[slot], gp)
+            if d > 0:
+                copy_state(entry[n], cst_n[d], L, S, H)
+                wu, wy = win_u[n], win_y[n]
+                for t in range(T - d):
+                    for q in range(wu.shape[1]):
+                        wu[t, q] = wu[t + d, q]
+                    for q in range(wy.shape[1]):
+                        wy[t, q] = wy[t + d, q]
+                nan = kp.dtype.type(np.nan)
+                for t in range(T - d, k2):
+                    for q in range(wy.shape[1]):
+                        wy[t, q] = nan
+                win_len[n] = T - d
+
+
+@njit(**EXACT)
+def _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                 entry, win_u, win_y, win_len, ws, cache):
+    """Lane ``lane`` of an update: chunks lane, lane + lanes_, ... in order,
+    into the lane's partial gradient."""
+    gp = ws[3][lane]
+    if M > 0:
+        for p in range(gp.shape[0]):
+            gp[p] = kp.dtype.type(0)
+    for ch in range(lane, n_chunks, lanes_):
+        _update_chunk(ch, lane, due, mcnt, M, Mf, kp, koff, cfg,
+                      entry, win_u, win_y, win_len, ws, cache)
+
+
+@njit(parallel=True, **EXACT)
+def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                      entry, win_u, win_y, win_len, ws, cache):
+    for lane in prange(lanes_):            # one parallel region per update
+        _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                     entry, win_u, win_y, win_len, ws, cache)
+
+
+@njit(**EXACT)
+def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
+            entry, win_u, win_y, win_len, ws, cache, stats, n_threads):
+    """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
+    chunked re-run + backward + window moves, chunk sums in chunk order, then
+    clipping and the optimizer step (only if M > 0)."""
+    k1 = cfg[C_K1]
+    D = due.shape[0]
+    mcnt = np.empty(D, dtype=np.int64)
+    for jj in range(D):
+        n = due[jj]
+        T = win_len[n]
+        cnt = 0
+        for t in range(max(0, T - k1), T):
+            for o in range(win_y.shape[2]):
+                if not math.isnan(win_y[n, t, o]):
+                    cnt += 1
+        mcnt[jj] = cnt
+    M = mcnt.sum()                  # (not a literal-typed 0: one compiled chunk kernel)
+    c_ver, ver = cache[2], cache[3]
+    for jj in range(D):             # statistics: rows this update re-runs
+        n = due[jj]
+        if not (c_ver.shape[0] > 0 and c_ver[n] == ver[0]):
+            T = win_len[n]
+            stats[1] += T if (M > 0 and mcnt[jj] > 0) else max(0, T + k1 - cfg[C_K2])
+    Mf = kp.dtype.type(M)
+    zero = Mf - Mf
+    P = kp.shape[0]
+    if M > 0:
+        for p in range(P):
+            grad[p] = zero
+    n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
+    ws_g = ws[3]
+    lanes_ = min(ws_g.shape[0], n_chunks)      # chunk ch -> lane ch % lanes_
+    if lanes_ > 1 and n_threads > 1:
+        _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                          entry, win_u, win_y, win_len, ws, cache)
+    else:
+        for lane in range(lanes_):
+            _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                         entry, win_u, win_y, win_len, ws, cache)
+    if M > 0:
+        for lane in range(lanes_):             # lane order: independent of the threads
+            gp = ws_g[lane]
+            for p in range(P):
+                grad[p] += gp[p]
+    if M > 0:
+        apply_update(kp, grad, km, kv, opt_step, hyper)
+        cache[3][0] += 1                       # new weights: every cached window is stale
