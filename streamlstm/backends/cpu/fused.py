@@ -10,9 +10,9 @@ from numba import njit, prange
 
 from streamlstm.backends.cpu.backward import window_backward
 from streamlstm.backends.cpu.config import C_H, C_I, C_K1, C_K2, C_L, C_O, C_S, EXACT, FAST_NRT, GRAD_CHUNK
-from streamlstm.backends.cpu.forward import head, stack_forward1, stack_forward4
-from streamlstm.backends.cpu.optimizer import apply_update
-from streamlstm.backends.cpu.update import copy_state
+from streamlstm.backends.cpu.forward import head
+from streamlstm.backends.cpu.optimizer import sum_lanes_and_step
+from streamlstm.backends.cpu.update import copy_state, window_row
 
 
 @njit(**FAST_NRT)
@@ -25,7 +25,6 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
     the chunk's partial gradient, then leave the arrays exactly as the k1
     per-call steps and the update would."""
     ws_st, ws_a, ws_vec, ws_g, ws_da, ws_f = ws
-    zero = kp.dtype.type(0)
     H, L, S, I, O = cfg[C_H], cfg[C_L], cfg[C_S], cfg[C_I], cfg[C_O]
     k1 = cfg[C_K1]
     D = due.shape[0]
@@ -33,6 +32,7 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
     j1 = min(D, j0 + GRAD_CHUNK)
     gp = ws_g[slot]
     nan = kp.dtype.type(np.nan)
+    rows = np.zeros(4, dtype=np.int64)         # rows to run per group position
     for g0 in range(j0, j1, 4):
         m = min(4, j1 - g0)
         for s in range(m):
@@ -44,20 +44,10 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
                     win_u[n, t, q] = U[r, q]
                 for q in range(O):
                     win_y[n, t, q] = Y[r, q]
+        for s in range(4):
+            rows[s] = k1 if s < m else 0
         for t in range(k1):
-            for s in range(m):
-                copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
-            if m == 4:
-                n0, n1, n2, n3 = due[g0], due[g0 + 1], due[g0 + 2], due[g0 + 3]
-                stack_forward4(win_u[n0, t], win_u[n1, t], win_u[n2, t], win_u[n3, t],
-                               ws_st[slot, 0, t + 1], ws_st[slot, 1, t + 1],
-                               ws_st[slot, 2, t + 1], ws_st[slot, 3, t + 1],
-                               ws_a[slot, 0, t], ws_a[slot, 1, t], ws_a[slot, 2, t],
-                               ws_a[slot, 3, t], kp, koff, cfg)
-            else:
-                for s in range(m):
-                    stack_forward1(win_u[due[g0 + s], t], ws_st[slot, s, t + 1],
-                                   ws_a[slot, s, t], kp, koff, cfg)
+            window_row(t, rows, m, due[g0:g0 + m], win_u, ws_st[slot], ws_a[slot], kp, koff, cfg)
             for s in range(m):
                 head(ws_st[slot, s, t + 1, L - 1, 0], kp, cfg, out[offsets[c + t] + pos[g0 + s]])
         for s in range(m):                      # backward and window move, in slot order
@@ -146,11 +136,6 @@ def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gra
                     mcnt[jj] += 1
     M = mcnt.sum()
     Mf = kp.dtype.type(M)
-    zero = Mf - Mf
-    P = kp.shape[0]
-    if M > 0:
-        for p in range(P):
-            grad[p] = zero
     n_chunks = (B + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     lanes_ = min(ws_g.shape[0], n_chunks)      # as update_due
@@ -162,11 +147,5 @@ def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gra
             _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
                         kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
     if M > 0:
-        for lane in range(lanes_):
-            gp = ws_g[lane]
-            for p in range(P):
-                grad[p] += gp[p]
-    if M > 0:
-        apply_update(kp, grad, km, kv, opt_step, hyper)
-        cache[3][0] += 1
+        sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache)
     return True

@@ -14,6 +14,33 @@ from streamlstm.backends.cpu.simd import lanes, vadd, vfma, vhsum, vload, vload_
 # ---------------------------------------------------------------------------------
 # gate pre-activations: SIMD matrix-vector products over rows of W^T in kp
 @njit(**FAST)
+def vstore4(a, i, v0, v1, v2, v3):
+    """a[i : i + 4 VL] = four vectors."""
+    VL = lanes(a)
+    vstore(a, i, v0)
+    vstore(a, i + VL, v1)
+    vstore(a, i + 2 * VL, v2)
+    vstore(a, i + 3 * VL, v3)
+
+
+@njit(**FAST)
+def vload4(a, i):
+    """a[i : i + 4 VL] as four vectors."""
+    VL = lanes(a)
+    return vload(a, i), vload(a, i + VL), vload(a, i + 2 * VL), vload(a, i + 3 * VL)
+
+
+@njit(**FAST)
+def _acc_init(o, oo, kp, ba, bb, mode, c):
+    """The vector at offset c of a product's initial value (see mv1's modes)."""
+    if mode == 2:
+        return vload(o, oo + c)
+    if mode == 1:
+        return vadd(vload(kp, ba + c), vload(kp, bb + c))
+    return vload(kp, ba + c)
+
+
+@njit(**FAST)
 def mv1(o, oo, x, kp, w0, K, GHp, ba, bb, mode):
     """One series: o[oo:oo+GHp] = init + sum_{k<K} x[k] * kp[w0 + k*GHp : +GHp].
     init = kp[ba:] (mode 0), kp[ba:] + kp[bb:] (mode 1) or o itself (mode 2).
@@ -24,17 +51,10 @@ def mv1(o, oo, x, kp, w0, K, GHp, ba, bb, mode):
     nb = NV // 4
     for blk in range(nb):
         c = blk * 4 * VL
-        if mode == 2:
-            a0, a1 = vload(o, oo + c), vload(o, oo + c + VL)
-            a2, a3 = vload(o, oo + c + 2 * VL), vload(o, oo + c + 3 * VL)
-        elif mode == 1:
-            a0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
-            a1 = vadd(vload(kp, ba + c + VL), vload(kp, bb + c + VL))
-            a2 = vadd(vload(kp, ba + c + 2 * VL), vload(kp, bb + c + 2 * VL))
-            a3 = vadd(vload(kp, ba + c + 3 * VL), vload(kp, bb + c + 3 * VL))
-        else:
-            a0, a1 = vload(kp, ba + c), vload(kp, ba + c + VL)
-            a2, a3 = vload(kp, ba + c + 2 * VL), vload(kp, ba + c + 3 * VL)
+        a0 = _acc_init(o, oo, kp, ba, bb, mode, c)
+        a1 = _acc_init(o, oo, kp, ba, bb, mode, c + VL)
+        a2 = _acc_init(o, oo, kp, ba, bb, mode, c + 2 * VL)
+        a3 = _acc_init(o, oo, kp, ba, bb, mode, c + 3 * VL)
         for k in range(K):
             xs = vsplat(x[k])
             r = w0 + k * GHp + c
@@ -42,21 +62,19 @@ def mv1(o, oo, x, kp, w0, K, GHp, ba, bb, mode):
             a1 = vfma(xs, vload(kp, r + VL), a1)
             a2 = vfma(xs, vload(kp, r + 2 * VL), a2)
             a3 = vfma(xs, vload(kp, r + 3 * VL), a3)
-        vstore(o, oo + c, a0)
-        vstore(o, oo + c + VL, a1)
-        vstore(o, oo + c + 2 * VL, a2)
-        vstore(o, oo + c + 3 * VL, a3)
+        vstore4(o, oo + c, a0, a1, a2, a3)
     for v in range(nb * 4, NV):
         c = v * VL
-        if mode == 2:
-            a0 = vload(o, oo + c)
-        elif mode == 1:
-            a0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
-        else:
-            a0 = vload(kp, ba + c)
+        a0 = _acc_init(o, oo, kp, ba, bb, mode, c)
         for k in range(K):
             a0 = vfma(vsplat(x[k]), vload(kp, w0 + k * GHp + c), a0)
         vstore(o, oo + c, a0)
+
+
+@njit(**FAST)
+def _fma2(s, w0, w1, a0, a1):
+    """(s * w0 + a0, s * w1 + a1), each an exactly rounded FMA."""
+    return vfma(s, w0, a0), vfma(s, w1, a1)
 
 
 @njit(**FAST)
@@ -74,28 +92,17 @@ def mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
             a20, a21 = vload(o2, oo + c), vload(o2, oo + c + VL)
             a30, a31 = vload(o3, oo + c), vload(o3, oo + c + VL)
         else:
-            if mode == 1:
-                b0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
-                b1 = vadd(vload(kp, ba + c + VL), vload(kp, bb + c + VL))
-            else:
-                b0, b1 = vload(kp, ba + c), vload(kp, ba + c + VL)
+            b0 = _acc_init(o0, oo, kp, ba, bb, mode, c)
+            b1 = _acc_init(o0, oo, kp, ba, bb, mode, c + VL)
             a00, a01, a10, a11, a20, a21, a30, a31 = b0, b1, b0, b1, b0, b1, b0, b1
         for k in range(K):
             r = w0 + k * GHp + c
             w_0 = vload(kp, r)
             w_1 = vload(kp, r + VL)
-            s0 = vsplat(x0[k])
-            a00 = vfma(s0, w_0, a00)
-            a01 = vfma(s0, w_1, a01)
-            s1 = vsplat(x1[k])
-            a10 = vfma(s1, w_0, a10)
-            a11 = vfma(s1, w_1, a11)
-            s2 = vsplat(x2[k])
-            a20 = vfma(s2, w_0, a20)
-            a21 = vfma(s2, w_1, a21)
-            s3 = vsplat(x3[k])
-            a30 = vfma(s3, w_0, a30)
-            a31 = vfma(s3, w_1, a31)
+            a00, a01 = _fma2(vsplat(x0[k]), w_0, w_1, a00, a01)
+            a10, a11 = _fma2(vsplat(x1[k]), w_0, w_1, a10, a11)
+            a20, a21 = _fma2(vsplat(x2[k]), w_0, w_1, a20, a21)
+            a30, a31 = _fma2(vsplat(x3[k]), w_0, w_1, a30, a31)
         vstore(o0, oo + c, a00)
         vstore(o0, oo + c + VL, a01)
         vstore(o1, oo + c, a10)
@@ -110,10 +117,7 @@ def mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
             a00, a10, a20, a30 = vload(o0, oo + c), vload(o1, oo + c), vload(o2, oo + c), \
                 vload(o3, oo + c)
         else:
-            if mode == 1:
-                b0 = vadd(vload(kp, ba + c), vload(kp, bb + c))
-            else:
-                b0 = vload(kp, ba + c)
+            b0 = _acc_init(o0, oo, kp, ba, bb, mode, c)
             a00, a10, a20, a30 = b0, b0, b0, b0
         for k in range(K):
             w_0 = vload(kp, w0 + k * GHp + c)
@@ -217,16 +221,12 @@ def outer_acc(gp, g0, GHp, D, X, T):
         r1 = r0 + GHp
         for blk in range(nb):
             e = blk * 4 * VL
-            a0, a1 = vload(gp, r0 + e), vload(gp, r0 + e + VL)
-            a2, a3 = vload(gp, r0 + e + 2 * VL), vload(gp, r0 + e + 3 * VL)
-            b0, b1 = vload(gp, r1 + e), vload(gp, r1 + e + VL)
-            b2, b3 = vload(gp, r1 + e + 2 * VL), vload(gp, r1 + e + 3 * VL)
+            a0, a1, a2, a3 = vload4(gp, r0 + e)
+            b0, b1, b2, b3 = vload4(gp, r1 + e)
             for t in range(T):
                 xa = vsplat(X[t, q])
                 xb = vsplat(X[t, q + 1])
-                d = t * GHp + e
-                d0, d1, d2, d3 = vload(D, d), vload(D, d + VL), vload(D, d + 2 * VL), \
-                    vload(D, d + 3 * VL)
+                d0, d1, d2, d3 = vload4(D, t * GHp + e)
                 a0 = vfma(xa, d0, a0)
                 a1 = vfma(xa, d1, a1)
                 a2 = vfma(xa, d2, a2)
@@ -235,14 +235,8 @@ def outer_acc(gp, g0, GHp, D, X, T):
                 b1 = vfma(xb, d1, b1)
                 b2 = vfma(xb, d2, b2)
                 b3 = vfma(xb, d3, b3)
-            vstore(gp, r0 + e, a0)
-            vstore(gp, r0 + e + VL, a1)
-            vstore(gp, r0 + e + 2 * VL, a2)
-            vstore(gp, r0 + e + 3 * VL, a3)
-            vstore(gp, r1 + e, b0)
-            vstore(gp, r1 + e + VL, b1)
-            vstore(gp, r1 + e + 2 * VL, b2)
-            vstore(gp, r1 + e + 3 * VL, b3)
+            vstore4(gp, r0 + e, a0, a1, a2, a3)
+            vstore4(gp, r1 + e, b0, b1, b2, b3)
         for v in range(nb * 4, NV):
             c = v * VL
             a0, b0 = vload(gp, r0 + c), vload(gp, r1 + c)

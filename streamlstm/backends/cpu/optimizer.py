@@ -82,3 +82,21 @@ def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
         opt_v[p] = v
         denom = math.sqrt(v) / sq_bc2 + eps_
         theta[p] -= step_size * (m / denom)        # param.addcdiv_(exp_avg, denom, -step_size)
+
+
+@njit(**EXACT)
+def sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache):
+    """The end of an update that saw targets: grad = the partial gradients of
+    lanes 0..lanes_-1 of ws_g added in lane order (so the threads change no
+    bit), then apply_update on the kernel-layout arrays.  The new weights make
+    every cached window stale (the cache's version counter, cache[3])."""
+    zero = kp.dtype.type(0)
+    P = kp.shape[0]
+    for p in range(P):
+        grad[p] = zero
+    for lane in range(lanes_):
+        gp = ws_g[lane]
+        for p in range(P):
+            grad[p] += gp[p]
+    apply_update(kp, grad, km, kv, opt_step, hyper)
+    cache[3][0] += 1

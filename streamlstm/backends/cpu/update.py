@@ -12,7 +12,7 @@ from numba import njit, prange
 from streamlstm.backends.cpu.backward import window_backward
 from streamlstm.backends.cpu.config import C_H, C_K1, C_K2, C_L, C_S, EXACT, FAST, FAST_NRT, GRAD_CHUNK
 from streamlstm.backends.cpu.forward import stack_forward1, stack_forward4
-from streamlstm.backends.cpu.optimizer import apply_update
+from streamlstm.backends.cpu.optimizer import sum_lanes_and_step
 
 
 @njit(**FAST)
@@ -21,6 +21,27 @@ def copy_state(dst, src, L, S, H):
         for s in range(S):
             for q in range(H):
                 dst[k, s, q] = src[k, s, q]
+
+
+@njit(**FAST)
+def window_row(t, rows, m, group, win_u, st, act, kp, koff, cfg):
+    """Row t of the windows of a group of up to four series (``group``, m of
+    them, at positions 0..m-1 of a workspace slot): each position s with
+    rows[s] > t steps st[s, t+1] = st[s, t] on win_u[group[s], t], activations
+    into act[s, t] - the four in step (one stack_forward4) when all four run
+    this row.  rows has four entries (0 past m)."""
+    L, S, H = cfg[C_L], cfg[C_S], cfg[C_H]
+    if rows[0] > t and rows[1] > t and rows[2] > t and rows[3] > t:
+        for s in range(4):
+            copy_state(st[s, t + 1], st[s, t], L, S, H)
+        stack_forward4(win_u[group[0], t], win_u[group[1], t], win_u[group[2], t],
+                       win_u[group[3], t], st[0, t + 1], st[1, t + 1], st[2, t + 1],
+                       st[3, t + 1], act[0, t], act[1, t], act[2, t], act[3, t], kp, koff, cfg)
+    else:
+        for s in range(m):
+            if rows[s] > t:
+                copy_state(st[s, t + 1], st[s, t], L, S, H)
+                stack_forward1(win_u[group[s], t], st[s, t + 1], act[s, t], kp, koff, cfg)
 
 
 @njit(**FAST_NRT)
@@ -44,7 +65,6 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
     cache (see _cache_row_start) skips the re-run."""
     ws_st, ws_a, ws_vec, ws_g, ws_da, ws_f = ws
     c_st, c_act, c_ver, ver = cache
-    zero = kp.dtype.type(0)
     H, L, S = cfg[C_H], cfg[C_L], cfg[C_S]
     k1, k2 = cfg[C_K1], cfg[C_K2]
     D = due.shape[0]
@@ -67,22 +87,8 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                 tf[s] = T if need_bw else d
                 copy_state(ws_st[slot, s, 0], entry[n], L, S, H)
                 tmax = max(tmax, tf[s])
-        for t in range(tmax):                   # re-run, four series in step when possible
-            if tf[0] > t and tf[1] > t and tf[2] > t and tf[3] > t:
-                for s in range(4):
-                    copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
-                n0, n1, n2, n3 = due[g0], due[g0 + 1], due[g0 + 2], due[g0 + 3]
-                stack_forward4(win_u[n0, t], win_u[n1, t], win_u[n2, t], win_u[n3, t],
-                               ws_st[slot, 0, t + 1], ws_st[slot, 1, t + 1],
-                               ws_st[slot, 2, t + 1], ws_st[slot, 3, t + 1],
-                               ws_a[slot, 0, t], ws_a[slot, 1, t], ws_a[slot, 2, t],
-                               ws_a[slot, 3, t], kp, koff, cfg)
-            else:
-                for s in range(m):
-                    if tf[s] > t:
-                        copy_state(ws_st[slot, s, t + 1], ws_st[slot, s, t], L, S, H)
-                        stack_forward1(win_u[due[g0 + s], t], ws_st[slot, s, t + 1],
-                                       ws_a[slot, s, t], kp, koff, cfg)
+        for t in range(tmax):
+            window_row(t, tf, m, due[g0:g0 + m], win_u, ws_st[slot], ws_a[slot], kp, koff, cfg)
         for s in range(m):                      # backward and window move, in slot order
             n = due[g0 + s]
             T = win_len[n]
@@ -131,7 +137,7 @@ def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
 
 @njit(**EXACT)
 def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
-            entry, win_u, win_y, win_len, ws, cache, stats, n_threads):
+               entry, win_u, win_y, win_len, ws, cache, stats, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
     clipping and the optimizer step (only if M > 0)."""
@@ -155,11 +161,6 @@ def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
             T = win_len[n]
             stats[1] += T if (M > 0 and mcnt[jj] > 0) else max(0, T + k1 - cfg[C_K2])
     Mf = kp.dtype.type(M)
-    zero = Mf - Mf
-    P = kp.shape[0]
-    if M > 0:
-        for p in range(P):
-            grad[p] = zero
     n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     lanes_ = min(ws_g.shape[0], n_chunks)      # chunk ch -> lane ch % lanes_
@@ -171,10 +172,4 @@ def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
             _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                          entry, win_u, win_y, win_len, ws, cache)
     if M > 0:
-        for lane in range(lanes_):             # lane order: independent of the threads
-            gp = ws_g[lane]
-            for p in range(P):
-                grad[p] += gp[p]
-    if M > 0:
-        apply_update(kp, grad, km, kv, opt_step, hyper)
-        cache[3][0] += 1                       # new weights: every cached window is stale
+        sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache)
