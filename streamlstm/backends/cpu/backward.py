@@ -5,7 +5,7 @@ layout (config.py).  Nothing here allocates.
 """
 import math
 
-from numba import njit
+from streamlstm.backends.cache import cached_njit
 
 from streamlstm.backends.cellmath import gru_cell_backward, lstm_cell_backward
 from streamlstm.backends.cpu.config import C_GHP, C_H, C_HO, C_I, C_K1, C_L, C_LSTM, C_O, FAST
@@ -13,7 +13,7 @@ from streamlstm.backends.cpu.matvec import bias_acc, dot, dots_acc, outer_acc, v
 from streamlstm.backends.cpu.simd import lanes, vfma, vsplat
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _bw_head(t, T, Mf, htop, wy, kp, cfg, dxv, hg):
     """Row t's loss (if among the last k1) into dxv = d loss / d h_top and the
     head gradient hg (W (O, H) | b (O)) of this series."""
@@ -37,7 +37,7 @@ def _bw_head(t, T, Mf, htop, wy, kp, cfg, dxv, hg):
                     vout(dxv, j, vfma(dv, vin(kp, ho + o * H + j, m), vin(dxv, j, m)), m)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _bw_cell(prev, act, dhk, dck, dxv, Di, Dh, d0, cfg):
     """One layer, one row, by cellmath's *_cell_backward on SIMD vectors:
     dh' = dh (from t+1) + dx (from above) -> pre-activation gradients Di (input
@@ -75,7 +75,7 @@ def _bw_cell(prev, act, dhk, dck, dxv, Di, Dh, d0, cfg):
             vout(dhk, j, dhdir, m)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _bw_sums(T, cst, wu, dA, hg, kp, koff, cfg, gp):
     """Add one series' window gradient to gp: the head's, then per layer the
     weights' (sums over the window's rows of da x^T, da h_prev^T) and biases'."""
@@ -97,7 +97,7 @@ def _bw_sums(T, cst, wu, dA, hg, kp, koff, cfg, gp):
         bias_acc(gp, bo + GHp, GHp, D_h, T)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def window_backward(T, Mf, cst, cact, wu, wy, kp, koff, cfg, vec, dA, gp):
     """Back-propagate the masked loss of the last k1 of T re-run rows through
     all T rows and add the gradient to gp (kernel layout).

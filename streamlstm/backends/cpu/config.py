@@ -52,15 +52,16 @@ GRAD_LANES = 16
 # (launching a parallel region costs ~10 us; one series at H=32 is ~4k MACs).
 PAR_FORWARD_WORK = 1 << 18
 
-# Compile options.  error_model="numpy": a float division by zero gives inf/nan
-# instead of raising; without it every division carries a Python-style zero
-# check that keeps LLVM from vectorising the loop around it (sigmoid, Adam).
+# Compile options, for backends.cache.cached_njit (which adds cache=True).
+# error_model="numpy": a float division by zero gives inf/nan instead of
+# raising; without it every division carries a Python-style zero check that
+# keeps LLVM from vectorising the loop around it (sigmoid, Adam).
 # FAST workers are compiled without Numba's reference counting (_nrt=False),
 # whose atomic increments on every array view cost more than the arithmetic of
 # a step; FAST_NRT ones allocate or return array views, so they keep it.
-EXACT = dict(cache=True, error_model="numpy")
-FAST = dict(cache=True, error_model="numpy", fastmath=FASTMATH, _nrt=False)
-FAST_NRT = dict(cache=True, error_model="numpy", fastmath=FASTMATH)
+EXACT = dict(error_model="numpy")
+FAST = dict(error_model="numpy", fastmath=FASTMATH, _nrt=False)
+FAST_NRT = dict(error_model="numpy", fastmath=FASTMATH)
 
 # Indices into the int64 ``cfg`` vector built by launcher.CPUBackend.
 (C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HO, C_P, C_GHP, C_KP) = range(14)

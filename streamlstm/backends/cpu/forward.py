@@ -6,8 +6,9 @@ over W^T rows (matvec.py); the pointwise cell math is cellmath's, run on SIMD
 vectors (simd.py registers the arithmetic and the polynomial exp/tanh for
 them: ``math.exp`` is a scalar libm call on CPUs without SVML).
 """
-from numba import njit, prange
+from numba import prange
 
+from streamlstm.backends.cache import cached_njit
 from streamlstm.backends.cellmath import gru_cell, lstm_cell
 from streamlstm.backends.cpu.config import C_G, C_GHP, C_H, C_HO, C_I, C_L, C_LSTM, C_O, C_S, \
     EXACT, FAST, PAR_FORWARD_WORK
@@ -17,7 +18,7 @@ from streamlstm.backends.cpu.simd import lanes, vsplat
 
 # ---------------------------------------------------------------------------------
 # pointwise cell math of one series (SPEC 1), in place
-@njit(**FAST)
+@cached_njit(**FAST)
 def _lstm_pointwise(h, c, act, GHp):
     """act[0:4H] holds the pre-activations of (i, f, g, o) -> activations, and
     (h, c) <- the new state, by cellmath.lstm_cell on SIMD vectors (VL units
@@ -40,7 +41,7 @@ def _lstm_pointwise(h, c, act, GHp):
         vout(h, j, h2, m)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _gru_pointwise(h, act, GHp):
     """act[0:3H] = W_i x + b_i, act[GHp:GHp+3H] = W_h h + b_h (gates r, z, n) ->
     r, z, n in act[0:3H] and h <- h', by cellmath.gru_cell on SIMD vectors
@@ -59,7 +60,7 @@ def _gru_pointwise(h, act, GHp):
         vout(h, j, h2, m)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _gates1(x, h, act, kp, k, nin, koff, cfg):
     """Pre-activations of one layer for one series into act (see module doc)."""
     H, GHp = cfg[C_H], cfg[C_GHP]
@@ -72,7 +73,7 @@ def _gates1(x, h, act, kp, k, nin, koff, cfg):
         mv1(act, GHp, h, kp, mo + nin * GHp, H, GHp, bo + GHp, 0, 0)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _gates4(x0, x1, x2, x3, h0, h1, h2, h3, a0, a1, a2, a3, kp, k, nin, koff, cfg):
     """_gates1 for four series sharing every weight load."""
     H, GHp = cfg[C_H], cfg[C_GHP]
@@ -85,7 +86,7 @@ def _gates4(x0, x1, x2, x3, h0, h1, h2, h3, a0, a1, a2, a3, kp, k, nin, koff, cf
         mv4(a0, a1, a2, a3, GHp, h0, h1, h2, h3, kp, mo + nin * GHp, H, GHp, bo + GHp, 0, 0)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _pointwise(st, k, act, cfg):
     if cfg[C_LSTM] != 0:
         _lstm_pointwise(st[k, 0], st[k, 1], act, cfg[C_GHP])
@@ -93,7 +94,7 @@ def _pointwise(st, k, act, cfg):
         _gru_pointwise(st[k, 0], act, cfg[C_GHP])
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def stack_forward1(x, st, acts, kp, koff, cfg):
     """One time step of the whole stack for one series, in place on st (L, S, H);
     layer k > 0 reads layer k-1's new h.  acts (L, A) receives the activations."""
@@ -105,7 +106,7 @@ def stack_forward1(x, st, acts, kp, koff, cfg):
         _pointwise(st, k, acts[k], cfg)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def stack_forward4(x0, x1, x2, x3, s0, s1, s2, s3, c0, c1, c2, c3, kp, koff, cfg):
     """stack_forward1 for four series, layer by layer."""
     for k in range(cfg[C_L]):
@@ -122,7 +123,7 @@ def stack_forward4(x0, x1, x2, x3, s0, s1, s2, s3, c0, c1, c2, c3, kp, koff, cfg
         _pointwise(s3, k, c3[k], cfg)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def head(h, kp, cfg, out_row):
     """y_hat = W_head h + b_head (SPEC 1)."""
     H, O, ho = cfg[C_H], cfg[C_O], cfg[C_HO]
@@ -130,7 +131,7 @@ def head(h, kp, cfg, out_row):
         out_row[o] = dot(kp, ho + o * H, h) + kp[ho + O * H + o]
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _cache_row_start(n, st, entry, win_len, cache, L, S, H):
     """Activation cache (k1 = k2 only): returns the cache row of slot n's next
     window position, after updating its validity.  The cache stays valid while
@@ -154,7 +155,7 @@ def _cache_row_start(n, st, entry, win_len, cache, L, S, H):
     return w
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, out,
                   win_len, entry, cache):
     """Rows lo:hi: advance state[slots[r]] by one step on U[r]; out[r] = y_hat.
@@ -208,7 +209,7 @@ def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, out,
         r += m
 
 
-@njit(parallel=True, **EXACT)
+@cached_njit(parallel=True, **EXACT)
 def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
                       win_len, entry, cache):
     """_forward_rows over nb blocks of rows in parallel (block b uses scratch slot b).
@@ -221,7 +222,7 @@ def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
                       win_len, entry, cache)
 
 
-@njit(**EXACT)
+@cached_njit(**EXACT)
 def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, out,
                  win_len, entry, cache, n_threads):
     """Rows lo:hi of one call; parallel only when the work pays for the launch."""

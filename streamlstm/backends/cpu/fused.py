@@ -6,8 +6,9 @@ with the same bits as the per-call path (forward.py, update.py).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from streamlstm.backends.cache import cached_njit
 from streamlstm.backends.cpu.backward import window_backward
 from streamlstm.backends.cpu.config import C_H, C_I, C_K1, C_K2, C_L, C_O, C_S, EXACT, FAST_NRT, GRAD_CHUNK
 from streamlstm.backends.cpu.forward import head
@@ -15,7 +16,7 @@ from streamlstm.backends.cpu.optimizer import sum_lanes_and_step
 from streamlstm.backends.cpu.update import copy_state, window_row
 
 
-@njit(**FAST_NRT)
+@cached_njit(**FAST_NRT)
 def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
                  state, entry, win_u, win_y, win_len, count, ws):
     """Chunk ch of a fused window (see fused_window) on workspace slot ``slot``:
@@ -65,7 +66,7 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
             count[n] += k1
 
 
-@njit(**EXACT)
+@cached_njit(**EXACT)
 def _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
                 koff, cfg, state, entry, win_u, win_y, win_len, count, ws):
     gp = ws[3][lane]
@@ -77,7 +78,7 @@ def _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y,
                      state, entry, win_u, win_y, win_len, count, ws)
 
 
-@njit(parallel=True, **EXACT)
+@cached_njit(parallel=True, **EXACT)
 def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
                      cfg, state, entry, win_u, win_y, win_len, count, ws):
     for lane in prange(lanes_):
@@ -85,7 +86,7 @@ def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, 
                     koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
 
 
-@njit(**EXACT)
+@cached_njit(**EXACT)
 def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad, state,
                  entry, win_u, win_y, win_len, count, koff, cfg, ws, cache, stats, n_threads):
     """Run calls c .. c+k1-1 series-major if they form one fresh lockstep window:

@@ -17,15 +17,15 @@ for a whole fresh k1 = k2 window of lockstep calls, series-major (fused.py:
 each chunk of series runs its k1 rows forward and then backward while hot).
 """
 import numpy as np
-from numba import njit
 
+from streamlstm.backends.cache import cached_njit
 from streamlstm.backends.cpu.config import C_K1, EXACT
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu.fused import fused_window
 from streamlstm.backends.cpu.update import update_due
 
 
-@njit(**EXACT)
+@cached_njit(**EXACT)
 def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
                state, entry, win_u, win_y, win_len, count, koff, cfg,
                ws, cache, stats, out, n_threads):

@@ -13,10 +13,9 @@ series-major, forward and backward while hot, without the re-run.  Results do
 not depend on the thread count nor on which of these paths ran (see
 config.py).
 
-Numba's on-disk cache (``cache=True``) is keyed on each function's own source
-file: after editing ``simd.py``, touch the kernel modules and ``cellmath.py``
-(whose cell functions are also compiled for its vectors); after editing
-``cellmath.py`` or ``matvec.py``, touch the modules that call them.
+The kernels are cached on disk by ``backends.cache.cached_njit``, whose cache
+entries are stamped with all backend sources: after any edit every kernel is
+compiled afresh once (a few minutes), and nothing stale can load.
 
 The weights and optimizer moments live in the kernels' layout (``kp``, ``km``,
 ``kv``: ``theta``, ``opt_m``, ``opt_v`` with every W^T row padded to a SIMD

@@ -5,15 +5,15 @@ pre-activations for one or four series (``mv1``, ``mv4``), dot products
 gradient sums over a window's rows (``outer_acc``, ``bias_acc``), and masked
 vector access at a row's end (``vin``, ``vout``).  Nothing here allocates.
 """
-from numba import njit
 
+from streamlstm.backends.cache import cached_njit
 from streamlstm.backends.cpu.config import FAST
 from streamlstm.backends.cpu.simd import lanes, vadd, vfma, vhsum, vload, vload_n, vsplat, vstore, vstore_n
 
 
 # ---------------------------------------------------------------------------------
 # gate pre-activations: SIMD matrix-vector products over rows of W^T in kp
-@njit(**FAST)
+@cached_njit(**FAST)
 def vstore4(a, i, v0, v1, v2, v3):
     """a[i : i + 4 VL] = four vectors."""
     VL = lanes(a)
@@ -23,14 +23,14 @@ def vstore4(a, i, v0, v1, v2, v3):
     vstore(a, i + 3 * VL, v3)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def vload4(a, i):
     """a[i : i + 4 VL] as four vectors."""
     VL = lanes(a)
     return vload(a, i), vload(a, i + VL), vload(a, i + 2 * VL), vload(a, i + 3 * VL)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _acc_init(o, oo, kp, ba, bb, mode, c):
     """The vector at offset c of a product's initial value (see mv1's modes)."""
     if mode == 2:
@@ -40,7 +40,7 @@ def _acc_init(o, oo, kp, ba, bb, mode, c):
     return vload(kp, ba + c)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def mv1(o, oo, x, kp, w0, K, GHp, ba, bb, mode):
     """One series: o[oo:oo+GHp] = init + sum_{k<K} x[k] * kp[w0 + k*GHp : +GHp].
     init = kp[ba:] (mode 0), kp[ba:] + kp[bb:] (mode 1) or o itself (mode 2).
@@ -71,13 +71,13 @@ def mv1(o, oo, x, kp, w0, K, GHp, ba, bb, mode):
         vstore(o, oo + c, a0)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def _fma2(s, w0, w1, a0, a1):
     """(s * w0 + a0, s * w1 + a1), each an exactly rounded FMA."""
     return vfma(s, w0, a0), vfma(s, w1, a1)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
     """mv1 for four series at once: every W^T row block is loaded once for the
     four (16 accumulators in registers), with the very same per-lane FMA chain."""
@@ -131,7 +131,7 @@ def mv4(o0, o1, o2, o3, oo, x0, x1, x2, x3, kp, w0, K, GHp, ba, bb, mode):
         vstore(o3, oo + c, a30)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def vin(a, i, m):
     """m lanes of a[i:] as a vector: a whole one, or a masked one at a row's end."""
     if m == lanes(a):
@@ -139,7 +139,7 @@ def vin(a, i, m):
     return vload_n(a, i, m)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def vout(a, i, v, m):
     if m == lanes(a):
         vstore(a, i, v)
@@ -147,7 +147,7 @@ def vout(a, i, v, m):
         vstore_n(a, i, v, m)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def dot(w, off, h):
     """<w[off:off+H], h>: SIMD lanes by FMA, then a fixed pairwise tree (a
     scalar chain of H dependent FMAs would cost ~4H cycles of latency)."""
@@ -165,7 +165,7 @@ def dot(w, off, h):
 
 # ---------------------------------------------------------------------------------
 # backward workers: one series' window (SPEC 4)
-@njit(**FAST)
+@cached_njit(**FAST)
 def dots_acc(out, kp, r0, GHp, D, d0):
     """out[q] += <kp[r0 + q*GHp : +GHp], D[d0 : d0+GHp]> for every q: W^T rows
     against a pre-activation gradient (W^T da).  Lanes accumulate by FMA in
@@ -206,7 +206,7 @@ def dots_acc(out, kp, r0, GHp, D, d0):
         out[q] += vhsum(a0)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def outer_acc(gp, g0, GHp, D, X, T):
     """gp[g0 + q*GHp : +GHp] += sum_{t<T} X[t, q] * D[t*GHp : +GHp] for every q:
     one weight gradient (W^T layout) summed over the window's rows.  Blocks of
@@ -257,7 +257,7 @@ def outer_acc(gp, g0, GHp, D, X, T):
             vstore(gp, c, a0)
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def bias_acc(gp, b0, GHp, D, T):
     """gp[b0 : b0+GHp] += sum_{t<T} D[t*GHp : +GHp] (a bias gradient)."""
     VL = lanes(gp)

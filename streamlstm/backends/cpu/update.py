@@ -7,15 +7,16 @@ lanes (config.py), run in parallel; the lane sums are added in lane order.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from streamlstm.backends.cache import cached_njit
 from streamlstm.backends.cpu.backward import window_backward
 from streamlstm.backends.cpu.config import C_H, C_K1, C_K2, C_L, C_S, EXACT, FAST, FAST_NRT, GRAD_CHUNK
 from streamlstm.backends.cpu.forward import stack_forward1, stack_forward4
 from streamlstm.backends.cpu.optimizer import sum_lanes_and_step
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def copy_state(dst, src, L, S, H):
     for k in range(L):
         for s in range(S):
@@ -23,7 +24,7 @@ def copy_state(dst, src, L, S, H):
                 dst[k, s, q] = src[k, s, q]
 
 
-@njit(**FAST)
+@cached_njit(**FAST)
 def window_row(t, rows, m, group, win_u, st, act, kp, koff, cfg):
     """Row t of the windows of a group of up to four series (``group``, m of
     them, at positions 0..m-1 of a workspace slot): each position s with
@@ -44,7 +45,7 @@ def window_row(t, rows, m, group, win_u, st, act, kp, koff, cfg):
                 stack_forward1(win_u[group[s], t], st[s, t + 1], act[s, t], kp, koff, cfg)
 
 
-@njit(**FAST_NRT)
+@cached_njit(**FAST_NRT)
 def _rows(n, s, slot, ws_x, c_x, c_ver, ver):
     """Series n's re-run states/activations: its activation-cache rows when
     valid, else workspace position s of slot."""
@@ -53,7 +54,7 @@ def _rows(n, s, slot, ws_x, c_x, c_ver, ver):
     return ws_x[slot, s]
 
 
-@njit(**FAST_NRT)
+@cached_njit(**FAST_NRT)
 def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                   entry, win_u, win_y, win_len, ws, cache):
     """Chunk ch of the sorted due list, on workspace slot (= lane) ``slot``: for
@@ -113,7 +114,7 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                 win_len[n] = T - d
 
 
-@njit(**EXACT)
+@cached_njit(**EXACT)
 def _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                  entry, win_u, win_y, win_len, ws, cache):
     """Lane ``lane`` of an update: chunks lane, lane + lanes_, ... in order,
@@ -127,7 +128,7 @@ def _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                       entry, win_u, win_y, win_len, ws, cache)
 
 
-@njit(parallel=True, **EXACT)
+@cached_njit(parallel=True, **EXACT)
 def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                       entry, win_u, win_y, win_len, ws, cache):
     for lane in prange(lanes_):            # one parallel region per update
@@ -135,7 +136,7 @@ def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                      entry, win_u, win_y, win_len, ws, cache)
 
 
-@njit(**EXACT)
+@cached_njit(**EXACT)
 def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                entry, win_u, win_y, win_len, ws, cache, stats, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
