@@ -37,7 +37,7 @@ from streamlstm.backends.cpu.config import GRAD_LANES, N_CFG
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu import kernels
 from streamlstm.errors import CheckpointError
-from streamlstm.core.layout import ALL_ARRAYS, Layout, grow_series_arrays
+from streamlstm.core.layout import ALL_ARRAYS, INDEX_DTYPE, INT_ARRAYS, Layout, grow_series_arrays
 
 # Workspace slots = gradient lanes (config.GRAD_LANES, fewer for models so
 # large that their partial gradients would pass this budget).  A function of
@@ -54,7 +54,6 @@ _WORKSPACE_BYTES = 256 << 20
 # per-series memory.
 ACTIVATION_CACHE_BYTES = 2 << 20
 
-_INT_ARRAYS = ("win_len", "count", "opt_step")
 
 
 def simd_lanes(dtype) -> int:
@@ -152,7 +151,7 @@ class CPUBackend:
     def _set_arrays(self, arrays, copy):
         a = {}
         for k in ALL_ARRAYS:
-            want = np.int64 if k in _INT_ARRAYS else self.dtype
+            want = INDEX_DTYPE if k in INT_ARRAYS else self.dtype
             v = arrays[k]
             a[k] = np.array(v, dtype=want, copy=True) if copy else np.ascontiguousarray(v, dtype=want)
         # The kernels write window row win_len[n]: refuse arrays that break the
