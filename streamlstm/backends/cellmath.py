@@ -3,12 +3,13 @@
 
 Each function works on ONE hidden unit: the caller has already formed the gate
 pre-activations (the matrix-vector products are the backend's business) and
-loops over units.  The functions are plain ``@njit`` so that ``@cuda.jit``
-kernels (which may call ``@njit`` functions as device functions) and the Numba
-CPU kernels use the same arithmetic.  The CPU backward calls the ``*_backward``
+loops over units.  The functions are plain ``@njit`` so that the Numba CPU
+kernels and the ``@cuda.jit`` kernels use the same arithmetic (the CUDA backend
+compiles their Python source for the device, without the CPU fast-math flags:
+``backends/cuda/kernels.py``).  The CPU backward calls the ``*_backward``
 functions unit by unit (LLVM vectorises those loops); the CPU forward states
-the same few lines on SIMD vectors in ``_cpu_kernels`` because its sigmoid and
-tanh must be the vectorisable polynomial exp of ``_cpu_simd`` (``math.exp``
+the same few lines on SIMD vectors in ``cpu/forward.py`` because its sigmoid and
+tanh must be the vectorisable polynomial exp of ``cpu/simd.py`` (``math.exp``
 is a scalar libm call on CPUs without SVML, and was most of a step's time).
 
 ``one`` is the number 1 in the working dtype.  Kernels pass it (e.g.
@@ -27,6 +28,7 @@ Stable API (the CUDA backend imports it)::
     lstm_cell(ai, af, ag, ao, c, one)                 -> (i, f, g, o, c2, tc, h2)
     lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one)
                                                       -> (dai, daf, dag, dao, dc)
+    lstm_cell_backward_c2(dh2, dc2, i, f, g, o, c, c2, one)    (the same, from c2)
     gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one)    -> (r, z, n, h2)
     gru_cell_backward(dh2, r, z, n, ghn, h, one)      -> (dar, daz, dan, dhn, dh)
 """
@@ -76,6 +78,14 @@ def lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one):
     dc_prev = dc * f
     return (di * i * (one - i), df * f * (one - f), dg * (one - g * g),
             do * o * (one - o), dc_prev)
+
+
+@cached_njit(fastmath=FASTMATH)
+def lstm_cell_backward_c2(dh2, dc2, i, f, g, o, c, c2, one):
+    """lstm_cell_backward from the new cell state c2 instead of tanh(c2), for a
+    caller that keeps c2 only (the CUDA window cache, where c2 is also the next
+    step's old state)."""
+    return lstm_cell_backward(dh2, dc2, i, f, g, o, c, math.tanh(c2), one)
 
 
 @cached_njit(fastmath=FASTMATH)
