@@ -1,10 +1,10 @@
-"""The CUDA backend: ``OnlineRNN(..., backend="cuda")`` (docs/spec.md, backend.py).
+"""The CUDA backend: ``OnlineRNN(..., backend="cuda")`` (docs/spec.md; contract: backends/__init__.py).
 
 Kernel -> launcher -> checked wrapper (stumpy): the ``@cuda.jit`` kernels live
 in ``forward.py``, ``window.py``, ``grad.py`` and ``optimizer.py``, compiled by
 ``kernels.py``; this module is the launcher that owns the device
 arrays, sizes the grids, orders the launches and keeps the host-side
-bookkeeping; ``OnlineRNN`` (model.py) is the checked wrapper that validates
+bookkeeping; ``OnlineRNN`` (core/online_rnn.py) is the checked wrapper that validates
 every input before a backend sees it.
 
 What stays on the device between calls: the weights ``theta`` (and a transposed
@@ -100,7 +100,7 @@ def _ceil_div(a, b):
 
 
 class CUDABackend:
-    """Backend contract of ``backend.py`` with ``@cuda.jit`` kernels and
+    """Backend contract of ``backends/__init__.py`` with ``@cuda.jit`` kernels and
     device-resident state."""
 
     name = "cuda"
