@@ -343,7 +343,7 @@ def test_float32_kernels_do_no_double_arithmetic():
 
     from numba import njit
 
-    from streamlstm.backends.cpu import kernels as K
+    from streamlstm.backends.cpu import backward, config, forward, matvec
 
     for cell in ("lstm", "gru"):
         net = streamlstm.OnlineRNN(2, 8, 1, n_series=1, cell=cell, n_layers=2, k1=3, k2=4,
@@ -352,16 +352,16 @@ def test_float32_kernels_do_no_double_arithmetic():
         cst, cact, vec, gp, dA = b.ws[0][0, 0], b.ws[1][0, 0], b.ws[2][0], b.ws[3][0], b.ws[4][0]
         act, h, c = cact[0, 0], cst[0, 0, 0], cst[0, 0, -1]
         cases = [
-            (K._mv4, (act, act, act, act, 0, h, h, h, h, b.kp, 0, 8, b.GHp, 0, 0, 1)),
-            (K._lstm_pointwise if cell == "lstm" else K._gru_pointwise,
+            (matvec.mv4, (act, act, act, act, 0, h, h, h, h, b.kp, 0, 8, b.GHp, 0, 0, 1)),
+            (forward._lstm_pointwise if cell == "lstm" else forward._gru_pointwise,
              (h, c, act, b.GHp) if cell == "lstm" else (h, act, b.GHp)),
-            (K._window_backward, (3, np.float32(3), cst, cact, net.arrays()["win_u"][0],
-                                  net.arrays()["win_y"][0], b.kp, b.koff, b.cfg, vec, dA, gp)),
-            (K._dots_acc, (h, b.kp, 0, b.GHp, act, 0)),
-            (K._outer_acc, (gp, 0, b.GHp, dA[0, 0], cst[:, 0, 0], 3)),
+            (backward.window_backward, (3, np.float32(3), cst, cact, net.arrays()["win_u"][0],
+                                        net.arrays()["win_y"][0], b.kp, b.koff, b.cfg, vec, dA, gp)),
+            (matvec.dots_acc, (h, b.kp, 0, b.GHp, act, 0)),
+            (matvec.outer_acc, (gp, 0, b.GHp, dA[0, 0], cst[:, 0, 0], 3)),
         ]
         for fn, args in cases:
-            g = njit(**{k: v for k, v in K._FAST.items() if k != "cache"})(fn.py_func)
+            g = njit(**{k: v for k, v in config.FAST.items() if k != "cache"})(fn.py_func)
             g.compile(tuple(numba.typeof(a) for a in args))
             ir = g.inspect_llvm(g.signatures[0])
             ops = re.findall(r"= (?:fadd|fsub|fmul|fdiv|fneg|fpext|(?:tail )?call)[^\n]*", ir)

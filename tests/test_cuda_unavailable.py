@@ -74,7 +74,8 @@ def test_kernels_compile_for_a_real_gpu(dtype, cell):
     for name, (fn, signature) in build(dtype, cell, 256, 4).items():
         ptx, _ = cuda.compile_ptx(fn, signature, cc=(9, 0))
         assert ".entry" in ptx, name
-        if dtype == "float32" and name in ("step_forward", "window_fb", "grad_partial",
+        if dtype == "float32" and name in ("step_forward", "window_forward", "window_backward",
+                                           "grad_partial",
                                            "grad_accumulate", "window_move"):
             assert ".f64" not in ptx, f"{name} computes in float64 in a float32 model"
         assert "ld.local" not in ptx and "st.local" not in ptx, f"{name} uses local memory"

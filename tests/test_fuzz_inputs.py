@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from _streamdata import FAST, write_sensor_file
@@ -54,6 +54,7 @@ cuts = st.one_of(st.just(1.0), st.floats(0.05, 1.0))    # whole files too: damag
 
 @FUZZ
 @given(edits=edits, cut=cuts, policy=st.sampled_from(["error", "skip"]))
+@example(edits=[(0, 128)], cut=1.0, policy="error")     # found by this test: a non-UTF-8 header
 def test_damaged_csv_never_gives_a_traceback(tmp_path_factory, edits, cut, policy):
     d = _good_files(tmp_path_factory)
     bad = d / "bad.csv"

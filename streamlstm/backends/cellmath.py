@@ -3,12 +3,13 @@
 
 Each function works on ONE hidden unit: the caller has already formed the gate
 pre-activations (the matrix-vector products are the backend's business) and
-loops over units.  The functions are plain ``@njit`` so that ``@cuda.jit``
-kernels (which may call ``@njit`` functions as device functions) and the Numba
-CPU kernels use the same arithmetic.  The CPU backward calls the ``*_backward``
+loops over units.  The functions are plain ``@njit`` so that the Numba CPU
+kernels and the ``@cuda.jit`` kernels use the same arithmetic (the CUDA backend
+compiles their Python source for the device, without the CPU fast-math flags:
+``backends/cuda/kernels.py``).  The CPU backward calls the ``*_backward``
 functions unit by unit (LLVM vectorises those loops); the CPU forward states
-the same few lines on SIMD vectors in ``_cpu_kernels`` because its sigmoid and
-tanh must be the vectorisable polynomial exp of ``_cpu_simd`` (``math.exp``
+the same few lines on SIMD vectors in ``cpu/forward.py`` because its sigmoid and
+tanh must be the vectorisable polynomial exp of ``cpu/simd.py`` (``math.exp``
 is a scalar libm call on CPUs without SVML, and was most of a step's time).
 
 ``one`` is the number 1 in the working dtype.  Kernels pass it (e.g.
@@ -27,12 +28,13 @@ Stable API (the CUDA backend imports it)::
     lstm_cell(ai, af, ag, ao, c, one)                 -> (i, f, g, o, c2, tc, h2)
     lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one)
                                                       -> (dai, daf, dag, dao, dc)
+    lstm_cell_backward_c2(dh2, dc2, i, f, g, o, c, c2, one)    (the same, from c2)
     gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one)    -> (r, z, n, h2)
     gru_cell_backward(dh2, r, z, n, ghn, h, one)      -> (dar, daz, dan, dhn, dh)
 """
 import math
 
-from numba import njit
+from streamlstm.backends.cache import cached_njit
 
 # Fast-math flags of the CPU kernels: FMA contraction only.  Never 'nnan'/'ninf'
 # (NaN target masks must survive) nor 'afn' (approximate exp/tanh).  'reassoc'
@@ -44,13 +46,13 @@ from numba import njit
 FASTMATH = {"contract"}
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH)
 def sigmoid(x, one):
     """1 / (1 + exp(-x)), as torch; exp overflow -> inf -> 0 is the right limit."""
     return one / (one + math.exp(-x))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH)
 def lstm_cell(ai, af, ag, ao, c, one):
     """SPEC 1, one unit: pre-activations of gates (i, f, g, o) and the old cell
     state -> gate activations, new cell c2, tanh(c2) and new hidden h2."""
@@ -64,7 +66,7 @@ def lstm_cell(ai, af, ag, ao, c, one):
     return i, f, g, o, c2, tc, h2
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH)
 def lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one):
     """Gradients w.r.t. h2 and c2 of one unit -> gradients w.r.t. the four gate
     pre-activations and the old cell state c (reference.lstm_backward)."""
@@ -78,7 +80,15 @@ def lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one):
             do * o * (one - o), dc_prev)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH)
+def lstm_cell_backward_c2(dh2, dc2, i, f, g, o, c, c2, one):
+    """lstm_cell_backward from the new cell state c2 instead of tanh(c2), for a
+    caller that keeps c2 only (the CUDA window cache, where c2 is also the next
+    step's old state)."""
+    return lstm_cell_backward(dh2, dc2, i, f, g, o, c, math.tanh(c2), one)
+
+
+@cached_njit(fastmath=FASTMATH)
 def gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one):
     """SPEC 1, one unit: input parts (W_i* x + b_i*) and hidden parts
     (W_h* h + b_h*) of (r, z, n) and the old h -> r, z, n and the new h2."""
@@ -89,7 +99,7 @@ def gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one):
     return r, z, n, h2
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH)
 def gru_cell_backward(dh2, r, z, n, ghn, h, one):
     """Gradient w.r.t. h2 of one unit -> (dar, daz, dan) for the input-side
     pre-activations, dhn = dan * r for the hidden-side n pre-activation

@@ -161,7 +161,7 @@ def window_loss_and_grad(layout: Layout, theta, entry, win_u, win_y, k1):
 
 
 class ReferenceBackend:
-    """Backend contract of ``backend.py`` in plain NumPy; one Python loop per call."""
+    """Backend contract of ``backends/__init__.py`` in plain NumPy; one Python loop per call."""
 
     name = "reference"
 

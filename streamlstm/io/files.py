@@ -431,10 +431,14 @@ class CSVSource(Source):
         try:
             with self._open(header_only=True) as reader:
                 schema = reader.schema
-        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            names = schema.names           # pyarrow decodes the header's names here
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{self.name}: the header line is not UTF-8 text (byte "
+                            f"{exc.object[exc.start:exc.start + 1]!r} at offset {exc.start} of "
+                            f"a column name); save the file as UTF-8", origin=self.name) from None
+        except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{self.name}: not a readable CSV file ({_short(exc)}); check the "
                             f"file (a header line, then one row per line)", origin=self.name) from None
-        names = schema.names
         # Read every needed column as text: parsing is ours, per batch, with rows named.
         text = pa.schema([(n, pa.string()) for n in names])
         _check_schema(text, columns, self.name)

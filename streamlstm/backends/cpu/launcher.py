@@ -1,6 +1,6 @@
 """The Numba CPU backend (``backend="cpu"``): the launcher layer over the
-``@njit`` kernels of ``_cpu_kernels.py`` (contract: ``backend.py``; numbers:
-docs/spec.md, checked against ``reference.py``).
+``@njit`` kernels (kernels.py is their driver; contract: backends/__init__.py;
+numbers: docs/spec.md, checked against ``reference.py``).
 
 One ``step_calls`` request - a single ``step``, a whole ``run(U, Y)`` of T steps
 or a micro-batched ``step_rows`` - is ONE compiled call: the loop over calls,
@@ -11,12 +11,11 @@ fixed number of gradient lanes run in parallel;
 a whole k1 = k2 window of lockstep calls (what ``run`` passes) is computed
 series-major, forward and backward while hot, without the re-run.  Results do
 not depend on the thread count nor on which of these paths ran (see
-``_cpu_kernels``).
+config.py).
 
-Numba's on-disk cache (``cache=True``) is keyed on each function's own source
-file: after editing ``_cpu_simd.py``, touch ``_cpu_kernels.py`` and
-``_cellmath.py`` (whose cell functions are also compiled for its vectors); after
-editing ``_cellmath.py``, touch ``_cpu_kernels.py``.
+The kernels are cached on disk by ``backends.cache.cached_njit``, whose cache
+entries are stamped with all backend sources: after any edit every kernel is
+compiled afresh once (a few minutes), and nothing stale can load.
 
 The weights and optimizer moments live in the kernels' layout (``kp``, ``km``,
 ``kv``: ``theta``, ``opt_m``, ``opt_v`` with every W^T row padded to a SIMD
@@ -34,11 +33,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from streamlstm.backends.cpu import kernels as K
+from streamlstm.backends.cpu.config import GRAD_LANES, N_CFG
+from streamlstm.backends.cpu.forward import forward_rows
+from streamlstm.backends.cpu import kernels
 from streamlstm.errors import CheckpointError
-from streamlstm.core.layout import ALL_ARRAYS, Layout, grow_series_arrays
+from streamlstm.core.layout import ALL_ARRAYS, INDEX_DTYPE, INT_ARRAYS, Layout, grow_series_arrays
 
-# Workspace slots = gradient lanes (_cpu_kernels.GRAD_LANES, fewer for models so
+# Workspace slots = gradient lanes (config.GRAD_LANES, fewer for models so
 # large that their partial gradients would pass this budget).  A function of
 # the model alone - never of the thread count - since it fixes how an
 # update's gradient is summed.
@@ -53,16 +54,15 @@ _WORKSPACE_BYTES = 256 << 20
 # per-series memory.
 ACTIVATION_CACHE_BYTES = 2 << 20
 
-_INT_ARRAYS = ("win_len", "count", "opt_step")
 
 
 def simd_lanes(dtype) -> int:
-    """Numbers per 512-bit SIMD vector of the kernels (_cpu_simd)."""
+    """Numbers per 512-bit SIMD vector of the kernels (simd.py)."""
     return 512 // (8 * np.dtype(dtype).itemsize)
 
 
 def kernel_layout(layout: Layout, dtype):
-    """The kernels' weight layout (see ``_cpu_kernels``): returns
+    """The kernels' weight layout (see config.py): returns
     ``(koff (L, 2) int64 [matrix offset, bias offset], head offset, size,
     GHp, perm)`` where ``perm[p]`` is the kernel-layout index of ``theta[p]``
     and every W^T row is zero-padded from G*H to GHp numbers."""
@@ -98,7 +98,7 @@ def kernel_layout(layout: Layout, dtype):
 
 
 class CPUBackend:
-    """Backend contract of ``backend.py`` with Numba ``@njit`` kernels."""
+    """Backend contract of backends/__init__.py with Numba ``@njit`` kernels."""
 
     name = "cpu"
 
@@ -116,7 +116,7 @@ class CPUBackend:
         self.cfg = np.array([lay.n_inputs, H, lay.n_outputs, lay.n_layers, lay.G, lay.S,
                              int(lay.cell == "lstm"), self.k1, self.k2, self.A, ho,
                              lay.n_params, self.GHp, size], dtype=np.int64)
-        assert self.cfg.shape[0] == K.N_CFG
+        assert self.cfg.shape[0] == N_CFG
         self.grad = np.zeros(size, dtype=self.dtype)
         self._alloc_workspace()
         self._ver = np.zeros(1, dtype=np.int64)     # weights version (activation cache)
@@ -138,7 +138,7 @@ class CPUBackend:
         n_vec = 2 * L * H + H + lay.n_outputs * (H + 1)
         per_slot = (KP + 4 * (k2 + 1) * L * S * H + 4 * k2 * L * self.A + n_vec
                     + 2 * L * k2 * GHp + 4 * L * self.A) * np.dtype(dt).itemsize
-        n_slots = max(1, min(K.GRAD_LANES, _WORKSPACE_BYTES // per_slot))
+        n_slots = max(1, min(GRAD_LANES, _WORKSPACE_BYTES // per_slot))
         self.ws = (
             np.zeros((n_slots, 4, k2 + 1, L, S, H), dtype=dt),       # re-run states
             np.zeros((n_slots, 4, k2, L, self.A), dtype=dt),         # re-run activations
@@ -151,7 +151,7 @@ class CPUBackend:
     def _set_arrays(self, arrays, copy):
         a = {}
         for k in ALL_ARRAYS:
-            want = np.int64 if k in _INT_ARRAYS else self.dtype
+            want = INDEX_DTYPE if k in INT_ARRAYS else self.dtype
             v = arrays[k]
             a[k] = np.array(v, dtype=want, copy=True) if copy else np.ascontiguousarray(v, dtype=want)
         # The kernels write window row win_len[n]: refuse arrays that break the
@@ -184,10 +184,10 @@ class CPUBackend:
     def step_calls(self, series, U, Y, offsets):
         a = self.a
         out = np.empty((U.shape[0], self.layout.n_outputs), dtype=self.dtype)
-        K.step_calls(series, U, Y, offsets, self.kp, self.km, self.kv,
-                     a["opt_step"], self.hyper, self.grad, a["state"], a["entry"],
-                     a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
-                     self.ws, self.cache, self.stats, out, numba.get_num_threads())
+        kernels.step_calls(series, U, Y, offsets, self.kp, self.km, self.kv,
+                           a["opt_step"], self.hyper, self.grad, a["state"], a["entry"],
+                           a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
+                           self.ws, self.cache, self.stats, out, numba.get_num_threads())
         return out
 
     def resize(self, n_series):
@@ -210,7 +210,7 @@ class CPUBackend:
         U = np.ascontiguousarray(U, dtype=self.dtype)
         B = U.shape[0]
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
-        K.forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.kp, self.koff,
+        forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.kp, self.koff,
                        self.cfg, self.ws[5], out, self.a["win_len"], self.a["entry"],
                        self._no_cache, numba.get_num_threads())
         return out, new_state

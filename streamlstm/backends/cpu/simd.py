@@ -22,7 +22,7 @@ not change.
     s = fma(a, b, c)                     scalar a * b + c, one rounding
     sigmoid(v), tanh(v), vexp(v)         polynomial-exp nonlinearities (scalar or Vec)
     vload_n / vstore_n(arr, i, [v,] n)   the first n < VL lanes only (masked)
-    + - * / unary -, math.exp, math.tanh on Vec: so _cellmath's scalar cell math
+    + - * / unary -, math.exp, math.tanh on Vec: so cellmath's scalar cell math
                                          runs unchanged on vectors
 
 Callers guarantee ``i + VL <= arr.size`` (the kernels pad every vectorised row
@@ -121,27 +121,60 @@ def vsplat(typingctx, x):
     return vt(x), codegen
 
 
+def _suffix(ty):
+    """LLVM's intrinsic name suffix for a float scalar or vector type (f32, v16f32, ...)."""
+    if isinstance(ty, ir.VectorType):
+        return _fname(ty)
+    return "f32" if ty == ir.FloatType() else "f64"
+
+
+def _fma_ir(builder, a, b, c):
+    ty = a.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3),
+                                        f"llvm.fma.{_suffix(ty)}")
+    return builder.call(fn, [a, b, c])
+
+
+def _vec_binop(name, build, op):
+    """The intrinsic ``name(a, b)`` on two vectors of one type - the instruction
+    ``build(builder, a, b)``, an ``ir.IRBuilder`` method (fadd, fsub, ...) - and
+    the operator ``op`` on Vec as that intrinsic, so that cellmath's scalar
+    cell math runs unchanged on vectors."""
+    def typer(typingctx, a, b):
+        if not _vec_pair(a, b):
+            raise TypeError(f"{name} needs two vectors of one type, got {a}, {b}")
+
+        def codegen(context, builder, sig, args):
+            return build(builder, args[0], args[1])
+        return a(a, b), codegen
+    typer.__name__ = typer.__qualname__ = name
+    vec_op = intrinsic(typer)
+
+    @overload(op)
+    def _ov(a, b):
+        if _vec_pair(a, b):
+            return lambda a, b: vec_op(a, b)
+    return vec_op
+
+
+def _vec_pair(a, b):
+    return isinstance(a, Vec) and a == b
+
+
 @intrinsic
 def vfma(typingctx, a, b, c):
     if not (isinstance(a, Vec) and a == b == c):
         raise TypeError(f"vfma needs three vectors of one type, got {a}, {b}, {c}")
 
     def codegen(context, builder, sig, args):
-        vty = args[0].type
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
-                                            f"llvm.fma.{_fname(vty)}")
-        return builder.call(fn, args)
+        return _fma_ir(builder, *args)
     return a(a, b, c), codegen
 
 
-@intrinsic
-def vadd(typingctx, a, b):
-    if not (isinstance(a, Vec) and a == b):
-        raise TypeError(f"vadd needs two vectors of one type, got {a}, {b}")
-
-    def codegen(context, builder, sig, args):
-        return builder.fadd(args[0], args[1])
-    return a(a, b), codegen
+vadd = _vec_binop("vadd", ir.IRBuilder.fadd, operator.add)
+vsub = _vec_binop("vsub", ir.IRBuilder.fsub, operator.sub)
+vmul = _vec_binop("vmul", ir.IRBuilder.fmul, operator.mul)
+vdiv = _vec_binop("vdiv", ir.IRBuilder.fdiv, operator.truediv)
 
 
 @intrinsic
@@ -169,21 +202,8 @@ def fma(typingctx, a, b, c):
         raise TypeError(f"fma needs three scalars of one float type, got {a}, {b}, {c}")
 
     def codegen(context, builder, sig, args):
-        ty = args[0].type
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3),
-                                            f"llvm.fma.{'f32' if ty == ir.FloatType() else 'f64'}")
-        return builder.call(fn, args)
+        return _fma_ir(builder, *args)
     return a(a, b, c), codegen
-
-
-@intrinsic
-def vmul(typingctx, a, b):
-    if not (isinstance(a, Vec) and a == b):
-        raise TypeError(f"vmul needs two vectors of one type, got {a}, {b}")
-
-    def codegen(context, builder, sig, args):
-        return builder.fmul(args[0], args[1])
-    return a(a, b), codegen
 
 
 def _mask(builder, lanes_, n):
@@ -252,15 +272,6 @@ def _const(ty, value):
     return ir.Constant(ty, value)
 
 
-def _fma_ir(builder, a, b, c):
-    ty = a.type
-    suffix = _fname(ty) if isinstance(ty, ir.VectorType) else \
-        ("f32" if ty == ir.FloatType() else "f64")
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty] * 3),
-                                        f"llvm.fma.{suffix}")
-    return builder.call(fn, [a, b, c])
-
-
 def _exp_ir(builder, x):
     ty = x.type
     vec = isinstance(ty, ir.VectorType)
@@ -270,9 +281,8 @@ def _exp_ir(builder, x):
     xmin, xmax = (-87.0, 88.0) if f32 else (-708.0, 709.0)
     x = builder.select(builder.fcmp_ordered("<", x, c(xmin)), c(xmin), x)
     x = builder.select(builder.fcmp_ordered(">", x, c(xmax)), c(xmax), x)
-    fl = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ty, [ty]),
-        f"llvm.floor.{_fname(ty) if vec else ('f32' if f32 else 'f64')}")
+    fl = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty]),
+                                        f"llvm.floor.{_suffix(ty)}")
     n = builder.call(fl, [_fma_ir(builder, x, c(_LOG2E), c(0.5))])
     nn = builder.fneg(n)
     r = _fma_ir(builder, nn, c(_LN2_HI), x)
@@ -324,26 +334,6 @@ def tanh(typingctx, x):
 
 
 @intrinsic
-def vsub(typingctx, a, b):
-    if not (isinstance(a, Vec) and a == b):
-        raise TypeError(f"vsub needs two vectors of one type, got {a}, {b}")
-
-    def codegen(context, builder, sig, args):
-        return builder.fsub(args[0], args[1])
-    return a(a, b), codegen
-
-
-@intrinsic
-def vdiv(typingctx, a, b):
-    if not (isinstance(a, Vec) and a == b):
-        raise TypeError(f"vdiv needs two vectors of one type, got {a}, {b}")
-
-    def codegen(context, builder, sig, args):
-        return builder.fdiv(args[0], args[1])
-    return a(a, b), codegen
-
-
-@intrinsic
 def vneg(typingctx, a):
     if not isinstance(a, Vec):
         raise TypeError(f"vneg needs a vector, got {a}")
@@ -364,37 +354,10 @@ def vexp(typingctx, x):
     return x(x), codegen
 
 
-# -- arithmetic on Vec, so that the scalar cell math of _cellmath runs on vectors --------
-# (``lstm_cell(ai, af, ag, ao, c, one)`` with Vec arguments and ``one = vsplat(1)``
-# compiles to SIMD code; math.exp / math.tanh of a Vec are the polynomial ones.)
-def _vec_pair(a, b):
-    return isinstance(a, Vec) and a == b
-
-
-@overload(operator.add)
-def _ov_add(a, b):
-    if _vec_pair(a, b):
-        return lambda a, b: vadd(a, b)
-
-
-@overload(operator.sub)
-def _ov_sub(a, b):
-    if _vec_pair(a, b):
-        return lambda a, b: vsub(a, b)
-
-
-@overload(operator.mul)
-def _ov_mul(a, b):
-    if _vec_pair(a, b):
-        return lambda a, b: vmul(a, b)
-
-
-@overload(operator.truediv)
-def _ov_div(a, b):
-    if _vec_pair(a, b):
-        return lambda a, b: vdiv(a, b)
-
-
+# -- the rest of the arithmetic on Vec (+ - * / are registered by _vec_binop), so that
+# the scalar cell math of cellmath runs on vectors: ``lstm_cell(ai, af, ag, ao, c, one)``
+# with Vec arguments and ``one = vsplat(1)`` compiles to SIMD code; math.exp /
+# math.tanh of a Vec are the polynomial ones.
 @overload(operator.neg)
 def _ov_neg(a):
     if isinstance(a, Vec):

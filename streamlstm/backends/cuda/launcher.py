@@ -1,9 +1,10 @@
-"""The CUDA backend: ``OnlineRNN(..., backend="cuda")`` (docs/spec.md, backend.py).
+"""The CUDA backend: ``OnlineRNN(..., backend="cuda")`` (docs/spec.md; contract: backends/__init__.py).
 
 Kernel -> launcher -> checked wrapper (stumpy): the ``@cuda.jit`` kernels live
-in ``_cuda_kernels.py``; this module is the launcher that owns the device
+in ``forward.py``, ``window.py``, ``grad.py`` and ``optimizer.py``, compiled by
+``kernels.py``; this module is the launcher that owns the device
 arrays, sizes the grids, orders the launches and keeps the host-side
-bookkeeping; ``OnlineRNN`` (model.py) is the checked wrapper that validates
+bookkeeping; ``OnlineRNN`` (core/online_rnn.py) is the checked wrapper that validates
 every input before a backend sees it.
 
 What stays on the device between calls: the weights ``theta`` (and a transposed
@@ -19,7 +20,7 @@ decided on the device: the kernels read M there.
 
 Per-series device memory is the SPEC arrays only.  The backward temporaries
 (re-run activations, output gradients, partial gradients) are sized per chunk
-of due series (``_cuda_config.CHUNK_BYTES``), so one million series at H = 32
+of due series (``config.CHUNK_BYTES``), so one million series at H = 32
 never hold one million windows of activations at once.
 """
 from __future__ import annotations
@@ -29,10 +30,11 @@ import warnings
 import numpy as np
 
 from streamlstm.backends.cuda import config as cfg
+from streamlstm.backends.cuda.args import Call, Chunk, Due, Model, Optim, Windows
 from streamlstm.errors import BackendUnavailableError
-from streamlstm.core.layout import ALL_ARRAYS, SERIES_ARRAYS, new_series_arrays
+from streamlstm.core.layout import (ALL_ARRAYS, INDEX_DTYPE, INT_ARRAYS, SERIES_ARRAYS,
+                                    new_series_arrays)
 
-_INT_ARRAYS = ("win_len", "count", "opt_step")
 
 
 def _first_line(exc) -> str:
@@ -72,12 +74,12 @@ def _compile(dtype_name, cell, rows_per_thread):
     is present but the CUDA compiler (NVVM) is not."""
     from numba.cuda.cudadrv import error as cuerr
 
-    from streamlstm.backends.cuda import kernels as _cuda_kernels
+    from streamlstm.backends.cuda.kernels import kernels
 
     missing_toolkit = tuple(getattr(cuerr, n) for n in ("NvvmSupportError", "CudaSupportError")
                             if hasattr(cuerr, n))
     try:
-        return _cuda_kernels.kernels(dtype_name, cell, int(cfg.NORM_LANES), rows_per_thread)
+        return kernels(dtype_name, cell, int(cfg.NORM_LANES), rows_per_thread)
     except missing_toolkit as exc:
         raise BackendUnavailableError(
             f"backend='cuda' found a GPU but cannot compile its kernels ({_first_line(exc)}); "
@@ -98,14 +100,15 @@ def _ceil_div(a, b):
 
 
 class CUDABackend:
-    """Backend contract of ``backend.py`` with ``@cuda.jit`` kernels and
+    """Backend contract of ``backends/__init__.py`` with ``@cuda.jit`` kernels and
     device-resident state."""
 
     name = "cuda"
 
     def __init__(self, layout, k1, k2, hyper, dtype, arrays):
         self._cuda = cuda = _numba_cuda()
-        from streamlstm.backends.cuda.kernels import N_UPD, n_grad_tiles, param_table
+        from streamlstm.backends.cuda.grad import n_grad_tiles, param_table
+        from streamlstm.backends.cuda.optimizer import N_UPD
 
         self.layout, self.k1, self.k2 = layout, int(k1), int(k2)
         self.dtype = np.dtype(dtype).type
@@ -191,7 +194,7 @@ class CUDABackend:
         cuda = self._cuda
         d = {}
         for name in ALL_ARRAYS:
-            want = np.int64 if name in _INT_ARRAYS else self.dtype
+            want = INDEX_DTYPE if name in INT_ARRAYS else self.dtype
             d[name] = cuda.to_device(np.ascontiguousarray(arrays[name], dtype=want))
         self._d = d
         self._count = np.array(arrays["count"], dtype=np.int64, copy=True)   # host mirror
@@ -199,8 +202,8 @@ class CUDABackend:
         self._refresh_transposed()
 
     def _refresh_transposed(self):
-        g = self._grid(self._P, self._et)
-        self._k["refresh_transposed"][g, self._et](self._d["theta"], self._d_wt, self._d_ptab)
+        self._k.launch("refresh_transposed", self._grid(self._P, self._et), self._et,
+                       theta=self._d["theta"], wt=self._d_wt, ptab=self._d_ptab)
 
     # -- contract ------------------------------------------------------------------------
     def step_calls(self, series, U, Y, offsets):
@@ -273,7 +276,8 @@ class CUDABackend:
         d_idx = self._upload("get_idx", np.ascontiguousarray(series, dtype=np.int64))
         d_out = self._buf("get_out", (B, E), self.dtype)
         src = self._d["state"].reshape(self._N, E)
-        self._k["gather_rows"][self._grid(B * E, self._et), self._et](d_idx, src, d_out)
+        self._k.launch("gather_rows", self._grid(B * E, self._et), self._et,
+                       series=d_idx, src=src, out=d_out)
         return d_out.copy_to_host().reshape(lay.state_shape(B))
 
     def check_bookkeeping(self):
@@ -341,39 +345,50 @@ class CUDABackend:
                 due_off[1:], counts)
 
     # -- launches ------------------------------------------------------------------------
-    def _step_forward(self, d_series, s0, lo, hi, d_U, d_Y, d_yhat, d_state, append):
+    def _model(self):
+        return Model(theta=self._d["theta"], wt=self._d_wt, offs=self._d_offs, head_w=self._hw,
+                     head_b=self._hb)
+
+    def _windows(self):
         d = self._d
+        return Windows(win_u=d["win_u"], win_y=d["win_y"], win_len=d["win_len"])
+
+    def _step_forward(self, d_series, s0, lo, hi, d_U, d_Y, d_yhat, d_state, append):
         blocks = min(_ceil_div(hi - lo, self._rb), self._maxb)
-        self._k["step_forward"][blocks, self._tpb](
-            d_series, s0, lo, hi, d_U, d_Y, d_yhat, d_state, self._d_wt, d["theta"],
-            self._d_offs, self._hw, self._hb, d["win_u"], d["win_y"], d["win_len"], d["count"],
-            self._d_scratch, self._rb, append)
+        call = Call(series=d_series, s0=s0, lo=lo, hi=hi, U=d_U, Y=d_Y, yhat=d_yhat)
+        self._k.launch("step_forward", blocks, self._tpb, call=call, state=d_state,
+                       model=self._model(), win=self._windows(), count=self._d["count"],
+                       scratch=self._d_scratch, rows_per_block=self._rb, append=append)
 
     def _update(self, d_due, dlo, n_due):
         """SPEC 4 for the due slots ``d_due[dlo:dlo+n_due]`` (ascending)."""
         k, d, et, P = self._k, self._d, self._et, self._P
         gP = self._grid(P, et)
-        k["count_targets"][self._grid(n_due, et), et](
-            d_due, dlo, n_due, d["win_y"], d["win_len"], self.k1, self._d_M)
+        model, win, M = self._model(), self._windows(), self._d_M
+        k.launch("count_targets", self._grid(n_due, et), et,
+                 due=Due(slots=d_due, lo=dlo, n=n_due), win=win, k1=self.k1, M=M)
         cap, buf = self._chunk_buffers(n_due)
+        chunk = Chunk(cache=buf["cache"], dy=buf["dy"], carry=buf["carry"], dxb=buf["dxb"],
+                      tlen=buf["tlen"])
         E_move = self.layout.n_inputs + self.layout.n_outputs + self._state_elems
         for c0 in range(0, n_due, cap):
             nr = min(cap, n_due - c0)
-            k["window_fb"][min(_ceil_div(nr, self._rb), self._maxb), self._tpb](
-                d_due, dlo + c0, nr, d["entry"], d["win_u"], d["win_y"], d["win_len"],
-                self._d_wt, d["theta"], self._d_offs, self._hw, self._hb, buf["cache"],
-                buf["dy"], buf["carry"], buf["dxb"], buf["tlen"], self._d_M, self.k1, self._rb)
+            due = Due(slots=d_due, lo=dlo + c0, n=nr)
+            blocks = min(_ceil_div(nr, self._rb), self._maxb)
+            k.launch("window_forward", blocks, self._tpb, due=due, entry=d["entry"], win=win,
+                     model=model, chunk=chunk, M=M, k1=self.k1, rows_per_block=self._rb)
+            k.launch("window_backward", blocks, self._tpb, due=due, entry=d["entry"],
+                     model=model, chunk=chunk, M=M, rows_per_block=self._rb)
             n_segs = _ceil_div(nr, self._seg)
-            k["grad_partial"][self._grid(n_segs * self._n_tiles, et), et](
-                d_due, dlo + c0, nr, d["entry"], d["win_u"], buf["cache"], buf["dy"],
-                buf["tlen"], self._d_ptab, self._n_tiles, buf["partial"], self._d_M, self._seg)
-            k["grad_accumulate"][gP, et](buf["partial"], n_segs, self._d_grad, int(c0 == 0),
-                                         self._d_M)
-            k["window_move"][self._grid(nr * E_move, et), et](
-                d_due, dlo + c0, nr, d["entry"], d["win_u"], d["win_y"], d["win_len"],
-                buf["cache"], buf["tlen"], self.k1)
-        k["update_prepare"][1, min(self._et, self._lanes)](self._d_grad, self._d_hyper, d["opt_step"],
-                                            self._d_upd, self._d_M)
-        k["optimizer_step"][gP, et](d["theta"], self._d_grad, d["opt_m"], d["opt_v"],
-                                    d["opt_step"], self._d_hyper, self._d_upd, self._d_wt,
-                                    self._d_ptab, self._d_M)
+            k.launch("grad_partial", self._grid(n_segs * self._n_tiles, et), et, due=due,
+                     entry=d["entry"], win_u=d["win_u"], chunk=chunk, ptab=self._d_ptab,
+                     n_tiles=self._n_tiles, partial=buf["partial"], M=M, seg=self._seg)
+            k.launch("grad_accumulate", gP, et, partial=buf["partial"], n_segs=n_segs,
+                     grad=self._d_grad, first=int(c0 == 0), M=M)
+            k.launch("window_move", self._grid(nr * E_move, et), et, due=due, entry=d["entry"],
+                     win=win, chunk=chunk, k1=self.k1)
+        opt = Optim(opt_m=d["opt_m"], opt_v=d["opt_v"], opt_step=d["opt_step"],
+                    hyper=self._d_hyper, upd=self._d_upd)
+        k.launch("update_prepare", 1, min(et, self._lanes), grad=self._d_grad, opt=opt, M=M)
+        k.launch("optimizer_step", gP, et, theta=d["theta"], grad=self._d_grad, opt=opt,
+                 wt=self._d_wt, ptab=self._d_ptab, M=M)

@@ -1,0 +1,107 @@
+"""Numba's on-disk cache for the compiled backends, keyed on ALL their sources.
+
+``numba.njit(cache=True)`` stamps a function's cache entry with a hash of its
+own source file (and of its own bytecode) only.  But a compiled kernel also
+holds code from other files: the ``@njit`` functions it calls (linked in and
+inlined: cellmath's cell functions, the CPU workers of other modules), the
+SIMD intrinsics of cpu/simd.py and the constants it reads (config.py's
+``cfg`` indices, core/optim.py's ``H_*``).  After an edit to one of those,
+Numba would still load the kernel compiled from the old code - silently
+wrong numbers, and one of the "bit for bit" checks lying about the code under
+test.
+
+So every backend function is compiled with ``cached_njit``, and this module
+puts ``BackendSourcesLocator`` first in Numba's list of cache locators: for a
+function defined under ``streamlstm/backends`` it keeps Numba's own choice of
+cache directory (``NUMBA_CACHE_DIR``, ``__pycache__`` or the user-wide one)
+but stamps the entry with a hash of every file in ``source_files()``.  Any
+edit to any of them recompiles every backend function once; nothing stale can
+load.  (Numba reads its locator list only while it is not overridden by the
+``NUMBA_CACHE_LOCATOR_CLASSES`` environment variable: leave that unset.)
+"""
+import functools
+import hashlib
+import pathlib
+
+import numba
+# _CacheLocator and CacheImpl._locator_classes are Numba's (0.68) extension
+# point for cache locators: the base class of its own locators and the list
+# it tries, in order, for each cached function.
+from numba.core.caching import CacheImpl, _CacheLocator
+
+_BACKENDS = pathlib.Path(__file__).resolve().parent
+_PACKAGE = _BACKENDS.parent
+
+
+def source_files():
+    """Every source file compiled backend code can depend on: all modules of
+    streamlstm/backends and core/optim.py (whose ``H_*`` indices the optimizer
+    kernels compile in as constants)."""
+    return sorted(_BACKENDS.rglob("*.py")) + [_PACKAGE / "core" / "optim.py"]
+
+
+def sources_stamp() -> str:
+    """A hash of the names and contents of ``source_files()``."""
+    files = source_files()
+    return _hash_files(tuple((str(p), st.st_mtime_ns, st.st_size)
+                             for p, st in ((p, p.stat()) for p in files)))
+
+
+@functools.lru_cache(maxsize=4)
+def _hash_files(stats):
+    # Keyed on (path, mtime, size) like Numba's own source hash, so that a file
+    # edited while the process runs is hashed again.
+    h = hashlib.sha256()
+    for path, _mtime, _size in stats:
+        p = pathlib.Path(path)
+        h.update(str(p.relative_to(_PACKAGE)).encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _is_backend_source(py_file):
+    try:
+        pathlib.Path(py_file).resolve().relative_to(_BACKENDS)
+    except ValueError:
+        return False
+    return True
+
+
+class BackendSourcesLocator(_CacheLocator):
+    """Numba's own locator for the function (the first that accepts it), with
+    the source stamp of all backend sources instead of the function's file."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def ensure_cache_path(self):
+        self._inner.ensure_cache_path()
+
+    def get_cache_path(self):
+        return self._inner.get_cache_path()
+
+    def get_source_stamp(self):
+        return sources_stamp()
+
+    def get_disambiguator(self):
+        return self._inner.get_disambiguator()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not _is_backend_source(py_file):
+            return None                 # not ours: Numba's locators as usual
+        for numba_locator in _NUMBA_LOCATORS:
+            inner = numba_locator.from_function(py_func, py_file)
+            if inner is not None:
+                return cls(inner)
+        return None
+
+
+_NUMBA_LOCATORS = tuple(c for c in CacheImpl._locator_classes if c is not BackendSourcesLocator)
+CacheImpl._locator_classes = [BackendSourcesLocator, *_NUMBA_LOCATORS]
+
+
+def cached_njit(**options):
+    """``numba.njit(cache=True, **options)`` for backend functions: cached on
+    disk, the cache entry stamped with all backend sources (module doc)."""
+    return numba.njit(cache=True, **options)
