@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import signal
+
 import click
 
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
@@ -87,8 +89,9 @@ def dispatch(cfg, o, progress=None) -> bool:
         raise
     for line in summary_lines(res, cfg):
         click.echo(line, err=True)
-    if res.summary.stopped_because.startswith("stopped by"):
-        raise click.exceptions.Exit(130 if "SIGINT" in res.summary.stopped_because else 0)
+    stop = res.summary.stopped_because
+    if stop.startswith("stopped by"):   # snapshotted and left the group; exit as signalled
+        raise click.exceptions.Exit(128 + (signal.SIGTERM if "SIGTERM" in stop else signal.SIGINT))
     return True
 
 
