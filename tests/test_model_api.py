@@ -166,6 +166,13 @@ BAD_CALLS = [
      r"missing key 'head.bias'"),
     (lambda n: n.load_state_dict({**n.state_dict(), "extra": np.ones(1)}), r"unexpected key 'extra'"),
     (lambda n: n.predict(np.ones((1, 2)), state=np.ones((1, 2, 2, 5))), r"state has shape"),
+    # inputs shaped for the fast path (float64 C arrays, int64 slots): the full checks' errors
+    (lambda n: n.step(np.ones((2, 2)), series=np.array([1, 1])), r"lists slot 1 twice"),
+    (lambda n: n.step(np.ones((1, 2)), series=np.array([3])), r"series\[0\]=3 is out of range"),
+    (lambda n: n.step(np.array([[0.0, np.nan]]), series=np.array([2])),
+     r"non-finite value nan at row 0 \(series slot 2\), input column 1"),
+    (lambda n: n.step(np.ones((3, 2)), y=np.array([[0.0], [np.inf], [1.0]])), r"infinite value inf at row 1"),
+    (lambda n: n.step_rows(np.array([0, 3]), np.ones((2, 2))), r"series\[1\]=3 is out of range"),
 ]
 
 
@@ -178,6 +185,30 @@ def test_bad_input_is_rejected_and_model_unchanged(backend, call, msg):
     with pytest.raises(InputError, match=msg):
         call(net)
     assert_same(before, snapshot(net))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_path_gives_the_checked_path_bits(backend):
+    """step/step_rows pass ready arrays (float64 C-contiguous, int64 slots) straight
+    to the backend (issue 13); lists take the full checks.
+    Both give the same bits, and so does every model array afterwards."""
+    U, Y = data(T=24)
+    Y[::5, 1] = np.nan
+    fast, slow = make(backend), make(backend)
+    for t in range(12):
+        y = None if t % 4 == 3 else Y[t]
+        a = fast.step(U[t], y)
+        b = slow.step(U[t].tolist(), None if y is None else y.tolist())
+        np.testing.assert_array_equal(a, b)
+        s = np.array([2, 0], dtype=np.int64)
+        a = fast.step(U[t + 12, :2], Y[t + 12, :2], series=s)
+        b = slow.step(U[t + 12, :2].tolist(), Y[t + 12, :2].tolist(), series=[2, 0])
+        np.testing.assert_array_equal(a, b)
+    rows = np.array([1, 1, 0, 2, 1], dtype=np.int64)
+    a = fast.step_rows(rows, U[:5, 0], Y[:5, 0])
+    b = slow.step_rows(rows.tolist(), U[:5, 0].tolist(), Y[:5, 0].tolist())
+    np.testing.assert_array_equal(a, b)
+    assert_same(snapshot(fast), snapshot(slow))
 
 
 @pytest.mark.parametrize("kw,msg", [

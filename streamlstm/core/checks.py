@@ -69,3 +69,48 @@ def refuse_nonfinite(a, message):
     bad = np.argwhere(~np.isfinite(a))
     if bad.size:
         raise InputError(message(*(int(i) for i in bad[0])))
+
+
+# -- fast pre-checks for the per-call hot path ------------------------------------------
+# A stream calls step()/learn_one() once per arrival, so the checks above (NumPy
+# ufuncs, argwhere, issubdtype: microseconds each on tiny arrays) would cost more
+# than the kernel.  These answer "certainly valid?" in a few hundred nanoseconds
+# for small arrays; a False sends the caller to the full checks, which raise the
+# errors (so every message stays theirs) or accept the input after all.
+_SMALL = 64
+
+
+def all_finite(a) -> bool:
+    """True when every element of the ndarray ``a`` is finite (no NaN, no inf).
+
+    >>> all_finite(np.array([[1.0, 2.0]])), all_finite(np.array([[1.0, np.nan]]))
+    (True, False)
+    """
+    n = a.size
+    if n == 1:
+        return math.isfinite(a.item())
+    if n <= _SMALL:
+        return all(map(math.isfinite, a.ravel().tolist()))
+    return bool(np.isfinite(a).all())
+
+
+def no_inf(a) -> bool:
+    """True when no element of the ndarray ``a`` is +-inf (NaN is allowed).
+
+    >>> no_inf(np.array([np.nan, 1.0])), no_inf(np.array([1.0, -np.inf]))
+    (True, False)
+    """
+    n = a.size
+    if n == 1:
+        return not math.isinf(a.item())
+    if n <= _SMALL:
+        return not any(map(math.isinf, a.ravel().tolist()))
+    return not np.isinf(a).any()
+
+
+def is_ready_array(a, dtype, shape) -> bool:
+    """``a`` is already an ndarray the kernels take as is: exactly ``dtype`` (an
+    ``np.dtype``), ``shape`` and C-contiguous (``np.ascontiguousarray`` would
+    return it unchanged)."""
+    return (type(a) is np.ndarray and a.dtype is dtype and a.shape == shape
+            and a.flags.c_contiguous)

@@ -13,7 +13,8 @@ import numpy as np
 from streamlstm.core import checkpoint as _ckpt
 from streamlstm.core.microbatch import group_rows
 from streamlstm.backends import BACKENDS, backend_class
-from streamlstm.core.checks import as_real_array, check_int, refuse_nonfinite
+from streamlstm.core.checks import (all_finite, as_real_array, check_int, is_ready_array,
+                                     no_inf, refuse_nonfinite)
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.core.layout import (ALL_ARRAYS, CELLS, DTYPES, Layout,
                      new_model_arrays, new_series_arrays)
@@ -21,6 +22,11 @@ from streamlstm.core.optim import SGD, Adam, optimizer_from_config
 
 CHECKPOINT_KIND = "OnlineRNN"
 _ONE_CALL = np.array([0, 1], dtype=np.int64)     # one row = one call
+_INT64 = np.dtype(np.int64)
+# Slot lists up to this long are checked in Python on the fast path (set/min/max
+# of a list beat np.unique's sort and allocations by far); longer ones take the
+# full checks, whose cost is then small per row.
+_FAST_SLOTS = 64
 
 
 class OnlineRNN:
@@ -101,12 +107,73 @@ class OnlineRNN:
         arrays = new_model_arrays(self.layout, self.seed, self.numpy_dtype)
         arrays.update(new_series_arrays(self.layout, self.n_series, self.k2, self.numpy_dtype))
         self._impl = self._make_impl(arrays)
+        self._dt = np.dtype(self.numpy_dtype)
+        self._fast = {}      # per-shape arrays the fast path reuses (never written by backends)
 
     # -- internals ----------------------------------------------------------------------
     def _make_impl(self, arrays):
         cls = backend_class(self.backend)
         return cls(self.layout, self.k1, self.k2, self.optimizer.hyper(self.clip_norm),
                    self.numpy_dtype, arrays)
+
+    # -- the fast path of the checked calls ---------------------------------------------
+    # A stream calls step() once per arrival: the full checks below (np.unique,
+    # argwhere, issubdtype...) cost several times the kernel on one row.  So the
+    # checked calls first ask, in a few hundred nanoseconds, whether the input is
+    # already exactly what the backend takes (C-contiguous arrays of the model's
+    # dtype and shape, finite u, y free of inf, distinct in-range int64 slots); if
+    # so they pass it on as the full checks would have (np.ascontiguousarray returns
+    # such an array itself, so the backend sees the same bits).  Anything else goes
+    # through the full checks, which raise the errors: no message changes.
+    def _cached(self, key, make):
+        a = self._fast.get(key)
+        if a is None:
+            if len(self._fast) > 64:
+                self._fast.clear()
+            a = self._fast[key] = make()
+        return a
+
+    def _fast_series(self, series, distinct=True):
+        """``series`` as the int64 slots to step when it certainly passes
+        ``_check_series`` (and has no repeats, with ``distinct``), else None."""
+        n_series = self.n_series
+        if series is None:
+            return self._cached(("all", n_series), lambda: np.arange(n_series, dtype=np.int64))
+        if not (type(series) is np.ndarray and series.dtype is _INT64 and series.ndim == 1
+                and series.flags.c_contiguous):
+            return None
+        n = series.size
+        if n == 1:
+            return series if 0 <= series.item() < n_series else None
+        if n == 0:
+            return None
+        if n <= _FAST_SLOTS:
+            vals = series.tolist()
+            lo, hi = min(vals), max(vals)
+            ok = not distinct or len(set(vals)) == n
+        elif not distinct:
+            lo, hi, ok = series.min(), series.max(), True
+        else:
+            return None
+        return series if ok and lo >= 0 and hi < n_series else None
+
+    def _fast_rows(self, u, y, R):
+        """``(u, y)`` when they certainly pass ``_check_rows`` unchanged (``y``
+        None becomes NaN rows), else None."""
+        dt = self._dt
+        if not (is_ready_array(u, dt, (R, self.n_inputs)) and all_finite(u)):
+            return None
+        if y is None:
+            O = self.n_outputs
+            return u, self._cached(("nan", R), lambda: np.full((R, O), np.nan, dtype=dt))
+        if not (is_ready_array(y, dt, (R, self.n_outputs)) and no_inf(y)):
+            return None
+        return u, y
+
+    def _one_call(self, R):
+        """Offsets (2,) of one backend call of ``R`` rows."""
+        return _ONE_CALL if R == 1 else self._cached(("call", R), lambda: np.array(
+            [0, R], dtype=np.int64))
 
     def _check_series(self, series, name="series"):
         if series is None:
@@ -164,6 +231,11 @@ class OnlineRNN:
         one-step forecasts ``yhat`` (B, O), made with the weights in force before
         this call's update (docs/spec.md section 3).
         """
+        s = self._fast_series(series)
+        if s is not None:
+            rows = self._fast_rows(u, y, s.size)
+            if rows is not None:
+                return self._impl.step_calls(s, rows[0], rows[1], self._one_call(s.size))
         s = self._check_series(series)
         uniq, counts = np.unique(s, return_counts=True)
         if np.any(counts > 1):
@@ -210,6 +282,11 @@ class OnlineRNN:
         would see row by row.  This is the micro-batching used by the forecasters,
         the CLI and the Kafka worker.
         """
+        s = self._fast_series(series, distinct=False) if series is not None else None
+        if s is not None:
+            rows = self._fast_rows(U, Y, s.size)
+            if rows is not None:
+                return self.step_rows_trusted(s, rows[0], rows[1])
         s = self._check_series(series)
         u, y = self._check_rows(U, Y, lambda r: f"row {r} (series slot {s[r]})", s.size)
         if s.size == 0:
