@@ -49,6 +49,9 @@ _MAX_LEAD = 1000
 _MAX_TRACKED = 128
 _DAY = 86400.0
 _CYCLES = (_DAY, 7 * _DAY, 365.25 * _DAY)     # day, week, year
+# The feature row of a model without features: np.array([[]]), made once (the
+# per-call hot path; an array with no elements is never written).
+_NO_FEATURES = np.empty((1, 0))
 
 
 def season_from_step(seconds):
@@ -154,6 +157,8 @@ class _SingleSeries:
     def _row(self, xnum, grow):
         """The feature row for ``xnum``; with ``grow``, unseen names become new
         input columns first (sorted, so dict order never matters)."""
+        if not xnum and not self._feature_names:
+            return _NO_FEATURES
         if grow:
             known = set(self._feature_names)
             # sorted, so dict order never matters (keys may be any hashable, not only str)

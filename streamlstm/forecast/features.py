@@ -319,14 +319,16 @@ class SeriesFeatures:
         self.alpha_min = 1.0 / float(window)
         self.n_features = int(n_features)
         self.P = max(1, int(self.lags.max(initial=0)) + (1 if self.diff else 0))
+        n = int(self.lags.size + (1 if self.diff else 0) + 2 * self.periods.size)
+        # A network needs an input: with no lag, seasonal or level input (a
+        # regressor before its first feature), one constant-0 column stands in.
+        # (Computed once: it is read on every call.)
+        self._n_x_first = max(n, 1)
         self.a = self._fresh(0)
 
     @property
     def n_x_first(self):
-        n = int(self.lags.size + (1 if self.diff else 0) + 2 * self.periods.size)
-        # A network needs an input: with no lag, seasonal or level input (a
-        # regressor before its first feature), one constant-0 column stands in.
-        return max(n, 1)
+        return self._n_x_first
 
     @property
     def n_inputs(self):

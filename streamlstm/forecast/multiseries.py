@@ -22,11 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from streamlstm.core import checkpoint as _ckpt
-from streamlstm.core.checks import check_int, refuse_nonfinite
+from streamlstm.core.checks import all_finite, check_int, refuse_nonfinite
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import (SeriesFeatures, check_features, check_lags,
                                           check_periods, to_raw)
 from streamlstm.forecast.intervals import CoverageTally, IntervalState, check_coverage
+from streamlstm.forecast.rows import FAST_ROWS, check_batch, fast_batch, norm_id
 from streamlstm.core.layout import Layout
 from streamlstm.core.online_rnn import OnlineRNN
 from streamlstm.core.optim import Adam, optimizer_from_config
@@ -38,16 +39,6 @@ DEFAULT_LR = 1e-2
 CHUNK_ROWS = 1 << 16
 # learn_many shows a progress bar on its own from this many rows (on a terminal).
 PROGRESS_ROWS = 200_000
-
-
-def _norm_id(v, r):
-    """Series ids are str or int (JSON-able, so they survive a checkpoint)."""
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return int(v)
-    raise InputError(f"series id {v!r} at row {r} is a {type(v).__name__}; series ids must be "
-                     f"str or int (convert them, e.g. str(id))")
 
 
 class MultiSeriesForecaster:
@@ -185,9 +176,13 @@ class MultiSeriesForecaster:
         """Map ids (a list or array) to slots (int64); with ``create``, new ids get
         new slots (nothing is created unless every id is valid), else an unknown
         id raises ``InputError``."""
+        if type(ids) is list and len(ids) <= FAST_ROWS and all(type(v) is str for v in ids):
+            slots = [self._slot.get(v, -1) for v in ids]     # the common case, checked fast
+            if min(slots, default=0) >= 0:
+                return np.array(slots, dtype=np.int64)
         if len(ids) > 64 and (isinstance(ids, np.ndarray) or set(map(type, ids)) <= {str, int}):
             return self._slots_for_many(ids, create)
-        norm = [_norm_id(v, r) for r, v in enumerate(ids)]
+        norm = [norm_id(v, r) for r, v in enumerate(ids)]
         return self._slot_array(norm, norm, create)
 
     def _slots_for_many(self, ids, create):
@@ -198,10 +193,10 @@ class MultiSeriesForecaster:
         if a.dtype.kind not in "iuU":
             a = np.asarray(ids, dtype=object)
             if a.dtype == object and not set(map(type, a.tolist())) <= {str, int}:
-                return self._slot_array([_norm_id(v, r) for r, v in enumerate(ids)],
+                return self._slot_array([norm_id(v, r) for r, v in enumerate(ids)],
                                         None, create)
         codes, uniques = pd.factorize(a)
-        norm = [_norm_id(v, r) for r, v in enumerate(uniques.tolist())]
+        norm = [norm_id(v, r) for r, v in enumerate(uniques.tolist())]
         return self._slot_array(norm, None, create)[codes]
 
     def _slot_array(self, norm, rows, create):
@@ -235,46 +230,6 @@ class MultiSeriesForecaster:
             if self._iv is not None:
                 self._iv.resize(cap)
 
-    # -- input checks -------------------------------------------------------------------
-    def _check_batch(self, series_ids, y, X, allow_missing_x=False):
-        ids = list(series_ids) if not isinstance(series_ids, np.ndarray) else series_ids.tolist()
-        R = len(ids)
-        try:
-            ya = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError("y must hold real numbers (NaN marks a missing value)") from None
-        if ya.ndim == 0:
-            ya = ya.reshape(1)
-        if ya.shape != (R,):
-            raise InputError(f"y has shape {ya.shape}; expected ({R},): one value per row of "
-                             f"series_ids")
-        bad = np.flatnonzero(np.isinf(ya))
-        if bad.size:
-            r = bad[0]
-            raise InputError(f"y has infinite value {ya[r]} at row {r} (series {ids[r]!r}); "
-                             f"use NaN to mark a missing value")
-        F = len(self._features)
-        if X is None:
-            Xa = np.full((R, F), np.nan)
-        else:
-            try:
-                Xa = np.asarray(X, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise InputError(f"X must be a numeric array of shape ({R}, {F}) with columns "
-                                 f"{self._features}") from None
-            if Xa.ndim == 1 and F == 1 and Xa.shape[0] == R:
-                Xa = Xa.reshape(R, 1)
-            if Xa.shape != (R, F):
-                raise InputError(f"X has shape {Xa.shape}; expected ({R}, {F}): one row per "
-                                 f"series id, columns {self._features}")
-            bad = np.argwhere(np.isinf(Xa) if allow_missing_x else ~np.isfinite(Xa))
-            if bad.size:
-                r, c = bad[0]
-                raise InputError(f"X has non-finite value {Xa[r, c]} at row {r} (series "
-                                 f"{ids[r]!r}), column {c} ({self._features[c]!r}); features "
-                                 f"must be finite: impute or drop the row")
-        return ids, np.ascontiguousarray(ya), np.ascontiguousarray(Xa)
-
     # -- learning -----------------------------------------------------------------------
     def predict_learn(self, series_ids, y, X=None, interval=False):
         """Forecast each row before seeing its value, then learn from it.
@@ -289,7 +244,8 @@ class MultiSeriesForecaster:
         and the ``scores`` of the earlier forecasts of each row's value.
         """
         self._check_interval(interval)
-        ids, y, X = self._check_batch(series_ids, y, X)
+        fast = fast_batch(series_ids, y, X, len(self._features))
+        ids, y, X = fast if fast is not None else check_batch(series_ids, y, X, self._features)
         return self.predict_learn_slots(self.slots_of(ids, create=True), y, X, interval)
 
     def _check_interval(self, interval):
@@ -345,7 +301,7 @@ class MultiSeriesForecaster:
     def _step_rows(self, slots, U, T):
         """``OnlineRNN.step_rows`` (same grouping, same bits), unchecked."""
         net = self._net
-        if not np.isfinite(U).all():
+        if not all_finite(U):
             return net.step_rows(slots, U, T)
         dt = net.numpy_dtype
         return net.step_rows_trusted(slots, np.ascontiguousarray(U, dtype=dt),
@@ -357,7 +313,7 @@ class MultiSeriesForecaster:
     def _forward(self, U, state):
         """``OnlineRNN.predict`` from a given state (pure), unchecked."""
         net = self._net
-        if not np.isfinite(U).all():
+        if not all_finite(U):
             return net.predict(U, state=state)
         return net.forward_trusted(state, np.ascontiguousarray(U, dtype=net.numpy_dtype))
 
@@ -441,7 +397,9 @@ class MultiSeriesForecaster:
     def _future_x(self, xs, ids, slots, h, F):
         """(B, h, F) raw future features (NaN = absent)."""
         B = len(slots)
-        if xs is None or F == 0:
+        if F == 0:                 # no features: nothing to gather (the per-call hot path)
+            return np.empty((B, h, 0))
+        if xs is None:
             last = self._feats.a["xlast"][slots]                 # (B, F)
             return np.repeat(last[:, None, :], h, axis=1)
         if isinstance(xs, dict):
@@ -568,7 +526,7 @@ class MultiSeriesForecaster:
             ids = ids.astype(object)
             if not set(map(type, ids.tolist())) <= {str, int}:      # validate every id first
                 for r, v in enumerate(ids.tolist()):
-                    _norm_id(v, r)
+                    norm_id(v, r)
         try:
             y = frame[value_col].to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError):
