@@ -104,6 +104,8 @@ def _numeric(x):
 
 
 def _target(y):
+    if type(y) is float and not math.isinf(y):     # the common case, without ABC checks
+        return y
     if isinstance(y, (numbers.Real, np.number)) and not isinstance(y, np.datetime64):
         v = float(y)
         if math.isinf(v):
@@ -310,6 +312,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
 
     @staticmethod
     def _check_horizon(horizon, xs):
+        if type(horizon) is int and horizon >= 0 and xs is None:   # the common case, fast
+            return
         if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 0:
             raise InputError(f"horizon={horizon!r} must be an integer >= 0")
         if xs is not None and len(xs) != horizon:
