@@ -91,12 +91,22 @@ def _numbers(value, flag, kind=int):
 
 
 @click.command(epilog=DATA_POLICY)
-@click.option("--source", required=True, metavar="FILE|kafka://HOST:PORT/TOPIC",
-              help="Live data: a .parquet or .csv file of long-format rows (series id, "
-                   "timestamp, target, optional features), in arrival order; or a Kafka "
-                   "topic of JSON messages (with --group; see --sink).")
+@click.option("--source", required=True, metavar="FILE|DIR|GLOB|kafka://HOST:PORT/TOPIC",
+              help="Live data: a .parquet, .csv or .csv.gz file of long-format rows (series "
+                   "id, timestamp, target, optional features), in arrival order; a directory "
+                   "or glob of such files, hive partitions included (lake/, "
+                   "'lake/date=*/*.parquet'), read as one stream: files in sorted path order; "
+                   "or a Kafka topic of JSON messages (with --group; see --sink).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "parquet", "csv"]), default="auto",
-              show_default=True, help="Input format when the file name does not tell.")
+              show_default=True, help="Input format when the file name does not tell "
+                                      "(e.g. --format csv for data.txt).")
+@click.option("--csv-sep", default=None, metavar="CHAR",
+              help="CSV field separator, e.g. --csv-sep ';'  [default: tab for .tsv, else ,]")
+@click.option("--decimal", default=".", show_default=True, type=click.Choice([".", ","]),
+              help="Decimal mark of numbers in CSV text, e.g. --decimal , for 3,25.")
+@click.option("--time-format", default=None, metavar="STRPTIME",
+              help="strptime format of text timestamps, e.g. --time-format '%d.%m.%Y %H:%M' "
+                   "[default: ISO 8601 or numbers].")
 @click.option("--series-col", default="series_id", show_default=True,
               help="Column holding the series id (str or int).")
 @click.option("--time-col", default="timestamp", show_default=True,
@@ -112,8 +122,8 @@ def _numbers(value, flag, kind=int):
               help="Also write the forecasts made while replaying history to --out.")
 @click.option("--out", metavar="FILE",
               help="Write every forecast (series_id, timestamp, y, yhat[, yhat_h2..]) to a "
-                   ".parquet or .csv file; '-' writes CSV to stdout.  Without it the latest "
-                   "forecast of each series is printed.")
+                   ".parquet, .csv or .csv.gz file (--out forecasts.parquet); '-' writes CSV "
+                   "to stdout.  Without it the latest forecast of each series is printed.")
 @click.option("--checkpoint", metavar="DIR",
               help="Checkpoint directory: rerunning the same command resumes where it "
                    "stopped (after a crash or kill), with no row missing or written twice.")
@@ -203,8 +213,8 @@ def run(**o):
     if o["out"] and o["out"] != "-":
         from streamlstm.io.sinks import out_format
         if out_format(o["out"]) is None:
-            raise click.BadParameter(f"{o['out']!r}: name the output .parquet or .csv (or '-' "
-                                     f"for CSV on stdout)", param_hint="--out")
+            raise click.BadParameter(f"{o['out']!r}: name the output .parquet, .csv or .csv.gz "
+                                     f"(or '-' for CSV on stdout)", param_hint="--out")
     if o["checkpoint"] and os.path.exists(o["checkpoint"]) and not os.path.isdir(o["checkpoint"]):
         raise click.BadParameter(f"{o['checkpoint']!r} is a file; --checkpoint names a directory "
                                  f"(created if missing)", param_hint="--checkpoint")
@@ -220,7 +230,8 @@ def run(**o):
         horizon=o["horizon"], coverage=o["coverage"] or None, backend=o["backend"],
         model=_model_options(o),
         policy=Policy(o["on_bad_row"], o["new_series"]), metrics_window=o["metrics_window"],
-        batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
+        batch_rows=o["batch_rows"], keep_forecasts=plot is not None,
+        dialect=_dialect(o))
     show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
     progress = Progress(show_progress)
     if kafka_dispatch(cfg, o, progress):
@@ -233,6 +244,20 @@ def run(**o):
         _quiet_broken_pipe()
     finally:
         job.cleanup()
+
+
+def _dialect(o):
+    from streamlstm.io.files import Dialect
+    sep = o["csv_sep"]
+    if sep is not None:
+        sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep)
+        if len(sep) != 1:
+            raise click.BadParameter(f"{o['csv_sep']!r}: the separator is one character, e.g. "
+                                     f"';' or '\\t'", param_hint="--csv-sep")
+    if sep == o["decimal"]:
+        raise click.BadParameter(f"{sep!r} cannot be both the separator and the decimal mark",
+                                 param_hint="--csv-sep")
+    return Dialect(sep=sep, decimal=o["decimal"], time_format=o["time_format"])
 
 
 def _quiet_broken_pipe():
@@ -296,7 +321,7 @@ def _fmt_time(v, kind):
 
 def _report(res, cfg, o, plot, job):
     """The end of a run: latest forecasts (stdout), summary, plot."""
-    from streamlstm.io.filejob import read_curves
+    from streamlstm.io.filejob import read_curves, source_label
 
     runner = res.runner
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
@@ -352,7 +377,7 @@ def _report(res, cfg, o, plot, job):
         if curves:
             plot_forecasts(plot, [(f"{cfg.columns.series} = {s}", *curves[s]) for s in series
                                   if s in curves],
-                           title=f"{os.path.basename(cfg.source)}: actual vs one-step forecast"
+                           title=f"{source_label(cfg.source)}: actual vs one-step forecast"
                                  + (f" ({cfg.coverage:.0%} interval)" if cfg.coverage else ""))
             err(f"plot: {plot} ({', '.join(str(s) for s in series if s in curves)})")
         else:

@@ -1,0 +1,144 @@
+"""Data-engineer inputs and outputs of ``streamlstm run`` on real files: datasets
+(a hive-partitioned directory, a glob), CSV dialects (``;``, decimal comma,
+strptime timestamps, gzip), ``.csv.gz`` output, ``--metrics-out`` and the plot."""
+import gzip
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from _streamdata import FAST, write_sensor_file
+from streamlstm.cli.app import main
+from streamlstm.io.files import Columns, Dialect, open_source
+from streamlstm.stream.policy import DataError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """One file, the same rows as a hive dataset of 3 part files (row groups of 25),
+    as 3 CSV parts and as one ``;``-separated gzip CSV with decimal commas and
+    day-first timestamps."""
+    d = tmp_path_factory.mktemp("io")
+    write_sensor_file(d / "s.parquet", sensors=4, steps=45, seed=7, row_group_rows=40)
+    df = pd.read_parquet(d / "s.parquet")
+    for k, ix in enumerate(np.array_split(np.arange(len(df)), 3)):
+        part = d / "lake" / f"day=2024-01-0{k + 1}"
+        part.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(df.iloc[ix], preserve_index=False),
+                       part / "part-0.parquet", row_group_size=25)
+        df.iloc[ix].to_csv(d / f"part-{k}.csv", index=False)
+    (d / "lake" / "_SUCCESS").write_text("")           # Spark's marker: ignored
+    with gzip.open(d / "eu.csv.gz", "wt") as f:
+        df.assign(timestamp=df.timestamp.dt.strftime("%d.%m.%Y %H:%M:%S")).to_csv(
+            f, index=False, sep=";", decimal=",")
+    return d, df
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["run", *FAST, "--no-plot", *args], catch_exceptions=False)
+
+
+def ok(*args):
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def rows_of(src, start=0, batch_rows=17):
+    bs = list(src.batches(start=start, batch_rows=batch_rows))
+    for a, b in zip(bs, bs[1:]):
+        assert b.position - len(b) == a.position          # global positions chain
+    return bs
+
+
+def cat(bs, f):
+    return np.concatenate([f(b) for b in bs])
+
+
+@pytest.mark.parametrize("spec", ["lake", "lake/*/*.parquet", "part-*.csv"])
+@pytest.mark.parametrize("start", [0, 1, 57, 58, 59, 100, 173])
+def test_dataset_reads_like_the_file_and_resumes_at_any_row(data, spec, start):
+    d, df = data
+    ref = rows_of(open_source(d / "s.parquet"))
+    bs = rows_of(open_source(str(d / spec)), start)
+    for f in (lambda b: b.y, lambda b: b.time, lambda b: b.ids.astype(str)):
+        np.testing.assert_array_equal(cat(bs, f), cat(ref, f)[start:])
+    assert bs[-1].position == len(df)
+    assert list(open_source(str(d / spec)).batches(start=len(df))) == []
+
+
+def test_dataset_rows_are_named_by_file_and_row_within_it(data):
+    d, df = data
+    bs = rows_of(open_source(str(d / "lake")))
+    where = {b.where(0) for b in bs if b.rows[0] == 0}
+    assert where == {f"{d / 'lake' / f'day=2024-01-0{k}' / 'part-0.parquet'}, row 0"
+                     for k in (1, 2, 3)}
+
+
+def test_hive_partition_key_is_a_column(data):
+    d, df = data
+    src = open_source(str(d / "lake"), Columns(series="day"))
+    ids = cat(rows_of(src), lambda b: b.ids.astype(str))
+    assert list(pd.unique(ids)) == ["2024-01-01", "2024-01-02", "2024-01-03"]
+
+
+def test_semicolon_gzip_csv_with_decimal_commas(data):
+    d, df = data
+    src = open_source(d / "eu.csv.gz", dialect=Dialect(sep=";", decimal=",",
+                                                       time_format="%d.%m.%Y %H:%M:%S"))
+    ref = rows_of(open_source(d / "s.parquet"))
+    bs = rows_of(src)
+    np.testing.assert_array_equal(cat(bs, lambda b: b.y), cat(ref, lambda b: b.y))
+    np.testing.assert_array_equal(cat(bs, lambda b: b.time), cat(ref, lambda b: b.time))
+
+
+def test_cli_dataset_glob_and_eu_csv_give_the_files_forecasts(data, tmp_path):
+    d, df = data
+    ok("--source", str(d / "s.parquet"), "--out", str(tmp_path / "ref.parquet"))
+    ok("--source", str(d / "lake"), "--out", str(tmp_path / "lake.parquet"))
+    ok("--source", str(d / "part-*.csv"), "--out", str(tmp_path / "glob.csv.gz"))
+    ok("--source", str(d / "eu.csv.gz"), "--csv-sep", ";", "--decimal", ",",
+       "--time-format", "%d.%m.%Y %H:%M:%S", "--out", str(tmp_path / "eu.parquet"))
+    ref = (tmp_path / "ref.parquet").read_bytes()
+    assert (tmp_path / "lake.parquet").read_bytes() == ref
+    a = pd.read_parquet(tmp_path / "ref.parquet")
+    with gzip.open(tmp_path / "glob.csv.gz", "rt") as f:      # really gzip
+        g = pd.read_csv(f)
+    np.testing.assert_array_equal(g.yhat.to_numpy(), a.yhat.to_numpy())
+    e = pd.read_parquet(tmp_path / "eu.parquet")
+    np.testing.assert_array_equal(e.yhat.to_numpy(), a.yhat.to_numpy())
+
+
+def test_errors_name_the_file_and_row_within_it(data, tmp_path):
+    d, df = data
+    lake = tmp_path / "lake"
+    bad = df.copy()
+    bad["value"] = bad["value"].astype(object)
+    bad.loc[70, "value"] = "abc"                      # row 12 of the second part (58..115)
+    for k, ix in enumerate(np.array_split(np.arange(len(df)), 3)):
+        (lake / f"k={k}").mkdir(parents=True)
+        bad.iloc[ix].to_csv(lake / f"k={k}" / "p.csv", index=False)
+    res = invoke("--source", str(lake))
+    assert res.exit_code == 1
+    assert f"{lake / 'k=1' / 'p.csv'}, row 12 (line 14)" in res.stderr, res.stderr
+    assert "'abc'" in res.stderr and "Traceback" not in res.output
+    with pytest.raises(DataError, match="no .parquet or .csv files"):
+        open_source(str(tmp_path / "nothing-*.parquet"))
+
+
+def test_resume_refuses_a_changed_dataset(data, tmp_path):
+    d, df = data
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    for k, ix in enumerate(np.array_split(np.arange(len(df)), 3)):
+        df.iloc[ix].to_parquet(lake / f"p{k}.parquet", index=False)
+    ck = str(tmp_path / "ck")
+    ok("--source", str(lake), "--checkpoint", ck, "--out", str(tmp_path / "o.parquet"))
+    df.iloc[:5].to_parquet(lake / "p3.parquet", index=False)       # a file added
+    res = invoke("--source", str(lake), "--checkpoint", ck, "--out", str(tmp_path / "o.parquet"))
+    assert res.exit_code == 1 and "another source" in res.stderr, res.stderr
+    assert "4 files" in res.stderr
