@@ -142,3 +142,66 @@ def test_resume_refuses_a_changed_dataset(data, tmp_path):
     res = invoke("--source", str(lake), "--checkpoint", ck, "--out", str(tmp_path / "o.parquet"))
     assert res.exit_code == 1 and "another source" in res.stderr, res.stderr
     assert "4 files" in res.stderr
+
+
+# -- --metrics-out ----------------------------------------------------------------------------
+def river_per_series(out):
+    """River MAE, RMSE, SMAPE and naive MAE per series, computed from the output file."""
+    from river import metrics
+    got = {}
+    for sid, g in out.groupby("series_id", sort=False):
+        m = [metrics.MAE(), metrics.RMSE(), metrics.SMAPE(), metrics.MAE()]
+        last, n, cov = np.nan, 0, []
+        for y, f, lo, hi in zip(g.y, g.yhat, g.yhat_lo, g.yhat_hi):
+            if y == y and f == f:
+                n += 1
+                for k in range(3):
+                    m[k].update(y, f)
+                if last == last:
+                    m[3].update(y, last)
+                if lo == lo:
+                    cov.append(lo <= y <= hi)
+            if y == y:
+                last = y
+        got[sid] = (n, *(x.get() for x in m), np.mean(cov))
+    return got
+
+
+def test_metrics_out_one_row_per_series_equal_to_river_on_the_output(data, tmp_path):
+    d, df = data
+    ok("--source", str(d / "s.parquet"), "--out", str(tmp_path / "o.parquet"),
+       "--metrics-out", str(tmp_path / "m.csv"))
+    m = pd.read_csv(tmp_path / "m.csv")
+    assert list(m.columns[:6]) == ["series_id", "rows", "MAE", "RMSE", "SMAPE", "naive_MAE"]
+    assert len(m) == df.series_id.nunique()
+    want = river_per_series(pd.read_parquet(tmp_path / "o.parquet"))
+    for r in m.itertuples():
+        n, mae, rmse, smape, naive, cov = want[r.series_id]
+        assert r.rows == n
+        np.testing.assert_allclose([r.MAE, r.RMSE, r.SMAPE, r.naive_MAE],
+                                   [mae, rmse, smape, naive], rtol=1e-12)
+        assert abs(r.coverage - cov) < 1e-12 and r.width > 0
+
+
+def test_metrics_out_after_kill_and_resume_is_the_same_file(data, tmp_path):
+    import subprocess
+    import sys
+    from _streamdata import ROOT
+    d, df = data
+
+    def run(metrics, ck, kill_at=None):
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.pop("STREAMLSTM_TEST_KILL_AT", None)
+        if kill_at:
+            env["STREAMLSTM_TEST_KILL_AT"] = kill_at
+        args = ["run", *FAST, "--no-plot", "--source", str(d / "lake"), "--batch-rows", "16",
+                "--metrics-out", str(metrics), "--checkpoint", str(ck),
+                "--checkpoint-every", "30"]
+        return subprocess.run([sys.executable, "-m", "streamlstm", *args], env=env,
+                              capture_output=True, text=True).returncode
+
+    assert run(tmp_path / "ref.parquet", tmp_path / "ck1") == 0
+    assert run(tmp_path / "m.parquet", tmp_path / "ck2", kill_at="checkpoint:3") == -9
+    assert not (tmp_path / "m.parquet").exists()
+    assert run(tmp_path / "m.parquet", tmp_path / "ck2") == 0
+    assert (tmp_path / "m.parquet").read_bytes() == (tmp_path / "ref.parquet").read_bytes()

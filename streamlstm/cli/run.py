@@ -124,6 +124,10 @@ def _numbers(value, flag, kind=int):
               help="Write every forecast (series_id, timestamp, y, yhat[, yhat_h2..]) to a "
                    ".parquet, .csv or .csv.gz file (--out forecasts.parquet); '-' writes CSV "
                    "to stdout.  Without it the latest forecast of each series is printed.")
+@click.option("--metrics-out", metavar="FILE",
+              help="Write one row of metrics per series (rows scored, MAE, RMSE, SMAPE, naive "
+                   "MAE; with intervals their coverage and width) to a .parquet, .csv or "
+                   ".csv.gz file, e.g. --metrics-out series.csv.")
 @click.option("--checkpoint", metavar="DIR",
               help="Checkpoint directory: rerunning the same command resumes where it "
                    "stopped (after a crash or kill), with no row missing or written twice.")
@@ -215,6 +219,11 @@ def run(**o):
         if out_format(o["out"]) is None:
             raise click.BadParameter(f"{o['out']!r}: name the output .parquet, .csv or .csv.gz "
                                      f"(or '-' for CSV on stdout)", param_hint="--out")
+    if o["metrics_out"]:
+        from streamlstm.io.sinks import out_format
+        if o["metrics_out"] == "-" or out_format(o["metrics_out"]) is None:
+            raise click.BadParameter(f"{o['metrics_out']!r}: name the file .parquet, .csv or "
+                                     f".csv.gz", param_hint="--metrics-out")
     if o["checkpoint"] and os.path.exists(o["checkpoint"]) and not os.path.isdir(o["checkpoint"]):
         raise click.BadParameter(f"{o['checkpoint']!r} is a file; --checkpoint names a directory "
                                  f"(created if missing)", param_hint="--checkpoint")
@@ -321,7 +330,7 @@ def _fmt_time(v, kind):
 
 def _report(res, cfg, o, plot, job):
     """The end of a run: latest forecasts (stdout), summary, plot."""
-    from streamlstm.io.filejob import read_curves, source_label
+    from streamlstm.io.filejob import read_curves, source_label, write_series_metrics
 
     runner = res.runner
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
@@ -361,6 +370,9 @@ def _report(res, cfg, o, plot, job):
     if cfg.out and cfg.out != "-":
         rows = f" ({res.out_rows:,} rows)" if res.out_rows is not None else ""
         err(f"forecasts: {cfg.out}{rows}")
+    if o["metrics_out"]:
+        n = write_series_metrics(o["metrics_out"], runner)
+        err(f"metrics per series: {o['metrics_out']} ({n:,} series)")
     if plot:
         chosen = [s for s in _split_list(o["plot_series"])]
         ids = runner.ids

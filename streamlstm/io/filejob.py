@@ -539,6 +539,23 @@ def _show(v, key=None):
     return str(v)
 
 
+def write_series_metrics(path, runner):
+    """``--metrics-out``: one row per series (``series_id, rows, MAE, RMSE, SMAPE,
+    naive_MAE`` and, with intervals, ``bands, coverage, width`` of the one-step
+    bands) to a .parquet/.csv/.csv.gz file, atomically; returns the row count.
+    The values are the run's River metrics (``ForecastMetrics.per_series_table``)."""
+    table = runner.metrics.per_series_table()
+    n = len(table["rows"])
+    ids = pa.array(list(runner.ids[:n]))
+    cols = {OUT_SERIES: ids}
+    for k, v in table.items():
+        cols[k] = pa.array(v, type=pa.int64() if k in ("rows", "bands") else pa.float64())
+    f = ForecastFile(path)
+    f.write(pa.table(cols))
+    f.close()
+    return n
+
+
 def source_label(name):
     """A short name of a source for progress bars and titles: a file's or a
     directory's base name (``lake/`` -> ``lake``), a glob as written."""
