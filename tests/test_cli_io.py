@@ -205,3 +205,25 @@ def test_metrics_out_after_kill_and_resume_is_the_same_file(data, tmp_path):
     assert not (tmp_path / "m.parquet").exists()
     assert run(tmp_path / "m.parquet", tmp_path / "ck2") == 0
     assert (tmp_path / "m.parquet").read_bytes() == (tmp_path / "ref.parquet").read_bytes()
+
+
+# -- the plot ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["report.png", "report.html"])
+def test_plot_names_each_series_with_its_mae_and_naive_mae(data, tmp_path, name):
+    d, df = data
+    plot = tmp_path / name
+    res = CliRunner().invoke(main, ["run", *FAST[:-1], "--source", str(d / "s.parquet"),
+                                    "--plot", str(plot), "--metrics-out",
+                                    str(tmp_path / "m.parquet")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    m = pd.read_parquet(tmp_path / "m.parquet").set_index("series_id")
+    drawn = res.stderr.split(f"plot: {plot} (")[1].split(")")[0].split(", ")
+    assert len(drawn) == 3
+    if name.endswith(".png"):
+        from PIL import Image
+        text = Image.open(plot).text["Description"]      # the panel titles
+    else:
+        text = plot.read_text()
+        assert "plotly" in text and "naive (last value)" in text and "interval" in text
+    for s in drawn:
+        assert f"series_id = {s}   MAE {m.MAE[s]:.4g}, naive MAE {m.naive_MAE[s]:.4g}" in text

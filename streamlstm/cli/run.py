@@ -24,7 +24,7 @@ from streamlstm.cli.kafka import dispatch as kafka_dispatch
 from streamlstm.cli.kafka import kafka_options
 from streamlstm.cli.messages import (INTERVAL_SKIP, fail, format_intervals, format_summary,
                                      series_label)
-from streamlstm.cli.plot import plot_forecasts
+from streamlstm.cli.plot import HTML_SUFFIXES, IMAGE_SUFFIXES, plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
 from streamlstm.forecast.multiseries import DEFAULT_LR as _DEFAULT_LR
@@ -176,8 +176,10 @@ def _numbers(value, flag, kind=int):
                                       "start it from zero state, skip its rows, or stop.")
 @click.option("--metrics-window", default=1000, show_default=True, type=click.IntRange(1, None),
               help="Rows in the rolling metric window of the summary.")
-@click.option("--plot", default="forecast.png", show_default=True, metavar="PNG",
-              help="Draw actual vs forecast of the chosen (or worst) series into this file.")
+@click.option("--plot", default="forecast.png", show_default=True, metavar="PNG|HTML",
+              help="Draw actual vs forecast (with the naive forecast, the band, each series' "
+                   "MAE) of the chosen (or worst) series into this file: an image (.png, "
+                   ".svg, .pdf) or an interactive page (--plot report.html).")
 @click.option("--no-plot", is_flag=True, help="Do not draw a plot.")
 @click.option("--plot-series", default="", metavar="ID,ID",
               help="Series to plot (default: the worst by MAE).")
@@ -227,9 +229,9 @@ def run(**o):
     if o["checkpoint"] and os.path.exists(o["checkpoint"]) and not os.path.isdir(o["checkpoint"]):
         raise click.BadParameter(f"{o['checkpoint']!r} is a file; --checkpoint names a directory "
                                  f"(created if missing)", param_hint="--checkpoint")
-    if plot and not plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
-        raise click.BadParameter(f"{plot!r}: name the plot .png (or .svg, .pdf)",
-                                 param_hint="--plot")
+    if plot and not plot.lower().endswith(IMAGE_SUFFIXES + HTML_SUFFIXES):
+        raise click.BadParameter(f"{plot!r}: name the plot .png (or .svg, .pdf), or .html for "
+                                 f"an interactive page", param_hint="--plot")
     cfg = JobConfig(
         source=o["source"],
         columns=Columns(o["series_col"], o["time_col"], o["target_col"], features),
@@ -330,7 +332,7 @@ def _fmt_time(v, kind):
 
 def _report(res, cfg, o, plot, job):
     """The end of a run: latest forecasts (stdout), summary, plot."""
-    from streamlstm.io.filejob import read_curves, source_label, write_series_metrics
+    from streamlstm.io.filejob import write_series_metrics
 
     runner = res.runner
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
@@ -374,28 +376,39 @@ def _report(res, cfg, o, plot, job):
         n = write_series_metrics(o["metrics_out"], runner)
         err(f"metrics per series: {o['metrics_out']} ({n:,} series)")
     if plot:
-        chosen = [s for s in _split_list(o["plot_series"])]
-        ids = runner.ids
-        by_str = {str(s): s for s in ids}
-        series = []
-        for s in chosen:
-            if s in by_str:
-                series.append(by_str[s])
-            else:
-                err(f"warning: --plot-series {s!r} was not in the data; not plotted")
-        if not series:
-            series = [ids[i] for i, _, _ in m.worst(3)] or ids[:3]
-        curves = read_curves(res.forecast_files, series, o["plot_points"])
-        if curves:
-            plot_forecasts(plot, [(f"{cfg.columns.series} = {s}", *curves[s]) for s in series
-                                  if s in curves],
-                           title=f"{source_label(cfg.source)}: actual vs one-step forecast"
-                                 + (f" ({cfg.coverage:.0%} interval)" if cfg.coverage else ""))
-            err(f"plot: {plot} ({', '.join(str(s) for s in series if s in curves)})")
-        else:
-            err("plot: no forecasts to draw")
+        _draw_plot(plot, res, cfg, o, err)
     if cfg.checkpoint:
         err(f"checkpoint: {cfg.checkpoint}")
+
+
+def _draw_plot(plot, res, cfg, o, err):
+    """The plot of the chosen (or worst) series, with each one's MAE and naive MAE."""
+    from streamlstm.io.filejob import read_curves, source_label
+    runner = res.runner
+    ids = runner.ids
+    by_str = {str(s): s for s in ids}
+    series = []
+    for s in _split_list(o["plot_series"]):
+        if s in by_str:
+            series.append(by_str[s])
+        else:
+            err(f"warning: --plot-series {s!r} was not in the data; not plotted")
+    if not series:
+        series = [ids[i] for i, _, _ in runner.metrics.worst(3)] or ids[:3]
+    curves = read_curves(res.forecast_files, series, o["plot_points"])
+    if not curves:
+        err("plot: no forecasts to draw")
+        return
+    drawn = [s for s in series if s in curves]
+    table = runner.metrics.per_series_table()
+    index = {s: i for i, s in enumerate(ids)}
+    stats = [(float(table["MAE"][index[s]]), float(table["naive_MAE"][index[s]]))
+             if index[s] < len(table["MAE"]) else None for s in drawn]
+    plot_forecasts(plot, [(f"{cfg.columns.series} = {s}", *curves[s]) for s in drawn],
+                   title=f"{source_label(cfg.source)}: actual vs one-step forecast"
+                         + (f" ({cfg.coverage:.0%} interval)" if cfg.coverage else ""),
+                   stats=stats, xlabel=cfg.columns.time, ylabel=cfg.columns.target)
+    err(f"plot: {plot} ({', '.join(str(s) for s in drawn)})")
 
 
 def _print_latest(runner, cfg, show):
