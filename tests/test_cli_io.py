@@ -227,3 +227,15 @@ def test_plot_names_each_series_with_its_mae_and_naive_mae(data, tmp_path, name)
         assert "plotly" in text and "naive (last value)" in text and "interval" in text
     for s in drawn:
         assert f"series_id = {s}   MAE {m.MAE[s]:.4g}, naive MAE {m.naive_MAE[s]:.4g}" in text
+
+
+def test_every_run_option_has_help_and_the_help_has_examples():
+    import click
+    from streamlstm.cli.run import run
+    for p in run.params:
+        if isinstance(p, click.Option):
+            assert p.help and len(p.help) > 15, p.name
+    out = CliRunner().invoke(main, ["run", "--help"]).output
+    for needle in ("--source lake/", "--csv-sep ';'", "--decimal ,", "--metrics-out",
+                   "report.html", ".csv.gz"):
+        assert needle in out

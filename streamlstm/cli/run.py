@@ -107,19 +107,24 @@ def _numbers(value, flag, kind=int):
 @click.option("--time-format", default=None, metavar="STRPTIME",
               help="strptime format of text timestamps, e.g. --time-format '%d.%m.%Y %H:%M' "
                    "[default: ISO 8601 or numbers].")
-@click.option("--series-col", default="series_id", show_default=True,
-              help="Column holding the series id (str or int).")
-@click.option("--time-col", default="timestamp", show_default=True,
-              help="Column holding the timestamp (datetime, ISO 8601 text or number).")
-@click.option("--target-col", default="value", show_default=True,
-              help="Column holding the value to forecast.")
+@click.option("--series-col", default="series_id", show_default=True, metavar="COL",
+              help="Column holding the series id (str or int), e.g. --series-col meter_id; "
+                   "a hive partition key works too (--series-col region).")
+@click.option("--time-col", default="timestamp", show_default=True, metavar="COL",
+              help="Column holding the timestamp (datetime, ISO 8601 text or number), e.g. "
+                   "--time-col ts.")
+@click.option("--target-col", default="value", show_default=True, metavar="COL",
+              help="Column holding the value to forecast, e.g. --target-col load_kw.")
 @click.option("--features", default="", metavar="A,B",
-              help="Comma-separated numeric feature columns known at forecast time.")
+              help="Comma-separated numeric feature columns known at forecast time, e.g. "
+                   "--features outside_temp,holiday.")
 @click.option("--replay", metavar="FILE",
               help="History to learn from first (warms weights and states; not scored, "
-                   "not written unless --write-replay).")
+                   "not written unless --write-replay), e.g. --replay history.parquet; a "
+                   "directory or glob too.")
 @click.option("--write-replay", is_flag=True,
-              help="Also write the forecasts made while replaying history to --out.")
+              help="Also write the forecasts made while replaying history to --out "
+                   "(with --replay FILE --out FILE).")
 @click.option("--out", metavar="FILE",
               help="Write every forecast (series_id, timestamp, y, yhat[, yhat_h2..]) to a "
                    ".parquet, .csv or .csv.gz file (--out forecasts.parquet); '-' writes CSV "
@@ -129,45 +134,57 @@ def _numbers(value, flag, kind=int):
                    "MAE; with intervals their coverage and width) to a .parquet, .csv or "
                    ".csv.gz file, e.g. --metrics-out series.csv.")
 @click.option("--checkpoint", metavar="DIR",
-              help="Checkpoint directory: rerunning the same command resumes where it "
-                   "stopped (after a crash or kill), with no row missing or written twice.")
+              help="Checkpoint directory (created if missing), e.g. --checkpoint ckpt/: "
+                   "rerunning the same command resumes where it stopped (after a crash or "
+                   "kill), with no row missing or written twice.")
 @click.option("--checkpoint-every", default="60s", show_default=True, metavar="N|30s",
-              help="Checkpoint every N rows, or every so many seconds/minutes (30s, 5m).")
+              help="Checkpoint every N rows, or every so many seconds/minutes/hours, e.g. "
+                   "--checkpoint-every 100000, 30s, 5m, 1h.")
 @click.option("--init-from", metavar="CKPT",
               help="Start from the model of another run's checkpoint (its series count as "
-                   "history) instead of a fresh one.")
+                   "history) instead of a fresh one, e.g. --init-from yesterday-ckpt/.")
 @click.option("--horizon", default=1, show_default=True, type=click.IntRange(1, 10_000), metavar="N",
-              help="Steps ahead forecast at every row (adds yhat_h2.. columns).")
+              help="Steps ahead forecast at every row (adds yhat_h2.. columns), e.g. "
+                   "--horizon 24 for a day of hourly steps.")
 @click.option("--coverage", default=0.9, show_default=True, metavar="C",
               type=click.FloatRange(0.0, 1.0, max_open=True),
               help="Prediction intervals of nominal coverage C for every forecast (adds "
                    "yhat_lo, yhat_hi[, yhat_lo_h2, yhat_hi_h2..] columns; the summary "
-                   "reports their empirical coverage); 0: none.")
+                   "reports their empirical coverage), e.g. --coverage 0.8; 0: none.")
 @click.option("--cell", type=click.Choice(["lstm", "gru"]), default=_FD["cell"],
-              show_default=True, help="Recurrent cell.")
+              show_default=True, help="Recurrent cell: LSTM, or GRU (fewer weights, "
+                                      "faster), e.g. --cell gru.")
 @click.option("--hidden-size", default=_FD["hidden_size"], show_default=True,
-              type=click.IntRange(1, 4096), help="Hidden units per layer.")
+              type=click.IntRange(1, 4096), metavar="N",
+              help="Hidden units per layer, e.g. --hidden-size 32 (1..4096).")
 @click.option("--layers", "n_layers", default=_FD["n_layers"], show_default=True,
-              type=click.IntRange(1, 16), help="Stacked recurrent layers.")
+              type=click.IntRange(1, 16), metavar="N",
+              help="Stacked recurrent layers, e.g. --layers 2 (1..16).")
 @click.option("--k1", default=_FD["k1"], show_default=True, type=click.IntRange(1, None),
-              help="Truncated BPTT: learn every k1 rows of a series ...")
+              metavar="N", help="Truncated BPTT: learn every k1 rows of a series ...")
 @click.option("--k2", default=_FD["k2"], show_default=True, type=click.IntRange(1, None),
-              help="... back-propagating through its last k2 rows (k1 <= k2).")
+              metavar="N", help="... back-propagating through its last k2 rows (k1 <= k2), "
+                                "e.g. --k1 4 --k2 24.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam",
-              show_default=True, help="Optimizer.")
+              show_default=True, help="Optimizer of the online updates, e.g. --optimizer sgd.")
 @click.option("--lr", default=_DEFAULT_LR, show_default=True,
-              type=click.FloatRange(0, None, min_open=True), help="Learning rate.")
+              type=click.FloatRange(0, None, min_open=True), metavar="LR",
+              help="Learning rate of the optimizer, e.g. --lr 0.001.")
 @click.option("--lags", default=",".join(map(str, _FD["lags"])), show_default=True,
-              metavar="1,2,24", help="Past values (in rows of the series) fed to the network.")
+              metavar="1,2,24", help="Past values (in rows of the series) fed to the network, "
+                                     "e.g. --lags 1,2,24 (the last two and a day ago, hourly).")
 @click.option("--seasonality", default="", metavar="24,168",
               help="Seasonal periods in rows of a series (e.g. 24,168 for hourly data with "
                    "daily and weekly cycles): adds the position in each period as inputs.")
 @click.option("--seed", default=_FD["seed"], show_default=True, type=click.IntRange(0, None),
-              help="Seed of the initial weights.")
+              metavar="N", help="Seed of the initial weights (same seed, same results), e.g. "
+                                "--seed 7.")
 @click.option("--backend", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
-              show_default=True, help="Numba CPU kernels, Numba CUDA kernels, or plain NumPy.")
+              show_default=True, help="Numba CPU kernels, Numba CUDA kernels (an NVIDIA GPU), "
+                                      "or plain NumPy, e.g. --backend cuda.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default=_FD["dtype"],
-              show_default=True, help="Floating-point precision of the network.")
+              show_default=True, help="Floating-point precision of the network, e.g. "
+                                      "--dtype float32 (faster, esp. on GPUs).")
 @click.option("--on-bad-row", type=click.Choice(BAD_ROW_CHOICES), default="error",
               show_default=True, help="Bad row (see the data policy below): stop with an error "
                                       "naming it, or skip it and count it.")
@@ -175,20 +192,24 @@ def _numbers(value, flag, kind=int):
               show_default=True, help="A series in the live data that the history never had: "
                                       "start it from zero state, skip its rows, or stop.")
 @click.option("--metrics-window", default=1000, show_default=True, type=click.IntRange(1, None),
-              help="Rows in the rolling metric window of the summary.")
+              metavar="N", help="Rows in the rolling metric window of the summary, e.g. "
+                                "--metrics-window 10000.")
 @click.option("--plot", default="forecast.png", show_default=True, metavar="PNG|HTML",
               help="Draw actual vs forecast (with the naive forecast, the band, each series' "
                    "MAE) of the chosen (or worst) series into this file: an image (.png, "
                    ".svg, .pdf) or an interactive page (--plot report.html).")
-@click.option("--no-plot", is_flag=True, help="Do not draw a plot.")
+@click.option("--no-plot", is_flag=True, help="Do not draw a plot (no forecast.png).")
 @click.option("--plot-series", default="", metavar="ID,ID",
-              help="Series to plot (default: the worst by MAE).")
+              help="Series to plot, e.g. --plot-series power-01,power-07 (default: the three "
+                   "worst by MAE).")
 @click.option("--plot-points", default=500, show_default=True, type=click.IntRange(2, None),
-              help="Latest points of each series drawn.")
+              metavar="N", help="Latest points of each series drawn, e.g. --plot-points 2000.")
 @click.option("--show", default=10, show_default=True, type=click.IntRange(0, None),
-              help="Series listed in the printed table of latest forecasts (without --out).")
+              metavar="N", help="Series listed in the printed table of latest forecasts "
+                                "(without --out), e.g. --show 50; 0: none.")
 @click.option("--batch-rows", default=16384, show_default=True, type=click.IntRange(1, None),
-              help="Rows read per batch (does not change results).")
+              metavar="N", help="Rows read per batch (memory vs overhead; does not change "
+                                "results), e.g. --batch-rows 65536.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr [default: when stderr is a terminal].")
 @kafka_options
@@ -206,6 +227,10 @@ def run(**o):
       streamlstm run --source examples/sensor.parquet
       streamlstm run --source live.parquet --replay history.parquet \\
                      --out forecasts.parquet --checkpoint ckpt/ --checkpoint-every 100000
+      streamlstm run --source lake/ --out forecasts.csv.gz --metrics-out series.csv \\
+                     --plot report.html
+      streamlstm run --source 'eu/*.csv.gz' --csv-sep ';' --decimal , \\
+                     --time-format '%d.%m.%Y %H:%M' --out forecasts.parquet
     """
     from streamlstm.io.filejob import FileJob, JobConfig
     from streamlstm.io.files import Columns
