@@ -239,3 +239,17 @@ def test_every_run_option_has_help_and_the_help_has_examples():
     for needle in ("--source lake/", "--csv-sep ';'", "--decimal ,", "--metrics-out",
                    "report.html", ".csv.gz"):
         assert needle in out
+
+
+def test_bad_io_options_are_refused_with_the_option_named(data, tmp_path):
+    d, df = data
+    for args, needle in ((["--metrics-out", "m.txt"], "--metrics-out"),
+                         (["--metrics-out", "m.csv", "--source", "kafka://h:9092/t"],
+                          "--metrics-out"),
+                         (["--csv-sep", ";;"], "--csv-sep"),
+                         (["--csv-sep", ",", "--decimal", ","], "--csv-sep"),
+                         (["--out", "f.json"], "--out")):
+        argv = args if "--source" in args else ["--source", str(d / "s.parquet"), *args]
+        res = invoke(*argv)
+        assert res.exit_code == 2 and needle in res.stderr and "Traceback" not in res.output, \
+            res.output

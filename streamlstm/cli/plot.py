@@ -105,7 +105,8 @@ def _plot_html(path, curves, titles, title, xlabel, ylabel):
                                      name="interval", legendgroup="band", showlegend=first),
                           row=r, col=1)
         fig.add_trace(go.Scatter(x=t, y=naive_line(y), mode="lines", name="naive (last value)",
-                                 line={"width": 0.8, "dash": "dash", "color": "rgba(31,119,180,0.8)"},
+                                 line={"width": 0.8, "dash": "dash",
+                                       "color": "rgba(31,119,180,0.8)"},
                                  legendgroup="naive", showlegend=first), row=r, col=1)
         fig.add_trace(go.Scatter(x=t, y=y, mode="lines", name="actual",
                                  line={"width": 1.2, "color": "#404040"},

@@ -248,6 +248,9 @@ def run(**o):
                                      f"(or '-' for CSV on stdout)", param_hint="--out")
     if o["metrics_out"]:
         from streamlstm.io.sinks import out_format
+        if o["source"].startswith("kafka://"):
+            raise click.BadParameter("a Kafka run never ends by itself; --metrics-out applies "
+                                     "to file sources", param_hint="--metrics-out")
         if o["metrics_out"] == "-" or out_format(o["metrics_out"]) is None:
             raise click.BadParameter(f"{o['metrics_out']!r}: name the file .parquet, .csv or "
                                      f".csv.gz", param_hint="--metrics-out")

@@ -56,8 +56,9 @@ class DatasetSource(Source):
                             f"path or pattern", origin=self.name)
         fmts = {fmt or detect_format(p) for p in self.files}
         if len(fmts) != 1 or None in fmts:
-            raise DataError(f"{self.name}: the files mix formats ({', '.join(sorted(map(str, fmts)))}); "
-                            f"a dataset is all Parquet or all CSV (or pass --format)",
+            kinds = ", ".join(sorted(map(str, fmts)))
+            raise DataError(f"{self.name}: the files mix formats ({kinds}); a dataset is all "
+                            f"Parquet or all CSV (or pass --format)",
                             origin=self.name)
         self.file_format = fmts.pop()
         self.format = f"{self.file_format}-dataset"
