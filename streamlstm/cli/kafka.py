@@ -30,28 +30,29 @@ def kafka_options(f):
         click.option("--group", metavar="NAME",
                      help="Kafka source: consumer group.  Every worker of one job uses the same "
                           "name (and the same --checkpoint): Kafka splits the topic's "
-                          "partitions among them."),
+                          "partitions among them; e.g. --group forecasters."),
         click.option("--sink", metavar="kafka://HOST:PORT/TOPIC",
                      help="Kafka source: send every forecast to this topic (key = series id, "
                           "JSON value with series_id, timestamp, y, yhat[, yhat_lo, yhat_hi], "
-                          "partition, offset)."),
+                          "partition, offset); e.g. --sink kafka://broker:9092/forecasts."),
         click.option("--instance-id", metavar="ID",
                      help="Kafka source: static group membership (group.instance.id); a worker "
                           "restarted with the same id gets its partitions back without moving "
-                          "the others'."),
+                          "the others'; e.g. --instance-id worker-1."),
         click.option("--max-idle", type=click.FloatRange(0, None, min_open=True),
                      metavar="SECONDS",
                      help="Kafka source: stop after SECONDS without a message [default: run "
-                          "until Ctrl-C or SIGTERM]."),
+                          "until Ctrl-C or SIGTERM]; e.g. --max-idle 30."),
         click.option("--max-messages", type=click.IntRange(1, None), metavar="N",
-                     help="Kafka source: stop after N messages."),
+                     help="Kafka source: stop after N messages; e.g. --max-messages 100000."),
         click.option("--exactly-once", is_flag=True,
                      help="Kafka source: send forecasts in Kafka transactions with the source "
                           "offsets, so a crash never duplicates one (read the sink with "
                           "isolation.level=read_committed)."),
         click.option("--session-timeout", type=click.FloatRange(1, 3600), metavar="SECONDS",
                      help="Kafka source: a worker silent this long is declared dead and its "
-                          "partitions move to the others [default: 10]."),
+                          "partitions move to the others [default: 10]; e.g. "
+                          "--session-timeout 30."),
     ]
     for opt in reversed(opts):
         f = opt(f)

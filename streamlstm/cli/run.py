@@ -24,7 +24,7 @@ from streamlstm.cli.kafka import dispatch as kafka_dispatch
 from streamlstm.cli.kafka import kafka_options
 from streamlstm.cli.messages import (INTERVAL_SKIP, fail, format_intervals, format_summary,
                                      series_label)
-from streamlstm.cli.plot import plot_forecasts
+from streamlstm.cli.plot import HTML_SUFFIXES, IMAGE_SUFFIXES, plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
 from streamlstm.forecast.multiseries import DEFAULT_LR as _DEFAULT_LR
@@ -91,69 +91,100 @@ def _numbers(value, flag, kind=int):
 
 
 @click.command(epilog=DATA_POLICY)
-@click.option("--source", required=True, metavar="FILE|kafka://HOST:PORT/TOPIC",
-              help="Live data: a .parquet or .csv file of long-format rows (series id, "
-                   "timestamp, target, optional features), in arrival order; or a Kafka "
-                   "topic of JSON messages (with --group; see --sink).")
+@click.option("--source", required=True, metavar="FILE|DIR|GLOB|kafka://HOST:PORT/TOPIC",
+              help="Live data: a .parquet, .csv or .csv.gz file of long-format rows (series "
+                   "id, timestamp, target, optional features), in arrival order; a directory "
+                   "or glob of such files, hive partitions included (lake/, "
+                   "'lake/date=*/*.parquet'), read as one stream: files in sorted path order; "
+                   "or a Kafka topic of JSON messages (with --group; see --sink).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "parquet", "csv"]), default="auto",
-              show_default=True, help="Input format when the file name does not tell.")
-@click.option("--series-col", default="series_id", show_default=True,
-              help="Column holding the series id (str or int).")
-@click.option("--time-col", default="timestamp", show_default=True,
-              help="Column holding the timestamp (datetime, ISO 8601 text or number).")
-@click.option("--target-col", default="value", show_default=True,
-              help="Column holding the value to forecast.")
+              show_default=True, help="Input format when the file name does not tell "
+                                      "(e.g. --format csv for data.txt).")
+@click.option("--csv-sep", default=None, metavar="CHAR",
+              help="CSV field separator, e.g. --csv-sep ';'  [default: tab for .tsv, else ,]")
+@click.option("--decimal", default=".", show_default=True, type=click.Choice([".", ","]),
+              help="Decimal mark of numbers in CSV text, e.g. --decimal , for 3,25.")
+@click.option("--time-format", default=None, metavar="STRPTIME",
+              help="strptime format of text timestamps, e.g. --time-format '%d.%m.%Y %H:%M' "
+                   "[default: ISO 8601 or numbers].")
+@click.option("--series-col", default="series_id", show_default=True, metavar="COL",
+              help="Column holding the series id (str or int), e.g. --series-col meter_id; "
+                   "a hive partition key works too (--series-col region).")
+@click.option("--time-col", default="timestamp", show_default=True, metavar="COL",
+              help="Column holding the timestamp (datetime, ISO 8601 text or number), e.g. "
+                   "--time-col ts.")
+@click.option("--target-col", default="value", show_default=True, metavar="COL",
+              help="Column holding the value to forecast, e.g. --target-col load_kw.")
 @click.option("--features", default="", metavar="A,B",
-              help="Comma-separated numeric feature columns known at forecast time.")
+              help="Comma-separated numeric feature columns known at forecast time, e.g. "
+                   "--features outside_temp,holiday.")
 @click.option("--replay", metavar="FILE",
               help="History to learn from first (warms weights and states; not scored, "
-                   "not written unless --write-replay).")
+                   "not written unless --write-replay), e.g. --replay history.parquet; a "
+                   "directory or glob too.")
 @click.option("--write-replay", is_flag=True,
-              help="Also write the forecasts made while replaying history to --out.")
+              help="Also write the forecasts made while replaying history to --out "
+                   "(with --replay FILE --out FILE).")
 @click.option("--out", metavar="FILE",
               help="Write every forecast (series_id, timestamp, y, yhat[, yhat_h2..]) to a "
-                   ".parquet or .csv file; '-' writes CSV to stdout.  Without it the latest "
-                   "forecast of each series is printed.")
+                   ".parquet, .csv or .csv.gz file (--out forecasts.parquet); '-' writes CSV "
+                   "to stdout.  Without it the latest forecast of each series is printed.")
+@click.option("--metrics-out", metavar="FILE",
+              help="Write one row of metrics per series (rows scored, MAE, RMSE, SMAPE, naive "
+                   "MAE; with intervals their coverage and width) to a .parquet, .csv or "
+                   ".csv.gz file, e.g. --metrics-out series.csv.")
 @click.option("--checkpoint", metavar="DIR",
-              help="Checkpoint directory: rerunning the same command resumes where it "
-                   "stopped (after a crash or kill), with no row missing or written twice.")
+              help="Checkpoint directory (created if missing), e.g. --checkpoint ckpt/: "
+                   "rerunning the same command resumes where it stopped (after a crash or "
+                   "kill), with no row missing or written twice.")
 @click.option("--checkpoint-every", default="60s", show_default=True, metavar="N|30s",
-              help="Checkpoint every N rows, or every so many seconds/minutes (30s, 5m).")
+              help="Checkpoint every N rows, or every so many seconds/minutes/hours, e.g. "
+                   "--checkpoint-every 100000, 30s, 5m, 1h.")
 @click.option("--init-from", metavar="CKPT",
               help="Start from the model of another run's checkpoint (its series count as "
-                   "history) instead of a fresh one.")
+                   "history) instead of a fresh one, e.g. --init-from yesterday-ckpt/.")
 @click.option("--horizon", default=1, show_default=True, type=click.IntRange(1, 10_000), metavar="N",
-              help="Steps ahead forecast at every row (adds yhat_h2.. columns).")
+              help="Steps ahead forecast at every row (adds yhat_h2.. columns), e.g. "
+                   "--horizon 24 for a day of hourly steps.")
 @click.option("--coverage", default=0.9, show_default=True, metavar="C",
               type=click.FloatRange(0.0, 1.0, max_open=True),
               help="Prediction intervals of nominal coverage C for every forecast (adds "
                    "yhat_lo, yhat_hi[, yhat_lo_h2, yhat_hi_h2..] columns; the summary "
-                   "reports their empirical coverage); 0: none.")
+                   "reports their empirical coverage), e.g. --coverage 0.8; 0: none.")
 @click.option("--cell", type=click.Choice(["lstm", "gru"]), default=_FD["cell"],
-              show_default=True, help="Recurrent cell.")
+              show_default=True, help="Recurrent cell: LSTM, or GRU (fewer weights, "
+                                      "faster), e.g. --cell gru.")
 @click.option("--hidden-size", default=_FD["hidden_size"], show_default=True,
-              type=click.IntRange(1, 4096), help="Hidden units per layer.")
+              type=click.IntRange(1, 4096), metavar="N",
+              help="Hidden units per layer, e.g. --hidden-size 32 (1..4096).")
 @click.option("--layers", "n_layers", default=_FD["n_layers"], show_default=True,
-              type=click.IntRange(1, 16), help="Stacked recurrent layers.")
+              type=click.IntRange(1, 16), metavar="N",
+              help="Stacked recurrent layers, e.g. --layers 2 (1..16).")
 @click.option("--k1", default=_FD["k1"], show_default=True, type=click.IntRange(1, None),
-              help="Truncated BPTT: learn every k1 rows of a series ...")
+              metavar="N", help="Truncated BPTT: learn every k1 rows of a series ...")
 @click.option("--k2", default=_FD["k2"], show_default=True, type=click.IntRange(1, None),
-              help="... back-propagating through its last k2 rows (k1 <= k2).")
+              metavar="N", help="... back-propagating through its last k2 rows (k1 <= k2), "
+                                "e.g. --k1 4 --k2 24.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam",
-              show_default=True, help="Optimizer.")
+              show_default=True, help="Optimizer of the online updates, e.g. --optimizer sgd.")
 @click.option("--lr", default=_DEFAULT_LR, show_default=True,
-              type=click.FloatRange(0, None, min_open=True), help="Learning rate.")
+              type=click.FloatRange(0, None, min_open=True), metavar="LR",
+              help="Learning rate of the optimizer, e.g. --lr 0.001.")
 @click.option("--lags", default=",".join(map(str, _FD["lags"])), show_default=True,
-              metavar="1,2,24", help="Past values (in rows of the series) fed to the network.")
+              metavar="1,2,24", help="Past values (in rows of the series) fed to the network, "
+                                     "e.g. --lags 1,2,24 (the last two and a day ago, hourly).")
 @click.option("--seasonality", default="", metavar="24,168",
               help="Seasonal periods in rows of a series (e.g. 24,168 for hourly data with "
                    "daily and weekly cycles): adds the position in each period as inputs.")
 @click.option("--seed", default=_FD["seed"], show_default=True, type=click.IntRange(0, None),
-              help="Seed of the initial weights.")
+              metavar="N", help="Seed of the initial weights (same seed, same results), e.g. "
+                                "--seed 7.")
 @click.option("--backend", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
-              show_default=True, help="Numba CPU kernels, Numba CUDA kernels, or plain NumPy.")
+              show_default=True, help="Numba CPU kernels, Numba CUDA kernels (an NVIDIA GPU), "
+                                      "or plain NumPy, e.g. --backend cuda.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default=_FD["dtype"],
-              show_default=True, help="Floating-point precision of the network.")
+              show_default=True, help="Floating-point precision of the network, e.g. "
+                                      "--dtype float32 (faster, esp. on GPUs).")
 @click.option("--on-bad-row", type=click.Choice(BAD_ROW_CHOICES), default="error",
               show_default=True, help="Bad row (see the data policy below): stop with an error "
                                       "naming it, or skip it and count it.")
@@ -161,18 +192,24 @@ def _numbers(value, flag, kind=int):
               show_default=True, help="A series in the live data that the history never had: "
                                       "start it from zero state, skip its rows, or stop.")
 @click.option("--metrics-window", default=1000, show_default=True, type=click.IntRange(1, None),
-              help="Rows in the rolling metric window of the summary.")
-@click.option("--plot", default="forecast.png", show_default=True, metavar="PNG",
-              help="Draw actual vs forecast of the chosen (or worst) series into this file.")
-@click.option("--no-plot", is_flag=True, help="Do not draw a plot.")
+              metavar="N", help="Rows in the rolling metric window of the summary, e.g. "
+                                "--metrics-window 10000.")
+@click.option("--plot", default="forecast.png", show_default=True, metavar="PNG|HTML",
+              help="Draw actual vs forecast (with the naive forecast, the band, each series' "
+                   "MAE) of the chosen (or worst) series into this file: an image (.png, "
+                   ".svg, .pdf) or an interactive page (--plot report.html).")
+@click.option("--no-plot", is_flag=True, help="Do not draw a plot (no forecast.png).")
 @click.option("--plot-series", default="", metavar="ID,ID",
-              help="Series to plot (default: the worst by MAE).")
+              help="Series to plot, e.g. --plot-series power-01,power-07 (default: the three "
+                   "worst by MAE).")
 @click.option("--plot-points", default=500, show_default=True, type=click.IntRange(2, None),
-              help="Latest points of each series drawn.")
+              metavar="N", help="Latest points of each series drawn, e.g. --plot-points 2000.")
 @click.option("--show", default=10, show_default=True, type=click.IntRange(0, None),
-              help="Series listed in the printed table of latest forecasts (without --out).")
+              metavar="N", help="Series listed in the printed table of latest forecasts "
+                                "(without --out), e.g. --show 50; 0: none.")
 @click.option("--batch-rows", default=16384, show_default=True, type=click.IntRange(1, None),
-              help="Rows read per batch (does not change results).")
+              metavar="N", help="Rows read per batch (memory vs overhead; does not change "
+                                "results), e.g. --batch-rows 65536.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr [default: when stderr is a terminal].")
 @kafka_options
@@ -190,6 +227,10 @@ def run(**o):
       streamlstm run --source examples/sensor.parquet
       streamlstm run --source live.parquet --replay history.parquet \\
                      --out forecasts.parquet --checkpoint ckpt/ --checkpoint-every 100000
+      streamlstm run --source lake/ --out forecasts.csv.gz --metrics-out series.csv \\
+                     --plot report.html
+      streamlstm run --source 'eu/*.csv.gz' --csv-sep ';' --decimal , \\
+                     --time-format '%d.%m.%Y %H:%M' --out forecasts.parquet
     """
     from streamlstm.io.filejob import FileJob, JobConfig
     from streamlstm.io.files import Columns
@@ -203,14 +244,22 @@ def run(**o):
     if o["out"] and o["out"] != "-":
         from streamlstm.io.sinks import out_format
         if out_format(o["out"]) is None:
-            raise click.BadParameter(f"{o['out']!r}: name the output .parquet or .csv (or '-' "
-                                     f"for CSV on stdout)", param_hint="--out")
+            raise click.BadParameter(f"{o['out']!r}: name the output .parquet, .csv or .csv.gz "
+                                     f"(or '-' for CSV on stdout)", param_hint="--out")
+    if o["metrics_out"]:
+        from streamlstm.io.sinks import out_format
+        if o["source"].startswith("kafka://"):
+            raise click.BadParameter("a Kafka run never ends by itself; --metrics-out applies "
+                                     "to file sources", param_hint="--metrics-out")
+        if o["metrics_out"] == "-" or out_format(o["metrics_out"]) is None:
+            raise click.BadParameter(f"{o['metrics_out']!r}: name the file .parquet, .csv or "
+                                     f".csv.gz", param_hint="--metrics-out")
     if o["checkpoint"] and os.path.exists(o["checkpoint"]) and not os.path.isdir(o["checkpoint"]):
         raise click.BadParameter(f"{o['checkpoint']!r} is a file; --checkpoint names a directory "
                                  f"(created if missing)", param_hint="--checkpoint")
-    if plot and not plot.lower().endswith((".png", ".svg", ".pdf", ".jpg")):
-        raise click.BadParameter(f"{plot!r}: name the plot .png (or .svg, .pdf)",
-                                 param_hint="--plot")
+    if plot and not plot.lower().endswith(IMAGE_SUFFIXES + HTML_SUFFIXES):
+        raise click.BadParameter(f"{plot!r}: name the plot .png (or .svg, .pdf), or .html for "
+                                 f"an interactive page", param_hint="--plot")
     cfg = JobConfig(
         source=o["source"],
         columns=Columns(o["series_col"], o["time_col"], o["target_col"], features),
@@ -220,7 +269,8 @@ def run(**o):
         horizon=o["horizon"], coverage=o["coverage"] or None, backend=o["backend"],
         model=_model_options(o),
         policy=Policy(o["on_bad_row"], o["new_series"]), metrics_window=o["metrics_window"],
-        batch_rows=o["batch_rows"], keep_forecasts=plot is not None)
+        batch_rows=o["batch_rows"], keep_forecasts=plot is not None,
+        dialect=_dialect(o))
     show_progress = sys.stderr.isatty() if o["progress"] is None else o["progress"]
     progress = Progress(show_progress)
     if kafka_dispatch(cfg, o, progress):
@@ -233,6 +283,20 @@ def run(**o):
         _quiet_broken_pipe()
     finally:
         job.cleanup()
+
+
+def _dialect(o):
+    from streamlstm.io.files import Dialect
+    sep = o["csv_sep"]
+    if sep is not None:
+        sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep)
+        if len(sep) != 1:
+            raise click.BadParameter(f"{o['csv_sep']!r}: the separator is one character, e.g. "
+                                     f"';' or '\\t'", param_hint="--csv-sep")
+    if sep == o["decimal"]:
+        raise click.BadParameter(f"{sep!r} cannot be both the separator and the decimal mark",
+                                 param_hint="--csv-sep")
+    return Dialect(sep=sep, decimal=o["decimal"], time_format=o["time_format"])
 
 
 def _quiet_broken_pipe():
@@ -296,7 +360,7 @@ def _fmt_time(v, kind):
 
 def _report(res, cfg, o, plot, job):
     """The end of a run: latest forecasts (stdout), summary, plot."""
-    from streamlstm.io.filejob import read_curves
+    from streamlstm.io.filejob import write_series_metrics
 
     runner = res.runner
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
@@ -336,29 +400,43 @@ def _report(res, cfg, o, plot, job):
     if cfg.out and cfg.out != "-":
         rows = f" ({res.out_rows:,} rows)" if res.out_rows is not None else ""
         err(f"forecasts: {cfg.out}{rows}")
+    if o["metrics_out"]:
+        n = write_series_metrics(o["metrics_out"], runner)
+        err(f"metrics per series: {o['metrics_out']} ({n:,} series)")
     if plot:
-        chosen = [s for s in _split_list(o["plot_series"])]
-        ids = runner.ids
-        by_str = {str(s): s for s in ids}
-        series = []
-        for s in chosen:
-            if s in by_str:
-                series.append(by_str[s])
-            else:
-                err(f"warning: --plot-series {s!r} was not in the data; not plotted")
-        if not series:
-            series = [ids[i] for i, _, _ in m.worst(3)] or ids[:3]
-        curves = read_curves(res.forecast_files, series, o["plot_points"])
-        if curves:
-            plot_forecasts(plot, [(f"{cfg.columns.series} = {s}", *curves[s]) for s in series
-                                  if s in curves],
-                           title=f"{os.path.basename(cfg.source)}: actual vs one-step forecast"
-                                 + (f" ({cfg.coverage:.0%} interval)" if cfg.coverage else ""))
-            err(f"plot: {plot} ({', '.join(str(s) for s in series if s in curves)})")
-        else:
-            err("plot: no forecasts to draw")
+        _draw_plot(plot, res, cfg, o, err)
     if cfg.checkpoint:
         err(f"checkpoint: {cfg.checkpoint}")
+
+
+def _draw_plot(plot, res, cfg, o, err):
+    """The plot of the chosen (or worst) series, with each one's MAE and naive MAE."""
+    from streamlstm.io.filejob import read_curves, source_label
+    runner = res.runner
+    ids = runner.ids
+    by_str = {str(s): s for s in ids}
+    series = []
+    for s in _split_list(o["plot_series"]):
+        if s in by_str:
+            series.append(by_str[s])
+        else:
+            err(f"warning: --plot-series {s!r} was not in the data; not plotted")
+    if not series:
+        series = [ids[i] for i, _, _ in runner.metrics.worst(3)] or ids[:3]
+    curves = read_curves(res.forecast_files, series, o["plot_points"])
+    if not curves:
+        err("plot: no forecasts to draw")
+        return
+    drawn = [s for s in series if s in curves]
+    table = runner.metrics.per_series_table()
+    index = {s: i for i, s in enumerate(ids)}
+    stats = [(float(table["MAE"][index[s]]), float(table["naive_MAE"][index[s]]))
+             if index[s] < len(table["MAE"]) else None for s in drawn]
+    plot_forecasts(plot, [(f"{cfg.columns.series} = {s}", *curves[s]) for s in drawn],
+                   title=f"{source_label(cfg.source)}: actual vs one-step forecast"
+                         + (f" ({cfg.coverage:.0%} interval)" if cfg.coverage else ""),
+                   stats=stats, xlabel=cfg.columns.time, ylabel=cfg.columns.target)
+    err(f"plot: {plot} ({', '.join(str(s) for s in drawn)})")
 
 
 def _print_latest(runner, cfg, show):

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from streamlstm.stream.policy import DataError, Policy
 from streamlstm.io.dirlock import DirectoryLock
 from streamlstm.io.sinks import ForecastFile, PartStore, out_format
-from streamlstm.io.files import DEFAULT_BATCH_ROWS, Columns, open_source
+from streamlstm.io.files import DEFAULT_BATCH_ROWS, Columns, Dialect, open_source
 from streamlstm.stream.batch import forecast_column_names
 from streamlstm.stream.runner import StreamRunner, forecaster_class
 
@@ -58,7 +58,8 @@ RESULT_KEYS = {
     "features": "--features", "horizon": "--horizon", "coverage": "--coverage", **MODEL_FLAGS,
     "on_bad_row": "--on-bad-row", "new_series": "--new-series",
     "metrics_window": "--metrics-window", "replay": "--replay", "write_replay": "--write-replay",
-    "init_from": "--init-from",
+    "init_from": "--init-from", "csv_sep": "--csv-sep", "decimal": "--decimal",
+    "time_format": "--time-format",
 }
 
 
@@ -122,6 +123,8 @@ class JobConfig:
     metrics_window: int = 1000
     batch_rows: int = DEFAULT_BATCH_ROWS
     keep_forecasts: bool = False   # keep a Parquet copy of all forecasts (for the plot)
+    dialect: Dialect = Dialect()   # how text is written (--csv-sep, --decimal, --time-format)
+    metrics_out: str | None = None  # one row of metrics per series (--metrics-out)
 
     def result_config(self):
         return {"series_col": self.columns.series, "time_col": self.columns.time,
@@ -132,7 +135,11 @@ class JobConfig:
                 "new_series": self.policy.new_series, "metrics_window": self.metrics_window,
                 "replay": None if self.replay is None else os.path.basename(self.replay),
                 "write_replay": self.write_replay,
-                "init_from": None if self.init_from is None else os.path.abspath(self.init_from)}
+                "init_from": None if self.init_from is None else os.path.abspath(self.init_from),
+                # None when not given: checkpoints from before these options still match.
+                "csv_sep": self.dialect.sep,
+                "decimal": None if self.dialect.decimal == "." else self.dialect.decimal,
+                "time_format": self.dialect.time_format}
 
     def make_model(self):
         from streamlstm.forecast.multiseries import DEFAULT_LR
@@ -194,8 +201,8 @@ class FileJob:
         cfg = self.cfg
         srcs = {}
         if cfg.replay:
-            srcs["replay"] = open_source(cfg.replay, cfg.columns, cfg.fmt)
-        srcs["live"] = open_source(cfg.source, cfg.columns, cfg.fmt)
+            srcs["replay"] = open_source(cfg.replay, cfg.columns, cfg.fmt, cfg.dialect)
+        srcs["live"] = open_source(cfg.source, cfg.columns, cfg.fmt, cfg.dialect)
         return srcs
 
     def new_runner(self):
@@ -336,7 +343,7 @@ class FileJob:
                 runner.mark_history()  # series first seen from here on are "new"
             write = ph == "live" or cfg.write_replay
             src = srcs[ph]
-            self.progress.start(("replay " if ph == "replay" else "") + os.path.basename(src.name),
+            self.progress.start(("replay " if ph == "replay" else "") + source_label(src.name),
                                 src.total_rows, row)
             self.progress.update(row, runner.n_series)
             out.due_reset()
@@ -532,9 +539,33 @@ def _show(v, key=None):
     return str(v)
 
 
+def write_series_metrics(path, runner):
+    """``--metrics-out``: one row per series (``series_id, rows, MAE, RMSE, SMAPE,
+    naive_MAE`` and, with intervals, ``bands, coverage, width`` of the one-step
+    bands) to a .parquet/.csv/.csv.gz file, atomically; returns the row count.
+    The values are the run's River metrics (``ForecastMetrics.per_series_table``)."""
+    table = runner.metrics.per_series_table()
+    n = len(table["rows"])
+    ids = pa.array(list(runner.ids[:n]))
+    cols = {OUT_SERIES: ids}
+    for k, v in table.items():
+        cols[k] = pa.array(v, type=pa.int64() if k in ("rows", "bands") else pa.float64())
+    f = ForecastFile(path)
+    f.write(pa.table(cols))
+    f.close()
+    return n
+
+
+def source_label(name):
+    """A short name of a source for progress bars and titles: a file's or a
+    directory's base name (``lake/`` -> ``lake``), a glob as written."""
+    return os.path.basename(os.fspath(name).rstrip("/" + os.sep)) or os.fspath(name)
+
+
 def describe_fingerprint(fp):
     """A source file's fingerprint in words (size, rows) for messages."""
-    bits = [f"{fp['size']:,} bytes"] if "size" in fp else []
+    bits = [f"{len(fp['files']):,} files"] if "files" in fp else []
+    bits += [f"{fp['size']:,} bytes"] if "size" in fp else []
     if "rows" in fp:
         bits.append(f"{fp['rows']:,} rows")
     return ", ".join(bits) or fp.get("format", "?")

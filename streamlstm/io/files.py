@@ -60,6 +60,29 @@ class Columns:
         return "--features"
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """How text is written (the CLI's ``--csv-sep``, ``--decimal``, ``--time-format``):
+    the CSV field separator (None: tab for .tsv, else comma), the decimal mark of
+    numbers written as text, and a ``strptime`` format for text timestamps (None:
+    ISO 8601 or numbers, guessed from the first value)."""
+
+    sep: str | None = None
+    decimal: str = "."
+    time_format: str | None = None
+
+    def delimiter(self, path):
+        if self.sep is not None:
+            return self.sep
+        return "\t" if os.fspath(path).lower().endswith(".tsv") else ","
+
+
+def is_dataset(path):
+    """A directory or a glob pattern: read as a dataset of files (``io.datasets``)."""
+    p = os.fspath(path)
+    return os.path.isdir(p) or (any(c in p for c in "*?[") and not os.path.exists(p))
+
+
 def detect_format(path):
     low = os.fspath(path).lower()
     if low.endswith(PARQUET_SUFFIXES):
@@ -69,24 +92,28 @@ def detect_format(path):
     return None
 
 
-def open_source(src, columns=Columns(), fmt=None):
+def open_source(src, columns=Columns(), fmt=None, dialect=Dialect()):
     """A ``Source`` for a path (``.parquet``/``.csv``; ``fmt`` overrides the
-    suffix) or a ``pandas.DataFrame``."""
+    suffix), a directory or glob of such files (a dataset, possibly
+    hive-partitioned) or a ``pandas.DataFrame``."""
     if isinstance(src, pd.DataFrame):
         return FrameSource(src, columns)
     path = os.fspath(src)
+    if is_dataset(path):
+        from streamlstm.io.datasets import DatasetSource  # it builds on this module
+        return DatasetSource(path, columns, fmt, dialect)
     fmt = fmt or detect_format(path)
     if fmt is None:
         raise DataError(f"{path}: cannot tell the format from the name; use a .parquet or .csv "
                         f"file name, or pass --format parquet|csv", origin=path)
     if fmt == "parquet":
-        return ParquetSource(path, columns)
+        return ParquetSource(path, columns, dialect)
     if fmt == "csv":
-        return CSVSource(path, columns)
+        return CSVSource(path, columns, dialect=dialect)
     raise DataError(f"{path}: unknown format {fmt!r}; choose parquet or csv", origin=path)
 
 
-def _check_file(path):
+def check_file(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file; check the path", origin=path)
     if os.path.isdir(path):
@@ -120,7 +147,7 @@ def _decode(arr):
     return arr
 
 
-def _check_schema(schema, cols, origin):
+def check_schema(schema, cols, origin):
     names = schema.names
     for name in cols.needed():
         if name not in names:
@@ -156,10 +183,13 @@ def _check_schema(schema, cols, origin):
                             value=str(t))
 
 
-def _parse_numbers(arr):
+def _parse_numbers(arr, decimal="."):
     """Strings -> float64 with arrow's parser; on failure, pandas locates the values
-    that are not numbers.  Returns (float64 ndarray with NaN for null, bad mask or None)."""
+    that are not numbers.  Returns (float64 ndarray with NaN for null, bad mask or None).
+    ``decimal`` "," reads a decimal comma (``3,25``)."""
     arr = pc.utf8_trim_whitespace(arr)
+    if decimal != ".":
+        arr = pc.replace_substring(arr, decimal, ".")
     try:
         return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -174,12 +204,12 @@ def _parse_numbers(arr):
     return num, bad
 
 
-def _to_float(arr):
+def _to_float(arr, decimal="."):
     """Any accepted numeric/string/bool/null column -> (float64 ndarray, bad mask or None)."""
     arr = _decode(arr)
     t = arr.type
     if _is_str(t):
-        return _parse_numbers(arr)
+        return _parse_numbers(arr, decimal)
     if pa.types.is_null(t):
         return np.full(len(arr), np.nan), None
     out = pc.cast(arr, pa.float64())
@@ -234,13 +264,16 @@ def _guess_string_time(arr):
     return "unreadable", None
 
 
-class _Converter:
+class Converter:
     """Turns raw record batches of one source into ``RowBatch`` es; remembers how
     a string time column is parsed so every batch of the source agrees."""
 
-    def __init__(self, origin, cols, line_base=None):
+    def __init__(self, origin, cols, line_base=None, dialect=Dialect()):
         self.origin, self.cols, self.line_base = origin, cols, line_base
+        self.dialect = dialect
         self.string_time = None  # (kind, arrow type) once decided
+        if dialect.time_format is not None:
+            self.string_time = ("format", None)
 
     def time(self, arr):
         """-> (key ndarray int64/float64, output array, kind, [problems])"""
@@ -266,7 +299,13 @@ class _Converter:
                 kind, typ = "int", pa.int64()
             else:
                 kind, typ = self.string_time
-            arr, bad = _cast_or_locate(arr, typ)
+            if kind == "format":  # --time-format: strptime, a value that does not fit is bad
+                parsed = pc.strptime(arr, format=self.dialect.time_format, unit="ns",
+                                     error_is_null=True)
+                bad = np.asarray(parsed.is_null()) & ~np.asarray(arr.is_null())
+                arr = parsed
+            else:
+                arr, bad = _cast_or_locate(arr, typ)
             t = arr.type
         if pa.types.is_timestamp(t) or pa.types.is_date(t):
             kind = "datetime"
@@ -288,8 +327,11 @@ class _Converter:
             problems.append(Problem(nulls, name, MISSING_TIME, lambda r: None))
         return key, arr, kind, problems
 
-    def convert(self, rb, row0):
+    def convert(self, rb, row0, local0=None):
+        """``row0``: the source position of the first row; ``local0``: its row in
+        its file, for messages (default ``row0``: a single file)."""
         cols = self.cols
+        dec = self.dialect.decimal
         R = rb.num_rows
         problems = []
         # Series ids: the model gets str/int values; the output keeps the arrow array.
@@ -303,7 +345,7 @@ class _Converter:
             ids = ids_arr.to_numpy(zero_copy_only=False)
         key, t_out, kind, tp = self.time(rb.column(cols.time))
         problems += tp
-        y, bad = _to_float(rb.column(cols.target))
+        y, bad = _to_float(rb.column(cols.target), dec)
         if bad is not None and bad.any():
             raw = _decode(rb.column(cols.target))
             problems.append(Problem(bad, cols.target, NOT_A_NUMBER,
@@ -312,19 +354,20 @@ class _Converter:
         if cols.features:
             X = np.empty((R, len(cols.features)))
             for j, name in enumerate(cols.features):
-                X[:, j], bad = _to_float(rb.column(name))
+                X[:, j], bad = _to_float(rb.column(name), dec)
                 if bad is not None and bad.any():
                     raw = _decode(rb.column(name))
                     problems.append(Problem(bad, name, NOT_A_NUMBER,
                                             lambda r, raw=raw: raw[int(r)].as_py()))
-        return RowBatch(ids=ids, time=key, y=y, X=X, rows=np.arange(row0, row0 + R, dtype=np.int64),
+        first = row0 if local0 is None else local0
+        return RowBatch(ids=ids, time=key, y=y, X=X, rows=np.arange(first, first + R, dtype=np.int64),
                         origin=self.origin, time_kind=kind, target_name=cols.target,
                         time_name=cols.time, feature_names=tuple(cols.features),
                         problems=problems, position=row0 + R, line_base=self.line_base,
                         columns={"series": ids_arr, "time": t_out})
 
 
-def _split(rb, batch_rows):
+def split_batch(rb, batch_rows):
     if rb.num_rows <= batch_rows:
         yield rb
         return
@@ -339,8 +382,8 @@ class Source:
     format = None
     line_base = None
 
-    def __init__(self, name, columns):
-        self.name, self.columns = name, columns
+    def __init__(self, name, columns, dialect=Dialect()):
+        self.name, self.columns, self.dialect = name, columns, dialect
         self.total_rows = None
 
     def fingerprint(self):
@@ -351,9 +394,9 @@ class Source:
 
     def batches(self, start=0, batch_rows=DEFAULT_BATCH_ROWS):
         """``RowBatch`` es of at most ``batch_rows`` rows, from row ``start`` on."""
-        conv = _Converter(self.name, self.columns, self.line_base)
+        conv = Converter(self.name, self.columns, self.line_base, self.dialect)
         for row0, rb in self._raw(int(start), int(batch_rows)):
-            for piece in _split(rb, batch_rows):
+            for piece in split_batch(rb, batch_rows):
                 yield conv.convert(piece, row0)
                 row0 += piece.num_rows
 
@@ -363,16 +406,16 @@ class ParquetSource(Source):
 
     format = "parquet"
 
-    def __init__(self, path, columns=Columns()):
-        super().__init__(os.fspath(path), columns)
-        _check_file(self.name)
+    def __init__(self, path, columns=Columns(), dialect=Dialect()):
+        super().__init__(os.fspath(path), columns, dialect)
+        check_file(self.name)
         try:
             self._pf = pq.ParquetFile(self.name)
         except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"{self.name}: not a readable Parquet file ({_short(exc)}); check that "
+            raise DataError(f"{self.name}: not a readable Parquet file ({short_error(exc)}); check that "
                             f"it is Parquet and complete (re-export or re-copy it); a CSV file "
                             f"must end in .csv", origin=self.name) from None
-        _check_schema(self._pf.schema_arrow, columns, self.name)
+        check_schema(self._pf.schema_arrow, columns, self.name)
         md = self._pf.metadata
         self.total_rows = md.num_rows
         self._starts = np.concatenate([[0], np.cumsum([md.row_group(i).num_rows
@@ -403,7 +446,7 @@ class ParquetSource(Source):
                 except (pa.ArrowException, OSError) as exc:
                     raise DataError(
                         f"{self.name}: corrupt data in row group {g} (rows {int(starts[g])} to "
-                        f"{int(starts[g + 1]) - 1}): {_short(exc)}; re-export or re-copy the file",
+                        f"{int(starts[g + 1]) - 1}): {short_error(exc)}; re-export or re-copy the file",
                         origin=self.name, row=int(starts[g])) from None
                 if skip:
                     cut = min(skip, rb.num_rows)
@@ -424,9 +467,9 @@ class CSVSource(Source):
     format = "csv"
     line_base = 2
 
-    def __init__(self, path, columns=Columns(), block_size=1 << 20):
-        super().__init__(os.fspath(path), columns)
-        _check_file(self.name)
+    def __init__(self, path, columns=Columns(), block_size=1 << 20, dialect=Dialect()):
+        super().__init__(os.fspath(path), columns, dialect)
+        check_file(self.name)
         self._block_size = block_size
         try:
             with self._open(header_only=True) as reader:
@@ -437,11 +480,11 @@ class CSVSource(Source):
                             f"{exc.object[exc.start:exc.start + 1]!r} at offset {exc.start} of "
                             f"a column name); save the file as UTF-8", origin=self.name) from None
         except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"{self.name}: not a readable CSV file ({_short(exc)}); check the "
+            raise DataError(f"{self.name}: not a readable CSV file ({short_error(exc)}); check the "
                             f"file (a header line, then one row per line)", origin=self.name) from None
         # Read every needed column as text: parsing is ours, per batch, with rows named.
         text = pa.schema([(n, pa.string()) for n in names])
-        _check_schema(text, columns, self.name)
+        check_schema(text, columns, self.name)
 
     def _open(self, header_only=False):
         read = pcsv.ReadOptions(block_size=self._block_size)
@@ -453,7 +496,7 @@ class CSVSource(Source):
                 column_types={n: pa.string() for n in self.columns.needed()},
                 strings_can_be_null=True)
         stream = pa.input_stream(self.name, compression="detect")
-        parse = pcsv.ParseOptions(delimiter="\t" if self.name.lower().endswith(".tsv") else ",")
+        parse = pcsv.ParseOptions(delimiter=self.dialect.delimiter(self.name))
         return pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=conv)
 
     def fingerprint(self):
@@ -464,7 +507,7 @@ class CSVSource(Source):
         try:
             reader = self._open()
         except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"{self.name}: not a readable CSV file ({_short(exc)})",
+            raise DataError(f"{self.name}: not a readable CSV file ({short_error(exc)})",
                             origin=self.name) from None
         any_rows = False
         with reader:
@@ -475,7 +518,7 @@ class CSVSource(Source):
                     break
                 except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
                     raise DataError(f"{self.name}: unreadable CSV after row {row - 1} (line "
-                                    f"{row + 1}): {_short(exc)}; fix the file there",
+                                    f"{row + 1}): {short_error(exc)}; fix the file there",
                                     origin=self.name, row=row) from None
                 if rb.num_rows == 0:
                     continue
@@ -502,13 +545,13 @@ class FrameSource(Source):
         super().__init__(name, columns)
         missing = [c for c in columns.needed() if c not in df.columns]
         if missing:
-            _check_schema(pa.schema([(str(c), pa.string()) for c in df.columns]), columns, name)
+            check_schema(pa.schema([(str(c), pa.string()) for c in df.columns]), columns, name)
         try:
             self._table = pa.Table.from_pandas(df[columns.needed()], preserve_index=False)
         except (pa.ArrowException, TypeError) as exc:
-            raise DataError(f"{name}: a column cannot be converted ({_short(exc)}); give each "
+            raise DataError(f"{name}: a column cannot be converted ({short_error(exc)}); give each "
                             f"column one type", origin=name) from None
-        _check_schema(self._table.schema, columns, name)
+        check_schema(self._table.schema, columns, name)
         self.total_rows = self._table.num_rows
         if self.total_rows == 0:
             raise DataError(f"{name}: the frame has no rows; nothing to forecast", origin=name)
@@ -524,6 +567,6 @@ class FrameSource(Source):
                 row += rb.num_rows
 
 
-def _short(exc):
+def short_error(exc):
     msg = str(exc).strip().splitlines()
     return msg[0] if msg else type(exc).__name__

@@ -1,4 +1,4 @@
-"""Where forecasts go: a Parquet or CSV file written atomically, and the
+"""Where forecasts go: a Parquet or CSV (or gzip CSV) file written atomically, and the
 checkpointed "parts" a resumable run writes until it is complete.
 
 ``ForecastFile`` writes to a temporary file next to the target and renames it
@@ -33,7 +33,7 @@ ROW_GROUP_ROWS = 65536
 
 def out_format(path):
     low = os.fspath(path).lower()
-    if path == "-" or low.endswith(".csv"):
+    if path == "-" or low.endswith((".csv", ".csv.gz")):
         return "csv"
     if low.endswith((".parquet", ".pq", ".parq")):
         return "parquet"
@@ -106,6 +106,7 @@ class ForecastFile:
         self.schema = None
         self.rows = 0
         self._writer = None
+        self._stream = None     # the gzip stream under the CSV writer (.csv.gz)
         self._tmp = None
         self._batches = _Rebatcher(row_group_rows)
 
@@ -124,6 +125,9 @@ class ForecastFile:
             self._sink = self._tmp
         if self.fmt == "parquet":
             self._writer = pq.ParquetWriter(self._sink, schema)
+        elif self.path.lower().endswith(".gz"):   # --out f.csv.gz: gzip-compressed CSV
+            self._stream = pa.CompressedOutputStream(self._sink, "gzip")
+            self._writer = pcsv.CSVWriter(self._stream, schema)
         else:
             self._writer = pcsv.CSVWriter(self._sink, schema)
 
@@ -165,6 +169,9 @@ class ForecastFile:
             self._write(t)
         self._writer.close()
         self._writer = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         if self._tmp is not None:
             with open(self._tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -175,6 +182,9 @@ class ForecastFile:
             sys.stdout.flush()
 
     def abort(self):
+        if self._stream is not None:
+            _discard(self._writer, None)
+            self._writer, self._stream = self._stream, None   # closed next, then deleted
         _discard(self._writer, self._tmp)
         self._writer = self._tmp = None
 

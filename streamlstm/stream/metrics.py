@@ -1,9 +1,9 @@
 """Scoring one-step forecasts with River metrics (never re-implemented).
 
 ``ForecastMetrics`` feeds every scored row, in arrival order, to
-``river.metrics`` MAE, RMSE and SMAPE (overall), to a River MAE per series (for
-"worst series"), and scores the naive last-value forecast with a River MAE on
-the same rows, so the numbers have a yardstick.  The rolling window is a
+``river.metrics`` MAE, RMSE and SMAPE (overall and per series: "worst series",
+``--metrics-out``), and scores the naive last-value forecast with a River MAE on
+the same rows (overall and per series), so the numbers have a yardstick.  The rolling window is a
 ``river.utils.Rolling`` of each metric over the last ``window`` scored rows; the
 rows themselves are kept in a ring buffer and fed to the ``Rolling`` objects
 when a summary is asked for, which gives the same window and costs nothing per
@@ -13,7 +13,10 @@ into plain arrays and numbers for the checkpoint (no pickle): each River metric
 here is a running mean, so its state is its weight ``n`` and its mean, restored
 exactly - resumed = uninterrupted, bit for bit.
 
-Memory: about 180 bytes per series (its River MAE) plus the window.
+Per series it also sums the one-step prediction bands scored (count, covered,
+width: ``update_bands``), for the per-series coverage of ``--metrics-out``.
+
+Memory: about 800 bytes per series (its four River metrics) plus the window.
 """
 from __future__ import annotations
 
@@ -47,6 +50,10 @@ class ForecastMetrics:
         self.naive = metrics.MAE()
         self.last_obs = []        # latest observed target per series (the naive forecast)
         self.per_series = []      # River MAE per series
+        self.per_rmse = []        # River RMSE per series
+        self.per_smape = []       # River SMAPE per series
+        self.per_naive = []       # River MAE of the naive forecast per series
+        self.bands = np.zeros((0, 3))  # per series: one-step bands scored, covered, width sum
         self.counts = np.zeros(0, dtype=np.int64)  # scored rows per series
         self.scored = 0
         self.missing = 0          # rows without a target
@@ -60,9 +67,13 @@ class ForecastMetrics:
         """Score rows: ``index`` (R,) the series' dense index (0, 1, ... in first-seen
         order), ``y`` (R,) actual (NaN = missing, not scored), ``yhat`` (R,)."""
         per, last = self.per_series, self.last_obs
+        per_rmse, per_smape, per_naive = self.per_rmse, self.per_smape, self.per_naive
         need = int(index.max()) + 1 if index.size else 0
         while len(per) < need:
             per.append(metrics.MAE())
+            per_rmse.append(metrics.RMSE())
+            per_smape.append(metrics.SMAPE())
+            per_naive.append(metrics.MAE())
             last.append(math.nan)
         # Scored: rows with a target and a forecast (a series' first row has no
         # forecast yet: the forecaster returns NaN there).
@@ -76,9 +87,12 @@ class ForecastMetrics:
                 rmse(a, b)
                 smape(a, b)
                 per[i].update(a, b)
+                per_rmse[i].update(a, b)
+                per_smape[i].update(a, b)
                 p = last[i]
                 if p == p:
                     naive(a, p)
+                    per_naive[i].update(a, p)
             if a == a:
                 last[i] = a
         if need > self.counts.size:
@@ -88,6 +102,35 @@ class ForecastMetrics:
         self.scored += int(ok.sum())
         self.missing += int(ok.size - has_y.sum())
         self.unforecast += int((has_y & ~ok).sum())
+
+    def update_bands(self, index, scores):
+        """Add one-step band scores (R, 3: covered 1/0, width, Winkler; NaN where
+        none) of rows of series ``index``, in arrival order."""
+        need = int(index.max()) + 1 if index.size else 0
+        if need > len(self.bands):
+            self.bands = np.concatenate([self.bands, np.zeros((need - len(self.bands), 3))])
+        ok = ~np.isnan(scores[:, 0])
+        # np.add.at adds row by row in order: the sums do not depend on batching.
+        np.add.at(self.bands, index[ok], np.column_stack([np.ones(int(ok.sum())),
+                                                          scores[ok, 0], scores[ok, 1]]))
+
+    def per_series_table(self):
+        """One entry per series (dense index order): scored rows, MAE, RMSE, SMAPE,
+        naive MAE, and with bands their count, coverage and mean width."""
+        n = len(self.per_series)
+        get = lambda ms: np.array([m.get() if c else math.nan     # noqa: E731
+                                   for m, c in zip(ms, self.counts.tolist())], dtype=np.float64)
+        naive = np.array([m.get() if _weight(m) else math.nan for m in self.per_naive[:n]])
+        out = {"rows": self.counts[:n].copy(), "MAE": get(self.per_series),
+               "RMSE": get(self.per_rmse), "SMAPE": get(self.per_smape), "naive_MAE": naive}
+        if self.bands[:, 0].any():
+            b = np.zeros((n, 3))
+            b[:len(self.bands)] = self.bands[:n]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["bands"] = b[:, 0].astype(np.int64)
+                out["coverage"] = b[:, 1] / b[:, 0]
+                out["width"] = b[:, 2] / b[:, 0]
+        return out
 
     def _push(self, y, yhat):
         W = self.window
@@ -146,6 +189,9 @@ class ForecastMetrics:
                    "ring_full": self._ring_full}
         arrays = {"overall": _means_state(self.overall + [self.naive]),
                   "per_series": _means_state(self.per_series),
+                  "per_rmse": _means_state(self.per_rmse),
+                  "per_smape": _means_state(self.per_smape),
+                  "per_naive": _means_state(self.per_naive), "bands": self.bands,
                   "last_obs": np.asarray(self.last_obs, dtype=np.float64),
                   "counts": self.counts, "ring": self._ring}
         return numbers, arrays
@@ -160,6 +206,14 @@ class ForecastMetrics:
                                                       arrays["overall"])
         n = len(arrays["per_series"])
         self.per_series = _means_from_state((metrics.MAE,) * n, arrays["per_series"])
+        # A checkpoint from before the per-series RMSE/SMAPE/naive metrics restarts
+        # them empty (the MAE above, and everything else, continue exactly).
+        empty = np.zeros((n, 2))
+        self.per_rmse = _means_from_state((metrics.RMSE,) * n, arrays.get("per_rmse", empty))
+        self.per_smape = _means_from_state((metrics.SMAPE,) * n, arrays.get("per_smape", empty))
+        self.per_naive = _means_from_state((metrics.MAE,) * n, arrays.get("per_naive", empty))
+        self.bands = np.array(arrays.get("bands", np.zeros((0, 3))),
+                              dtype=np.float64).reshape(-1, 3)
         self.last_obs = arrays["last_obs"].tolist()
         self.counts = np.array(arrays["counts"], dtype=np.int64)
         self._ring = np.array(arrays["ring"], dtype=np.float64).reshape(self.window, 2)
@@ -168,8 +222,13 @@ class ForecastMetrics:
 
 # River keeps a MeanMetric's running mean in the attribute ``_mean`` (a
 # ``stats.Mean``: public weight ``n``, mean from ``get()``) and offers no public
-# way to set it; these two functions are the one place that knows, so a River
+# way to set it; these three functions are the one place that knows, so a River
 # upgrade that renames it breaks here, loudly, and nowhere else.
+def _weight(m):
+    """How many values a River MeanMetric has seen."""
+    return m._mean.n
+
+
 def _means_state(ms):
     """(k, 2) float64: each River MeanMetric's weight and running mean."""
     out = np.zeros((len(ms), 2))
