@@ -172,3 +172,19 @@ def test_warmup_compiles_and_a_slow_compile_is_announced(data, tmp_path, monkeyp
         in res.stderr and "... done in" in res.stderr
     monkeypatch.setattr(MultiSeriesForecaster, "compile_kernels", lambda self: 0.0)
     assert "compiling" not in invoke("--source", str(data / "s.parquet")).stderr
+
+
+def test_out_json_lines_matches_the_parquet_output(data, tmp_path):
+    src = str(data / "s.parquet")
+    assert invoke("--source", src, "--out", str(tmp_path / "o.parquet")).exit_code == 0
+    res = invoke("--source", src, "--out", str(tmp_path / "o.jsonl"))
+    assert res.exit_code == 0, res.output
+    import json
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    ref = pd.read_parquet(tmp_path / "o.parquet")
+    assert len(rows) == len(ref) and list(rows[0]) == list(ref.columns)
+    got = pd.DataFrame(rows)
+    assert got.yhat.isna().sum() == ref.yhat.isna().sum() > 0       # NaN travels as null
+    pd.testing.assert_series_equal(got.yhat.astype(float), ref.yhat)
+    assert (pd.to_datetime(got.timestamp).to_numpy() == ref.timestamp.to_numpy()).all()
+    assert rows[0]["timestamp"].startswith("2024-01-01T")             # ISO 8601 text

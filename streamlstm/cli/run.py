@@ -127,7 +127,8 @@ def _numbers(value, flag, kind=int):
                    "(with --replay FILE --out FILE).")
 @click.option("--out", metavar="FILE",
               help="Write every forecast (series_id, timestamp, y, yhat[, yhat_h2..]) to a "
-                   ".parquet, .csv or .csv.gz file (--out forecasts.parquet); '-' writes CSV "
+                   ".parquet, .csv, .csv.gz or .jsonl (JSON Lines) file (--out forecasts.parquet); "
+                   "'-' writes CSV "
                    "to stdout.  Without it the latest forecast of each series is printed.")
 @click.option("--metrics-out", metavar="FILE",
               help="Write one row of metrics per series (rows scored, MAE, RMSE, SMAPE, naive "
@@ -244,16 +245,16 @@ def run(**o):
     if o["out"] and o["out"] != "-":
         from streamlstm.io.sinks import out_format
         if out_format(o["out"]) is None:
-            raise click.BadParameter(f"{o['out']!r}: name the output .parquet, .csv or .csv.gz "
-                                     f"(or '-' for CSV on stdout)", param_hint="--out")
+            raise click.BadParameter(f"{o['out']!r}: name the output .parquet, .csv, .csv.gz "
+                                     f"or .jsonl (or '-' for CSV on stdout)", param_hint="--out")
     if o["metrics_out"]:
         from streamlstm.io.sinks import out_format
         if o["source"].startswith("kafka://"):
             raise click.BadParameter("a Kafka run never ends by itself; --metrics-out applies "
                                      "to file sources", param_hint="--metrics-out")
         if o["metrics_out"] == "-" or out_format(o["metrics_out"]) is None:
-            raise click.BadParameter(f"{o['metrics_out']!r}: name the file .parquet, .csv or "
-                                     f".csv.gz", param_hint="--metrics-out")
+            raise click.BadParameter(f"{o['metrics_out']!r}: name the file .parquet, .csv, "
+                                     f".csv.gz or .jsonl", param_hint="--metrics-out")
     if o["checkpoint"] and os.path.exists(o["checkpoint"]) and not os.path.isdir(o["checkpoint"]):
         raise click.BadParameter(f"{o['checkpoint']!r} is a file; --checkpoint names a directory "
                                  f"(created if missing)", param_hint="--checkpoint")

@@ -17,6 +17,7 @@ twice.  ``finish`` streams the committed parts into the final ``ForecastFile``.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import sys
 
@@ -37,7 +38,30 @@ def out_format(path):
         return "csv"
     if low.endswith((".parquet", ".pq", ".parq")):
         return "parquet"
+    if low.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
     return None
+
+
+class _JsonLines:
+    """A JSON Lines writer with the CSV writer's interface (``write_table``,
+    ``close``): one object per row, keys the column names, ``null`` for a
+    missing number, timestamps as the ISO text of ``csv_ready``."""
+
+    def __init__(self, sink):
+        self._own = isinstance(sink, str)
+        self._f = open(sink, "wb") if self._own else sink
+
+    def write_table(self, table):
+        lines = [json.dumps(row, allow_nan=False) for row in table.to_pylist()]
+        if lines:
+            self._f.write(("\n".join(lines) + "\n").encode())
+
+    def close(self):
+        if self._own:
+            self._f.close()
+        else:
+            self._f.flush()
 
 
 def csv_ready(table):
@@ -94,15 +118,15 @@ class _Rebatcher:
 
 
 class ForecastFile:
-    """A forecast table written to ``path`` (``.parquet`` or ``.csv``; ``"-"`` is CSV
-    on stdout), atomically."""
+    """A forecast table written to ``path`` (``.parquet``, ``.csv``, ``.csv.gz`` or
+    ``.jsonl``; ``"-"`` is CSV on stdout), atomically."""
 
     def __init__(self, path, row_group_rows=ROW_GROUP_ROWS, fmt=None):
         self.path = os.fspath(path)
         self.fmt = fmt or out_format(self.path)
         if self.fmt is None:
-            raise DataError(f"{self.path}: cannot tell the output format; name it .parquet or .csv",
-                            origin=self.path)
+            raise DataError(f"{self.path}: cannot tell the output format; name it .parquet, "
+                            f".csv, .csv.gz or .jsonl", origin=self.path)
         self.schema = None
         self.rows = 0
         self._writer = None
@@ -125,6 +149,8 @@ class ForecastFile:
             self._sink = self._tmp
         if self.fmt == "parquet":
             self._writer = pq.ParquetWriter(self._sink, schema)
+        elif self.fmt == "jsonl":
+            self._writer = _JsonLines(self._sink)
         elif self.path.lower().endswith(".gz"):   # --out f.csv.gz: gzip-compressed CSV
             self._stream = pa.CompressedOutputStream(self._sink, "gzip")
             self._writer = pcsv.CSVWriter(self._stream, schema)
@@ -132,7 +158,7 @@ class ForecastFile:
             self._writer = pcsv.CSVWriter(self._sink, schema)
 
     def write(self, table):
-        if self.fmt == "csv":
+        if self.fmt != "parquet":
             table = csv_ready(table)
         if self._writer is None:
             self._open(table.schema)
@@ -164,7 +190,7 @@ class ForecastFile:
         if self._writer is None:
             if schema is None:
                 return
-            self._open(csv_ready(schema.empty_table()).schema if self.fmt == "csv" else schema)
+            self._open(schema if self.fmt == "parquet" else csv_ready(schema.empty_table()).schema)
         for t in self._batches.rest():
             self._write(t)
         self._writer.close()
