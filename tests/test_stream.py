@@ -100,6 +100,23 @@ def test_metrics_are_checkpointed_as_arrays_not_pickle(frame, tmp_path, monkeypa
         np.testing.assert_array_equal(r2.metrics.state()[1][k], v)
 
 
+@pytest.mark.parametrize("version, fix", [(1, "written by an older streamlstm"),
+                                          (99, "upgrade streamlstm")])
+def test_other_stream_checkpoint_versions_are_refused_with_the_right_advice(
+        frame, tmp_path, version, fix):
+    from streamlstm import CheckpointError
+    from streamlstm.core import checkpoint
+    r = new_runner()
+    r.process(next(FrameSource(frame).batches(batch_rows=30)))
+    path = tmp_path / "v.ckpt"
+    r.snapshot(path)
+    meta, arrays = checkpoint.read(path)
+    meta["extra"]["runner"]["version"] = version
+    checkpoint.write(path, kind="MultiSeriesForecaster", meta=meta, arrays=arrays)
+    with pytest.raises(CheckpointError, match=f"version {version}.*{fix}"):
+        StreamRunner.restore(path)
+
+
 def test_missing_target_is_forecast_but_not_scored():
     r = new_runner()
     b = RowBatch(ids=np.array(["a", "a", "a"], dtype=object), time=np.array([1, 2, 3]),

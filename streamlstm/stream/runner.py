@@ -318,8 +318,12 @@ class StreamRunner:
             rm = extra_meta["runner"]
             arrays = {k[len("runner."):]: v for k, v in extra_arrays.items() if k.startswith("runner.")}
             if rm["version"] != RUNNER_VERSION:
+                fix = ("upgrade streamlstm" if rm["version"] > RUNNER_VERSION else
+                       "it was written by an older streamlstm (its metrics were pickled): "
+                       "finish that run with the version that wrote it, or start afresh "
+                       "(--init-from also refuses it)")
                 raise CheckpointError(f"{path}: stream checkpoint version {rm['version']}, this "
-                                      f"streamlstm reads {RUNNER_VERSION}; upgrade streamlstm")
+                                      f"streamlstm reads {RUNNER_VERSION}; {fix}")
             self = cls(model, Policy(**rm["policy"]), rm["metrics_window"])
             self.ids = list(rm["ids"])
             self._index = {s: i for i, s in enumerate(self.ids)}
