@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from _streamdata import FAST, write_sensor_file
+from test_kafka import FakeMessage   # bytes values pass through unchanged
 from streamlstm.cli.app import main
 from streamlstm.io.kafka.codec import MessageFormat, decode_messages
 from streamlstm.stream.policy import DataError, Policy
@@ -71,20 +72,6 @@ def test_damaged_parquet_never_gives_a_traceback(tmp_path_factory, edits, cut, p
     _run_and_check(bad, d, policy)
 
 
-class Message:
-    def __init__(self, offset, key, value):
-        self._o, self._k, self._v = offset, key, value
-
-    def offset(self):
-        return self._o
-
-    def key(self):
-        return self._k
-
-    def value(self):
-        return self._v
-
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
@@ -101,7 +88,7 @@ payloads = st.one_of(fields.map(lambda d: json.dumps(d).encode()), st.binary(max
 def test_arbitrary_kafka_messages_are_decoded_or_located(msgs):
     fmt = MessageFormat(features=("temp",))
     origin = "kafka://127.0.0.1:9/t"
-    batch = decode_messages([Message(10 + i, k, v) for i, (k, v) in enumerate(msgs)], fmt,
+    batch = decode_messages([FakeMessage(10 + i, k, v) for i, (k, v) in enumerate(msgs)], fmt,
                             origin, 0)
     assert len(batch) == len(msgs) and batch.rows.tolist() == list(range(10, 10 + len(msgs)))
     M = forecaster_class()
