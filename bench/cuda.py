@@ -35,7 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# This file is named cuda.py and Python puts its folder first on sys.path, where
+# it would shadow the `cuda` package (cuda-bindings) that numba-cuda imports:
+# take the folder off, put the repository on.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
 import streamlstm  # noqa: E402
 

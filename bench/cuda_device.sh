@@ -13,7 +13,9 @@
 #
 #   bash bench/cuda_device.sh OUTDIR        # every log lands in OUTDIR
 #
-# Missing Python packages (river, plotly, confluent-kafka on a bare CUDA image)
+# Missing Python packages (river, plotly, confluent-kafka on a bare CUDA image;
+# numpy 2.4 where the image has numpy 2.5, which numba-cuda 0.30.4 cannot use:
+# it overloads np.row_stack, which numpy 2.5 removed)
 # can be installed first from wheels in .whl/ (WHEELS=.whl).
 set -uo pipefail
 cd "$(dirname "$0")/.."
