@@ -18,16 +18,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]   # see bench/cuda.py
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(1, str(HERE))
 
 import numpy as np  # noqa: E402
 
 import streamlstm  # noqa: E402
 
 
+def bench_cuda():
+    """bench/cuda.py as a module (not importable as ``cuda``: that name is cuda-bindings')."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_cuda", HERE / "cuda.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def profile_case(torch, N, H, steps):
-    import importlib
-    bench = importlib.import_module("cuda")          # bench/cuda.py (its helpers)
+    bench = bench_cuda()
     net = streamlstm.OnlineRNN(n_inputs=bench.I, hidden_size=H, n_outputs=bench.O, n_series=N,
                                cell="lstm", n_layers=bench.L, k1=bench.K, k2=bench.K,
                                optimizer=streamlstm.Adam(lr=1e-3), dtype="float32",
@@ -57,9 +64,8 @@ def profile_case(torch, N, H, steps):
 
 def sweep(N, H, steps):
     """obs/s of ``run`` for launch tunables around the defaults (backends/cuda/config.py)."""
-    import importlib
     from streamlstm.backends.cuda import config as cfg
-    bench = importlib.import_module("cuda")
+    bench = bench_cuda()
     base = {k: getattr(cfg, k) for k in ("THREADS_PER_BLOCK", "ROWS_PER_THREAD", "MAX_BLOCKS")}
     print(f"\nlaunch tunables at N={N} H={H} (defaults {base}):")
     for tpb, rpt, mb in ((256, 4, 4096), (256, 4, 65536), (128, 4, 65536), (512, 4, 65536),
