@@ -327,3 +327,26 @@ def test_matches_pytorch_autograd_twin():
     sd = gpu.state_dict()
     for k, v in twin.state_dict().items():
         np.testing.assert_allclose(sd[k], v, rtol=0, atol=F64_TOL, err_msg=k)
+
+
+def test_numba_cuda_that_cannot_use_this_numpy_gives_one_line_error(monkeypatch):
+    """Seen on a real H200 image: numba-cuda 0.30.4 with numpy 2.5 fails every
+    compile with ``AttributeError: module 'numpy' has no attribute 'row_stack'``.
+    The user gets one BackendUnavailableError naming numpy and the fix instead."""
+    from streamlstm import BackendUnavailableError
+    from streamlstm.backends.cuda import kernels
+
+    def broken(*args):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    monkeypatch.setattr(kernels, "kernels", broken)
+    with pytest.raises(BackendUnavailableError, match=r"numpy .*numpy<2\.5") as err:
+        make("cuda")
+    assert "\n" not in str(err.value)
+
+    def other(*args):
+        raise AttributeError("'Foo' object has no attribute 'bar'")   # our own bug: not hidden
+
+    monkeypatch.setattr(kernels, "kernels", other)
+    with pytest.raises(AttributeError, match="bar"):
+        make("cuda", hidden_size=5)

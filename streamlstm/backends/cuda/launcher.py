@@ -85,14 +85,21 @@ def _compile(dtype_name, cell, rows_per_thread):
             f"backend='cuda' found a GPU but cannot compile its kernels ({_first_line(exc)}); "
             f"install the CUDA toolkit's NVVM, e.g. `pip install \"numba-cuda[cu12]\"`, or use "
             f"backend='cpu'") from None
+    except AttributeError as exc:
+        # Seen on an H200 image: numba-cuda 0.30.4 overloads np.row_stack, which
+        # numpy 2.5 removed, so it compiles nothing with numpy 2.5.
+        if "module 'numpy' has no attribute" not in str(exc):
+            raise
+        raise BackendUnavailableError(
+            f"backend='cuda' cannot compile its kernels: this numba-cuda does not support "
+            f"numpy {np.__version__} ({_first_line(exc)}); install a numpy it supports, e.g. "
+            f"`pip install \"numpy<2.5\"`, or use backend='cpu'") from None
 
 
-try:  # small calls (a few series) are latency-bound by nature; do not warn on each one
-    from numba.core.errors import NumbaPerformanceWarning
-    warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU "
-                            r"under-utilization", category=NumbaPerformanceWarning)
-except ImportError:  # pragma: no cover
-    pass
+# Small calls (a few series) are latency-bound by nature: do not warn on each one.
+# By message, not class: numba-cuda raises its own NumbaPerformanceWarning class.
+warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU "
+                        r"under-utilization")
 
 
 def _ceil_div(a, b):
