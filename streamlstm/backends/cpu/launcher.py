@@ -33,7 +33,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from streamlstm.backends.cpu.config import GRAD_LANES, N_CFG
+from streamlstm.backends.cpu.config import GRAD_CHUNK, GRAD_LANES, N_CFG
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu import kernels
 from streamlstm.errors import CheckpointError
@@ -95,6 +95,20 @@ def kernel_layout(layout: Layout, dtype):
     perm[hb:hb + O] = ho + O * H + np.arange(O)
     assert np.unique(perm).size == perm.size and perm.max() < size
     return koff, ho, size, GHp, perm
+
+
+#: Calls of at most this many rows run serially whatever the thread count: one
+#: forward block (forward_rows takes (R + 3) // 4 of them) and at most
+#: GRAD_CHUNK due series, i.e. one gradient lane.
+SERIAL_ROWS = min(4, GRAD_CHUNK)
+
+
+def _threads(rows):
+    """The thread count to hand a kernel call of ``rows`` rows: 1 for a call that
+    runs serially anyway, which skips ``numba.get_num_threads()`` (about 1 us: it
+    takes a lock) on the one-row path a stream calls per arrival.  Results never
+    depend on the thread count (docs/spec.md section 6; tests/test_cpu_backend.py)."""
+    return 1 if rows <= SERIAL_ROWS else numba.get_num_threads()
 
 
 class CPUBackend:
@@ -187,7 +201,7 @@ class CPUBackend:
         kernels.step_calls(series, U, Y, offsets, self.kp, self.km, self.kv,
                            a["opt_step"], self.hyper, self.grad, a["state"], a["entry"],
                            a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
-                           self.ws, self.cache, self.stats, out, numba.get_num_threads())
+                           self.ws, self.cache, self.stats, out, _threads(U.shape[0]))
         return out
 
     def resize(self, n_series):
@@ -212,7 +226,7 @@ class CPUBackend:
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
         forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.kp, self.koff,
                        self.cfg, self.ws[5], out, self.a["win_len"], self.a["entry"],
-                       self._no_cache, numba.get_num_threads())
+                       self._no_cache, _threads(B))
         return out, new_state
 
     def get_states(self, series):
