@@ -18,12 +18,11 @@ import sys
 
 import click
 from click.core import ParameterSource
-import numpy as np
 
 from streamlstm.cli.kafka import dispatch as kafka_dispatch
 from streamlstm.cli.kafka import kafka_options
 from streamlstm.cli.messages import (INTERVAL_SKIP, fail, format_intervals, format_summary,
-                                     series_label)
+                                     latest_table, series_label)
 from streamlstm.cli.plot import HTML_SUFFIXES, IMAGE_SUFFIXES, plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
@@ -352,13 +351,6 @@ def _run_job(job, progress, cfg):
         fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
-def _fmt_time(v, kind):
-    if kind == "datetime":
-        import pandas as pd
-        return str(pd.Timestamp(int(v)))
-    return str(v)
-
-
 def _report(res, cfg, o, plot, job):
     """The end of a run: latest forecasts (stdout), summary, plot."""
     from streamlstm.io.filejob import write_series_metrics
@@ -453,19 +445,8 @@ def _print_latest(runner, cfg, show):
             nxt = runner.model.forecast(cfg.horizon, series=[ids[i] for i in order])
         except (InputError, TypeError, ValueError, KeyError):
             nxt = {}
-    head = ["series", "last time", "y", "forecast"]
-    head += [f"next+{j}" for j in range(1, cfg.horizon + 1)] if nxt else []
-    rows = []
-    for i in order:
-        r = [str(ids[i]), _fmt_time(runner.last_time[i], runner.time_kind),
-             f"{runner.last_y[i]:.4g}", f"{runner.last_yhat[i, 0]:.4g}"]
-        if nxt:
-            r += [f"{v:.4g}" for v in np.asarray(nxt[ids[i]]).ravel()[:cfg.horizon]]
-        rows.append(r)
-    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(head)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    for r in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    for line in latest_table(runner, order, cfg.horizon, nxt):
+        click.echo(line)
     if len(ids) > show:
         click.echo(f"... and {len(ids) - show:,} more series (--show N lists more; --out FILE "
                    f"writes every forecast)")
