@@ -234,3 +234,41 @@ def test_latest_table_with_numeric_times_adds_the_step(tmp_path):
     df.to_csv(tmp_path / "n.csv", index=False)
     head = table(run_ok("--source", str(tmp_path / "n.csv"), "--horizon", "2"))[0]
     assert head.split()[-2:] == ["30", "35"]
+
+
+def test_pooled_steps_of_partitions_equal_the_steps_of_all_rows():
+    from streamlstm.cli.messages import pool_steps
+    index, y, yhat = random_rows(5)
+    whole = StepMetrics(H)
+    whole.update(index, y, yhat)
+    parts = []
+    for p in (0, 1):              # two "partitions": series by parity
+        m = index % 2 == p
+        sm = StepMetrics(H)
+        sm.update(index[m] // 2, y[m], yhat[m])
+        parts.append(sm.report())
+    for got, want in zip(pool_steps(parts), whole.report()):
+        assert got["scored"] == want["scored"] and got["naive_scored"] == want["naive_scored"]
+        for k in ("MAE", "RMSE", "SMAPE", "naive_MAE"):
+            assert got[k] == pytest.approx(want[k], rel=1e-12), k
+
+
+def test_metrics_out_jsonl_has_the_step_columns(sensor, tmp_path):
+    run_ok("--source", str(sensor), "--horizon", "2", "--metrics-out", str(tmp_path / "m.jsonl"))
+    m = pd.read_json(tmp_path / "m.jsonl", lines=True)
+    assert {"rows_h2", "MAE_h2", "RMSE_h2", "SMAPE_h2", "naive_MAE_h2"} <= set(m.columns)
+    assert len(m) == pd.read_parquet(sensor).series_id.nunique()
+
+
+def test_every_option_of_every_command_shows_an_example():
+    """Issue 16: every option of ``--help`` with an example: ``e.g.`` in its help, or
+    the option with a value somewhere in the command's help (its examples)."""
+    import click
+    from streamlstm.cli.app import main
+    for cmd in main.commands.values():
+        text = " ".join([cmd.help or ""] + [p.help or "" for p in cmd.params
+                                            if isinstance(p, click.Option)])
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.is_flag:
+                assert "e.g." in (p.help or "") or any(
+                    re.search(rf"{o}[ =][^\s,.;)]", text) for o in p.opts), (cmd.name, p.opts)

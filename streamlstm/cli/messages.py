@@ -50,6 +50,22 @@ def format_summary(s, series_name=None, out=None):
     return lines
 
 
+def pool_steps(reports):
+    """Per-step reports (``StepMetrics.report``) of several runners (Kafka
+    partitions) pooled exactly: each metric is a mean of per-row terms, so the
+    pooled one weighs each runner's by its rows (RMSE through its square)."""
+    def weighted(steps, key, weight="scored", f=lambda v: v):
+        w = sum(r[weight] for r in steps)
+        return sum(r[weight] * f(r[key]) for r in steps if r[weight]) / w if w else math.nan
+
+    return [{"step": steps[0]["step"], "scored": sum(r["scored"] for r in steps),
+             "naive_scored": sum(r["naive_scored"] for r in steps),
+             "MAE": weighted(steps, "MAE"), "SMAPE": weighted(steps, "SMAPE"),
+             "RMSE": math.sqrt(weighted(steps, "RMSE", f=lambda v: v * v)),
+             "naive_MAE": weighted(steps, "naive_MAE", "naive_scored")}
+            for steps in zip(*reports)]
+
+
 def format_steps(steps):
     """The per-horizon-step table of the summary (``StepMetrics.report``): step h
     is the forecast made h rows of its series ahead, scored against that row."""

@@ -131,8 +131,9 @@ def _numbers(value, flag, kind=int):
                    "to stdout.  Without it the latest forecast of each series is printed.")
 @click.option("--metrics-out", metavar="FILE",
               help="Write one row of metrics per series (rows scored, MAE, RMSE, SMAPE, naive "
-                   "MAE; with intervals their coverage and width) to a .parquet, .csv or "
-                   ".csv.gz file, e.g. --metrics-out series.csv.")
+                   "MAE; with intervals their coverage and width; with --horizon the same "
+                   "per step) to a .parquet, .csv, .csv.gz or .jsonl file, e.g. "
+                   "--metrics-out series.csv.")
 @click.option("--checkpoint", metavar="DIR",
               help="Checkpoint directory (created if missing), e.g. --checkpoint ckpt/: "
                    "rerunning the same command resumes where it stopped (after a crash or "
@@ -187,10 +188,12 @@ def _numbers(value, flag, kind=int):
                                       "--dtype float32 (faster, esp. on GPUs).")
 @click.option("--on-bad-row", type=click.Choice(BAD_ROW_CHOICES), default="error",
               show_default=True, help="Bad row (see the data policy below): stop with an error "
-                                      "naming it, or skip it and count it.")
+                                      "naming it, or skip it and count it, e.g. "
+                                      "--on-bad-row skip.")
 @click.option("--new-series", type=click.Choice(NEW_SERIES_CHOICES), default="allow",
               show_default=True, help="A series in the live data that the history never had: "
-                                      "start it from zero state, skip its rows, or stop.")
+                                      "start it from zero state, skip its rows, or stop, e.g. "
+                                      "--new-series skip.")
 @click.option("--metrics-window", default=1000, show_default=True, type=click.IntRange(1, None),
               metavar="N", help="Rows in the rolling metric window of the summary, e.g. "
                                 "--metrics-window 10000.")
@@ -211,7 +214,8 @@ def _numbers(value, flag, kind=int):
               metavar="N", help="Rows read per batch (memory vs overhead; does not change "
                                 "results), e.g. --batch-rows 65536.")
 @click.option("--progress/--no-progress", default=None,
-              help="Show a progress bar on stderr [default: when stderr is a terminal].")
+              help="Show a progress bar on stderr, e.g. --no-progress in a cron job "
+                   "[default: when stderr is a terminal].")
 @kafka_options
 def run(**o):
     """Forecast every row of a stream, then learn from it.

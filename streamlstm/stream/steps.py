@@ -131,7 +131,7 @@ class StepMetrics:
 
     def report(self):
         """Per step over all series: ``{"step", "scored", "MAE", "RMSE", "SMAPE",
-        "naive_MAE"}`` (NaN where nothing was scored)."""
+        "naive_MAE", "naive_scored"}`` (NaN where nothing was scored)."""
         return [dict(step=j + 1, **_values(self.overall[j])) for j in range(self.horizon)]
 
     def per_series_columns(self, n, first_step=2):
@@ -173,11 +173,13 @@ def _values(t):
     n = t[..., :, 0]
     mean = np.where(n > 0, t[..., :, 1], math.nan)
     scored = n[..., K_MAE].astype(np.int64)
+    naive_scored = n[..., K_NAIVE].astype(np.int64)
     # Python's float ** 0.5, as River's RMSE.get(), value by value.
     rmse = np.array([v ** 0.5 for v in np.ravel(mean[..., K_MSE]).tolist()]).reshape(
         scored.shape)
     if not scored.ndim:
         return {"scored": int(scored), "MAE": float(mean[K_MAE]), "RMSE": float(rmse),
-                "SMAPE": float(100 * mean[K_SMAPE]), "naive_MAE": float(mean[K_NAIVE])}
+                "SMAPE": float(100 * mean[K_SMAPE]), "naive_MAE": float(mean[K_NAIVE]),
+                "naive_scored": int(naive_scored)}
     return {"scored": scored, "MAE": mean[..., K_MAE], "RMSE": rmse,
             "SMAPE": 100 * mean[..., K_SMAPE], "naive_MAE": mean[..., K_NAIVE]}
