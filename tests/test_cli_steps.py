@@ -1,7 +1,8 @@
 """Per-horizon-step results (issue 16): ``StepMetrics`` equals River computed row by
 row, bit for bit, batching and resume change nothing; ``--metrics-out`` and the
-summary of a ``--horizon 3`` run equal River metrics computed on the run's own
-output; the latest-forecast table names the times the forecasts are for."""
+summary of a ``--horizon 3`` run equal River metrics (and the bands' coverage and
+width per step) computed on the run's own output; the latest-forecast table names
+the times the forecasts are for."""
 import os
 import re
 
@@ -157,6 +158,19 @@ def test_metrics_out_and_summary_per_step_equal_river_on_the_output(sensor, tmp_
             got = [m.loc[sid, f"{c}_h{h}"] for c in ("MAE", "RMSE", "SMAPE", "naive_MAE")]
             np.testing.assert_allclose(got, want, rtol=1e-14)     # CSV: 17 digits
             assert m.loc[sid, f"rows_h{h}"] == per[k][h - 1][4].get()
+    out = pd.read_parquet(tmp_path / "o.parquet")
+    for h in range(2, H + 1):
+        for k, sid in enumerate(ids):
+            g = out[out.series_id == sid]
+            lo = g[f"yhat_lo_h{h}"].to_numpy()[:len(g) - h + 1]
+            hi = g[f"yhat_hi_h{h}"].to_numpy()[:len(g) - h + 1]
+            yy = g.y.to_numpy()[h - 1:]                  # the value h-1 rows later
+            ok = ~np.isnan(lo) & ~np.isnan(yy)
+            assert m.loc[sid, f"bands_h{h}"] == ok.sum() > 0
+            assert m.loc[sid, f"coverage_h{h}"] == pytest.approx(
+                np.mean((lo[ok] <= yy[ok]) & (yy[ok] <= hi[ok])), abs=1e-12)
+            assert m.loc[sid, f"width_h{h}"] == pytest.approx(np.mean(hi[ok] - lo[ok]),
+                                                              rel=1e-12)
     lines = {ln.split()[0]: ln.split() for ln in res.stderr.splitlines()
              if re.match(r"\s+\+\d ", ln)}
     for h in range(1, H + 1):

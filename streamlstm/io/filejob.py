@@ -551,7 +551,7 @@ def write_series_metrics(path, runner):
     ids = pa.array(list(runner.ids[:n]))
     cols = {OUT_SERIES: ids}
     for k, v in table.items():
-        kind = pa.int64() if k == "bands" or k.startswith("rows") else pa.float64()
+        kind = pa.int64() if k.startswith(("bands", "rows")) else pa.float64()
         cols[k] = pa.array(v, type=kind)
     f = ForecastFile(path)
     f.write(pa.table(cols))

@@ -119,8 +119,13 @@ class ForecastMetrics:
         self.steps.update(index, y, yhat)
 
     def update_bands(self, index, scores):
-        """Add one-step band scores (R, 3: covered 1/0, width, Winkler; NaN where
-        none) of rows of series ``index``, in arrival order."""
+        """Add band scores of rows of series ``index``, in arrival order: one-step
+        (R, 3: covered 1/0, width, Winkler; NaN where none), or every step (R, H,
+        3), of which steps 2..H go to ``steps``."""
+        if scores.ndim == 3:
+            if self.steps is not None:
+                self.steps.update_bands(index, scores)
+            scores = scores[:, 0]
         need = int(index.max()) + 1 if index.size else 0
         if need > len(self.bands):
             self.bands = np.concatenate([self.bands, np.zeros((need - len(self.bands), 3))])

@@ -218,7 +218,7 @@ class StreamRunner:
                 if self.intervals is None:
                     self.intervals = CoverageTally(yhat.shape[1])
                 self.intervals.update(band.scores)
-                self.metrics.update_bands(dense_k, band.scores[:, 0])
+                self.metrics.update_bands(dense_k, band.scores)
         self.rows_in += R
         self.rows_forecast += int(keep.size)
         self.skipped.update(skipped)

@@ -19,7 +19,10 @@ per series and ~1 us per update.  Same operations in the same order, so the
 numbers are River's bit for bit (``tests/test_cli_steps.py`` checks it against
 River objects), independent of batching, and a resumed run continues exactly.
 
-Memory per series: ``H * H`` (the ring) ``+ 9 * H`` floats.
+With prediction intervals, ``update_bands`` sums per series and step the bands
+scored (count, covered, width), for the per-step coverage of ``--metrics-out``.
+
+Memory per series: ``H * H`` (the ring) ``+ 12 * H`` floats.
 """
 from __future__ import annotations
 
@@ -103,6 +106,7 @@ class StepMetrics:
         self.pos = np.zeros(0, dtype=np.int64)
         self.per = np.zeros((0, H, N_METRICS, 2))
         self.overall = np.zeros((H, N_METRICS, 2))
+        self.bands = np.zeros((0, H, 3))    # per series and step: bands scored, covered, width
 
     def _grow(self, need):
         extra = need - self.pos.size
@@ -129,28 +133,51 @@ class StepMetrics:
                    np.ascontiguousarray(yhat, dtype=np.float64), self.ring, self.naive_ring,
                    self.last_obs, self.pos, self.per, self.overall)
 
+    def update_bands(self, index, scores):
+        """Add the band scores (R, H, 3: covered 1/0, width, Winkler; NaN where none;
+        ``intervals.Band.scores``) of rows of series ``index``, in arrival order."""
+        if not index.size:
+            return
+        need = int(index.max()) + 1
+        if need > len(self.bands):
+            self.bands = np.concatenate([self.bands,
+                                         np.zeros((need - len(self.bands), self.horizon, 3))])
+        r, j = np.nonzero(~np.isnan(scores[:, :, 0]))
+        # np.add.at adds row by row in order: the sums do not depend on batching.
+        np.add.at(self.bands, (index[r], j), np.column_stack([np.ones(r.size), scores[r, j, 0],
+                                                              scores[r, j, 1]]))
+
     def report(self):
         """Per step over all series: ``{"step", "scored", "MAE", "RMSE", "SMAPE",
         "naive_MAE", "naive_scored"}`` (NaN where nothing was scored)."""
         return [dict(step=j + 1, **_values(self.overall[j])) for j in range(self.horizon)]
 
     def per_series_columns(self, n, first_step=2):
-        """Columns ``rows_h{h}, MAE_h{h}, RMSE_h{h}, SMAPE_h{h}, naive_MAE_h{h}`` for
-        steps ``first_step..H`` of the first ``n`` series (NaN where not scored)."""
+        """Columns ``rows_h{h}, MAE_h{h}, RMSE_h{h}, SMAPE_h{h}, naive_MAE_h{h}`` (and
+        with bands ``bands_h{h}, coverage_h{h}, width_h{h}``) for steps
+        ``first_step..H`` of the first ``n`` series (NaN where not scored)."""
         per = np.zeros((n, self.horizon, N_METRICS, 2))
         m = min(n, len(self.per))
         per[:m] = self.per[:m]
+        bands = np.zeros((n, self.horizon, 3))
+        bands[:min(n, len(self.bands))] = self.bands[:n]
         out = {}
         for j in range(first_step - 1, self.horizon):
             v = _values(per[:, j])
             for key in ("scored", "MAE", "RMSE", "SMAPE", "naive_MAE"):
                 name = "rows" if key == "scored" else key
                 out[f"{name}_h{j + 1}"] = v[key]
+            if self.bands.any():
+                b = bands[:, j]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[f"bands_h{j + 1}"] = b[:, 0].astype(np.int64)
+                    out[f"coverage_h{j + 1}"] = b[:, 1] / b[:, 0]
+                    out[f"width_h{j + 1}"] = b[:, 2] / b[:, 0]
         return out
 
     def state(self):
         return {"ring": self.ring, "naive_ring": self.naive_ring, "last_obs": self.last_obs,
-                "pos": self.pos, "per": self.per, "overall": self.overall}
+                "pos": self.pos, "per": self.per, "overall": self.overall, "bands": self.bands}
 
     @classmethod
     def from_state(cls, arrays):
@@ -163,6 +190,8 @@ class StepMetrics:
         self.last_obs = np.array(arrays["last_obs"], dtype=np.float64).reshape(-1)
         self.pos = np.array(arrays["pos"], dtype=np.int64).reshape(-1)
         self.per = np.array(arrays["per"], dtype=np.float64).reshape(-1, H, N_METRICS, 2)
+        self.bands = np.array(arrays.get("bands", np.zeros((0, H, 3))),
+                              dtype=np.float64).reshape(-1, H, 3)
         return self
 
 
