@@ -286,3 +286,12 @@ def test_every_option_of_every_command_shows_an_example():
             if isinstance(p, click.Option) and not p.is_flag:
                 assert "e.g." in (p.help or "") or any(
                     re.search(rf"{o}[ =][^\s,.;)]", text) for o in p.opts), (cmd.name, p.opts)
+
+
+def test_latest_table_with_float_times_keeps_their_digits(tmp_path):
+    df = pd.DataFrame({"series_id": ["a"] * 4,
+                       "timestamp": 1_704_067_200.5 + np.arange(4) * 0.25,
+                       "value": np.arange(4.0)})
+    df.to_csv(tmp_path / "f.csv", index=False)
+    lines = table(run_ok("--source", str(tmp_path / "f.csv")))
+    assert lines[0].split()[-1] == "1704067201.5" and "1704067201.25" in lines[1]

@@ -104,14 +104,14 @@ def format_time(v, kind):
         return str(pd.Timestamp(int(v)))
     if kind == "int":
         return str(int(v))
-    return f"{float(v):g}"
+    return str(float(v))
 
 
 def format_span(v, kind):
     """A time step as text: ``1h``, ``15min``, ``1d``, ``30s`` (datetimes), else
     the number."""
     if kind != "datetime":
-        return str(int(v)) if kind == "int" else f"{float(v):g}"
+        return str(int(v)) if kind == "int" else str(float(v))
     ns = int(v)
     for unit, size in (("d", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9),
                        ("s", 10**9)):
