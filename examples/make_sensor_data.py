@@ -18,14 +18,19 @@ written chunk by chunk, so very large files need little memory::
     python examples/make_sensor_data.py                       # examples/sensor.parquet
     python examples/make_sensor_data.py --sensors 1000 --steps 2000 --out big.parquet
     python examples/make_sensor_data.py --out sensor.csv      # CSV instead
+    python examples/make_sensor_data.py --out lake/           # hive: lake/date=.../part-0.parquet
+    python examples/make_sensor_data.py --out eu.csv.gz --csv-sep ';' --decimal , \
+                                        --time-format '%d.%m.%Y %H:%M'
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -94,8 +99,40 @@ def sensor_table(n_sensors, steps, start, freq_s, seed, gap_rate, nan_rate, late
         })
 
 
+def write_hive(path, tables, row_group_rows=65536):
+    """A hive-partitioned dataset: ``path/date=YYYY-MM-DD/part-N.parquet``, one
+    part file per day and chunk."""
+    rows = 0
+    for n, t in enumerate(tables):
+        day = pc.strftime(t["timestamp"], format="%Y-%m-%d").to_numpy(zero_copy_only=False)
+        for d in sorted(set(day.tolist())):
+            part = os.path.join(path, f"date={d}")
+            os.makedirs(part, exist_ok=True)
+            sub = t.filter(pa.array(day == d))
+            pq.write_table(sub, os.path.join(part, f"part-{n}.parquet"),
+                           row_group_size=row_group_rows, compression="zstd")
+            rows += sub.num_rows
+    return rows
+
+
+def write_text(path, tables, sep=",", decimal=".", time_format=None):
+    """CSV in any dialect (gzip for .gz): separator, decimal mark, time format."""
+    rows = 0
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "wt", newline="") as f:
+        for n, t in enumerate(tables):
+            t.to_pandas().to_csv(f, sep=sep, decimal=decimal, date_format=time_format,
+                                 index=False, header=n == 0)
+            rows += t.num_rows
+    return rows
+
+
 def write(path, tables, row_group_rows=65536):
     rows = 0
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        return write_hive(path, tables, row_group_rows)
+    if path.lower().endswith((".csv.gz", ".tsv")):
+        return write_text(path, tables, sep="\t" if path.lower().endswith(".tsv") else ",")
     if path.lower().endswith(".csv"):
         writer = None
         for t in tables:
@@ -119,7 +156,8 @@ def main(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.path.join(here, "sensor.parquet"),
-                   help="output .parquet or .csv (default: examples/sensor.parquet)")
+                   help="output .parquet, .csv or .csv.gz, or a directory (ending in /) for a "
+                        "hive-partitioned dataset by day (default: examples/sensor.parquet)")
     p.add_argument("--sensors", type=int, default=12, help="number of sensors (default 12)")
     p.add_argument("--steps", type=int, default=24 * 21, help="time steps (default 3 weeks hourly)")
     p.add_argument("--freq", type=int, default=3600, help="seconds between steps (default 3600)")
@@ -129,9 +167,22 @@ def main(argv=None):
     p.add_argument("--nan-rate", type=float, default=0.01, help="share of NaN readings")
     p.add_argument("--late", type=float, default=0.25, help="share of sensors starting late")
     p.add_argument("--row-group-rows", type=int, default=65536)
+    p.add_argument("--csv-sep", default=None, help="CSV field separator, e.g. ';'")
+    p.add_argument("--decimal", default=".", help="CSV decimal mark, e.g. ,")
+    p.add_argument("--time-format", default=None, help="strptime format of CSV timestamps, "
+                                                       "e.g. '%%d.%%m.%%Y %%H:%%M'")
     a = p.parse_args(argv)
-    rows = write(a.out, sensor_table(a.sensors, a.steps, a.start, a.freq, a.seed, a.gap_rate,
-                                     a.nan_rate, a.late), a.row_group_rows)
+    out_dir = os.path.dirname(a.out.rstrip("/" + os.sep))
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    tables = sensor_table(a.sensors, a.steps, a.start, a.freq, a.seed, a.gap_rate, a.nan_rate,
+                          a.late)
+    if a.csv_sep or a.decimal != "." or a.time_format:
+        if not a.out.lower().endswith((".csv", ".csv.gz", ".tsv")):
+            p.error("--csv-sep, --decimal and --time-format apply to .csv/.csv.gz output")
+        rows = write_text(a.out, tables, a.csv_sep or ",", a.decimal, a.time_format)
+    else:
+        rows = write(a.out, tables, a.row_group_rows)
     print(f"wrote {a.out}: {rows:,} rows, {a.sensors} sensors, {a.steps} steps")
 
 

@@ -14,7 +14,7 @@ from streamlstm.errors import BackendUnavailableError, CheckpointError, InputErr
 from streamlstm.io.kafka.address import KafkaAddress, KafkaRuntimeError, is_kafka_url
 from streamlstm.io.kafka.job import KafkaJob, KafkaOptions
 from streamlstm.io.kafka.store import PartitionStore
-from streamlstm.cli.messages import INTERVAL_SKIP, format_intervals
+from streamlstm.cli.messages import INTERVAL_SKIP, format_intervals, format_steps, pool_steps
 from streamlstm.stream.metrics import METRIC_NAMES
 from streamlstm.stream.policy import DataError
 
@@ -156,6 +156,10 @@ def _metric_lines(res):
         worst.sort(key=lambda t: -t[0] if math.isfinite(t[0]) else math.inf)
         out.append("worst series by MAE: " + ", ".join(f"{sid} {mae:.4g} ({k:,} rows)"
                                                        for mae, sid, k in worst[:3]))
+    steps = [r.metrics.steps.report() for r in res.runners.values()
+             if r.metrics.steps is not None]
+    if steps:
+        out += format_steps(pool_steps(steps))
     out += _interval_lines(res)
     return out
 

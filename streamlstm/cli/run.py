@@ -18,12 +18,11 @@ import sys
 
 import click
 from click.core import ParameterSource
-import numpy as np
 
 from streamlstm.cli.kafka import dispatch as kafka_dispatch
 from streamlstm.cli.kafka import kafka_options
 from streamlstm.cli.messages import (INTERVAL_SKIP, fail, format_intervals, format_summary,
-                                     series_label)
+                                     latest_table, series_label)
 from streamlstm.cli.plot import HTML_SUFFIXES, IMAGE_SUFFIXES, plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
@@ -132,8 +131,9 @@ def _numbers(value, flag, kind=int):
                    "to stdout.  Without it the latest forecast of each series is printed.")
 @click.option("--metrics-out", metavar="FILE",
               help="Write one row of metrics per series (rows scored, MAE, RMSE, SMAPE, naive "
-                   "MAE; with intervals their coverage and width) to a .parquet, .csv or "
-                   ".csv.gz file, e.g. --metrics-out series.csv.")
+                   "MAE; with intervals their coverage and width; with --horizon the same "
+                   "per step) to a .parquet, .csv, .csv.gz or .jsonl file, e.g. "
+                   "--metrics-out series.csv.")
 @click.option("--checkpoint", metavar="DIR",
               help="Checkpoint directory (created if missing), e.g. --checkpoint ckpt/: "
                    "rerunning the same command resumes where it stopped (after a crash or "
@@ -188,10 +188,12 @@ def _numbers(value, flag, kind=int):
                                       "--dtype float32 (faster, esp. on GPUs).")
 @click.option("--on-bad-row", type=click.Choice(BAD_ROW_CHOICES), default="error",
               show_default=True, help="Bad row (see the data policy below): stop with an error "
-                                      "naming it, or skip it and count it.")
+                                      "naming it, or skip it and count it, e.g. "
+                                      "--on-bad-row skip.")
 @click.option("--new-series", type=click.Choice(NEW_SERIES_CHOICES), default="allow",
               show_default=True, help="A series in the live data that the history never had: "
-                                      "start it from zero state, skip its rows, or stop.")
+                                      "start it from zero state, skip its rows, or stop, e.g. "
+                                      "--new-series skip.")
 @click.option("--metrics-window", default=1000, show_default=True, type=click.IntRange(1, None),
               metavar="N", help="Rows in the rolling metric window of the summary, e.g. "
                                 "--metrics-window 10000.")
@@ -212,7 +214,8 @@ def _numbers(value, flag, kind=int):
               metavar="N", help="Rows read per batch (memory vs overhead; does not change "
                                 "results), e.g. --batch-rows 65536.")
 @click.option("--progress/--no-progress", default=None,
-              help="Show a progress bar on stderr [default: when stderr is a terminal].")
+              help="Show a progress bar on stderr, e.g. --no-progress in a cron job "
+                   "[default: when stderr is a terminal].")
 @kafka_options
 def run(**o):
     """Forecast every row of a stream, then learn from it.
@@ -352,13 +355,6 @@ def _run_job(job, progress, cfg):
         fail(f"{getattr(exc, 'filename', None) or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
-def _fmt_time(v, kind):
-    if kind == "datetime":
-        import pandas as pd
-        return str(pd.Timestamp(int(v)))
-    return str(v)
-
-
 def _report(res, cfg, o, plot, job):
     """The end of a run: latest forecasts (stdout), summary, plot."""
     from streamlstm.io.filejob import write_series_metrics
@@ -453,19 +449,8 @@ def _print_latest(runner, cfg, show):
             nxt = runner.model.forecast(cfg.horizon, series=[ids[i] for i in order])
         except (InputError, TypeError, ValueError, KeyError):
             nxt = {}
-    head = ["series", "last time", "y", "forecast"]
-    head += [f"next+{j}" for j in range(1, cfg.horizon + 1)] if nxt else []
-    rows = []
-    for i in order:
-        r = [str(ids[i]), _fmt_time(runner.last_time[i], runner.time_kind),
-             f"{runner.last_y[i]:.4g}", f"{runner.last_yhat[i, 0]:.4g}"]
-        if nxt:
-            r += [f"{v:.4g}" for v in np.asarray(nxt[ids[i]]).ravel()[:cfg.horizon]]
-        rows.append(r)
-    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(head)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    for r in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    for line in latest_table(runner, order, cfg.horizon, nxt):
+        click.echo(line)
     if len(ids) > show:
         click.echo(f"... and {len(ids) - show:,} more series (--show N lists more; --out FILE "
                    f"writes every forecast)")

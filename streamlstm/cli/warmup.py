@@ -17,9 +17,9 @@ from streamlstm.forecast.multiseries import MultiSeriesForecaster
 @click.option("--cell", type=click.Choice(["lstm", "gru"]), multiple=True,
               help="Cell(s) to compile, e.g. --cell lstm --cell gru  [default: lstm]")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), multiple=True,
-              help="Float type(s) to compile  [default: float64]")
+              help="Float type(s) to compile, e.g. --dtype float32  [default: float64]")
 @click.option("--backend", type=click.Choice(["cpu", "cuda", "reference"]), default="cpu",
-              show_default=True, help="Backend whose kernels to compile.")
+              show_default=True, help="Backend whose kernels to compile, e.g. --backend cuda.")
 def warmup(cell, dtype, backend):
     """Compile (and cache) the kernels a run will use, e.g.
     `streamlstm warmup --cell lstm --cell gru --dtype float32`."""

@@ -541,15 +541,18 @@ def _show(v, key=None):
 
 def write_series_metrics(path, runner):
     """``--metrics-out``: one row per series (``series_id, rows, MAE, RMSE, SMAPE,
-    naive_MAE`` and, with intervals, ``bands, coverage, width`` of the one-step
-    bands) to a .parquet/.csv/.csv.gz file, atomically; returns the row count.
+    naive_MAE``; with intervals ``bands, coverage, width`` of the one-step
+    bands; with ``--horizon H`` ``rows_hH, MAE_hH, RMSE_hH, SMAPE_hH, naive_MAE_hH``
+    of steps 2..H) to a .parquet/.csv/.csv.gz/.jsonl file, atomically; returns the
+    row count.
     The values are the run's River metrics (``ForecastMetrics.per_series_table``)."""
     table = runner.metrics.per_series_table()
     n = len(table["rows"])
     ids = pa.array(list(runner.ids[:n]))
     cols = {OUT_SERIES: ids}
     for k, v in table.items():
-        cols[k] = pa.array(v, type=pa.int64() if k in ("rows", "bands") else pa.float64())
+        kind = pa.int64() if k.startswith(("bands", "rows")) else pa.float64()
+        cols[k] = pa.array(v, type=kind)
     f = ForecastFile(path)
     f.write(pa.table(cols))
     f.close()

@@ -13,6 +13,9 @@ into plain arrays and numbers for the checkpoint (no pickle): each River metric
 here is a running mean, so its state is its weight ``n`` and its mean, restored
 exactly - resumed = uninterrupted, bit for bit.
 
+With forecasts of more than one step (``update_steps``), ``steps`` (a
+``stream.steps.StepMetrics``) scores every horizon step, per series and overall.
+
 Per series it also sums the one-step prediction bands scored (count, covered,
 width: ``update_bands``), for the per-series coverage of ``--metrics-out``.
 
@@ -24,6 +27,8 @@ import math
 
 import numpy as np
 from river import metrics, stats, utils
+
+from streamlstm.stream.steps import StepMetrics
 
 METRIC_NAMES = ("MAE", "RMSE", "SMAPE")
 METRIC_CLASSES = (metrics.MAE, metrics.RMSE, metrics.SMAPE)
@@ -58,6 +63,7 @@ class ForecastMetrics:
         self.scored = 0
         self.missing = 0          # rows without a target
         self.unforecast = 0       # rows with a target but no forecast (a series' first rows)
+        self.steps = None         # StepMetrics of every horizon step (horizon > 1)
         # The last `window` scored rows (y, yhat), oldest first once unrolled.
         self._ring = np.zeros((self.window, 2))
         self._ring_next = 0
@@ -103,9 +109,23 @@ class ForecastMetrics:
         self.missing += int(ok.size - has_y.sum())
         self.unforecast += int((has_y & ~ok).sum())
 
+    def update_steps(self, index, y, yhat):
+        """Score every horizon step of the forecasts ``yhat`` (R, H) made at rows of
+        series ``index`` with values ``y`` (``StepMetrics``); nothing when H is 1."""
+        if yhat.shape[1] < 2:
+            return
+        if self.steps is None:
+            self.steps = StepMetrics(yhat.shape[1])
+        self.steps.update(index, y, yhat)
+
     def update_bands(self, index, scores):
-        """Add one-step band scores (R, 3: covered 1/0, width, Winkler; NaN where
-        none) of rows of series ``index``, in arrival order."""
+        """Add band scores of rows of series ``index``, in arrival order: one-step
+        (R, 3: covered 1/0, width, Winkler; NaN where none), or every step (R, H,
+        3), of which steps 2..H go to ``steps``."""
+        if scores.ndim == 3:
+            if self.steps is not None:
+                self.steps.update_bands(index, scores)
+            scores = scores[:, 0]
         need = int(index.max()) + 1 if index.size else 0
         if need > len(self.bands):
             self.bands = np.concatenate([self.bands, np.zeros((need - len(self.bands), 3))])
@@ -130,6 +150,8 @@ class ForecastMetrics:
                 out["bands"] = b[:, 0].astype(np.int64)
                 out["coverage"] = b[:, 1] / b[:, 0]
                 out["width"] = b[:, 2] / b[:, 0]
+        if self.steps is not None:
+            out.update(self.steps.per_series_columns(n))
         return out
 
     def _push(self, y, yhat):
@@ -178,7 +200,8 @@ class ForecastMetrics:
                 "rolling": {k: r.get() for k, r in zip(METRIC_NAMES, rolls)},
                 "rolling_rows": len(rolls[0].window),
                 "naive": {"MAE": self.naive.get()},
-                "worst": self.worst(n_worst)}
+                "worst": self.worst(n_worst),
+                "steps": None if self.steps is None else self.steps.report()}
 
     # -- checkpoint state: arrays and numbers, no pickle ---------------------------------
     def state(self):
@@ -194,6 +217,8 @@ class ForecastMetrics:
                   "per_naive": _means_state(self.per_naive), "bands": self.bands,
                   "last_obs": np.asarray(self.last_obs, dtype=np.float64),
                   "counts": self.counts, "ring": self._ring}
+        if self.steps is not None:
+            arrays.update({f"steps.{k}": v for k, v in self.steps.state().items()})
         return numbers, arrays
 
     @classmethod
@@ -217,6 +242,8 @@ class ForecastMetrics:
         self.last_obs = arrays["last_obs"].tolist()
         self.counts = np.array(arrays["counts"], dtype=np.int64)
         self._ring = np.array(arrays["ring"], dtype=np.float64).reshape(self.window, 2)
+        steps = {k[len("steps."):]: v for k, v in arrays.items() if k.startswith("steps.")}
+        self.steps = StepMetrics.from_state(steps) if steps else None
         return self
 
 

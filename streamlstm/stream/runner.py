@@ -33,6 +33,7 @@ from streamlstm.stream.policy import (DUPLICATE_TIME, MISSING_ID, NEW_SERIES, OU
                      order_codes, raise_first, stateless_problems)
 from streamlstm.stream.batch import Forecasts, RowBatch, format_time
 from streamlstm.stream.metrics import ForecastMetrics
+from streamlstm.stream.spacing import Spacing
 
 RUNNER_VERSION = 2   # 2: metrics as arrays (1 pickled them)
 TIME_KINDS = ("datetime", "int", "float")
@@ -74,6 +75,7 @@ class StreamRunner:
         self.rows_forecast = 0
         self.skipped = Counter()      # policy reason -> rows dropped
         self.intervals = None         # CoverageTally of the scored bands (model with coverage)
+        self.spacing = Spacing()      # each series' time step (forecast timestamps)
 
     # -- bookkeeping --------------------------------------------------------------
     @property
@@ -88,6 +90,7 @@ class StreamRunner:
         fresh.ids, fresh._index, fresh.time_kind = self.ids, self._index, self.time_kind
         fresh.last_time, fresh.seen, fresh.n_rows = self.last_time, self.seen, self.n_rows
         fresh.last_y, fresh.last_yhat = self.last_y, self.last_yhat
+        fresh.spacing = self.spacing
         return fresh
 
     def mark_history(self):
@@ -200,6 +203,7 @@ class StreamRunner:
             seen = np.concatenate([seen[:n_old], seen[order]])
         self.time_kind = kind
         self._grow(len(self.ids), yhat.shape[1])
+        self.spacing.update(dense_k, t[keep], self.last_time, self.seen)
         self.last_time, self.seen = last, seen
         if keep.size:
             np.add.at(self.n_rows, dense_k, 1)
@@ -209,11 +213,12 @@ class StreamRunner:
             self.last_yhat[u] = yhat[pos]
         if score:
             self.metrics.update(dense_k, y_k, yhat[:, 0])
+            self.metrics.update_steps(dense_k, y_k, yhat)
             if band is not None:
                 if self.intervals is None:
                     self.intervals = CoverageTally(yhat.shape[1])
                 self.intervals.update(band.scores)
-                self.metrics.update_bands(dense_k, band.scores[:, 0])
+                self.metrics.update_bands(dense_k, band.scores)
         self.rows_in += R
         self.rows_forecast += int(keep.size)
         self.skipped.update(skipped)
@@ -296,6 +301,7 @@ class StreamRunner:
         iv = {} if self.intervals is None else self.intervals.state()
         return {"last_time": self.last_time, "seen": self.seen, "n_rows": self.n_rows,
                 "last_y": self.last_y, "last_yhat": self.last_yhat,
+                **{f"spacing.{k}": v for k, v in self.spacing.state().items()},
                 **{f"metrics.{k}": v for k, v in metric_arrays.items()},
                 **{f"intervals.{k}": v for k, v in iv.items()}}
 
@@ -336,6 +342,9 @@ class StreamRunner:
             self.metrics = ForecastMetrics.from_state(
                 rm["metrics"], {k[len("metrics."):]: v for k, v in arrays.items()
                                 if k.startswith("metrics.")})
+            sp = {k[len("spacing."):]: v for k, v in arrays.items() if k.startswith("spacing.")}
+            if sp:      # a checkpoint from before it: spacings are learned afresh
+                self.spacing = Spacing.from_state(sp)
             iv = {k[len("intervals."):]: v for k, v in arrays.items() if k.startswith("intervals.")}
             self.intervals = CoverageTally.from_state(iv) if iv else None
         except KeyError as exc:
