@@ -1,0 +1,66 @@
+"""Can the default forecaster learn a clean, deterministic sequence?
+
+The seed experiment of the stateful LSTM, through the River API with defaults:
+``LSTMForecaster()`` is fed a sequence again and again (``--passes`` times),
+then, for one more pass, asked ``forecast(1)`` before each value (and learns it,
+as a stream would).  A forecast is right when within 0.5 of the true value.
+
+* alphabet: A..Z as the numbers 0..25, repeated (26 transitions, Z -> A included);
+* there and back: 0..25..1 (50 values), repeated: every inner value occurs going
+  up and going down, so the last value alone cannot tell the next one; the
+  recurrent state must.
+
+And through ``MultiSeriesForecaster(scaling="global")``: trained on series "a"
+(the alphabet), a new series "b" fed A..K is forecast L (the warm start).
+
+    python bench/sequences.py                # 300 passes, prints the counts
+    python bench/sequences.py --passes 100
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import streamlstm  # noqa: E402
+
+ALPHABET = list(range(26))
+THERE_AND_BACK = list(range(26)) + list(range(24, 0, -1))
+
+
+def sequence_hits(seq, passes, make=None, **kw):
+    """(right, len(seq), forecasts): learn ``passes`` repetitions of ``seq``, then
+    forecast each next value of one more pass (learning it after)."""
+    model = (make or streamlstm.LSTMForecaster)(**kw)
+    for _ in range(passes):
+        for v in seq:
+            model.learn_one(float(v))
+    right, got = 0, []
+    for i in range(len(seq)):
+        f = model.forecast(1)[0]
+        truth = seq[i]
+        right += abs(f - truth) <= 0.5
+        got.append(f)
+        model.learn_one(float(truth))
+    return right, len(seq), got
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--passes", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    for name, seq in (("alphabet", ALPHABET), ("there and back", THERE_AND_BACK)):
+        t0 = time.perf_counter()
+        right, n, got = sequence_hits(seq, a.passes, seed=a.seed)
+        print(f"{name}: {right}/{n} within 0.5 after {a.passes} passes "
+              f"({time.perf_counter() - t0:.1f} s); worst error "
+              f"{max(abs(g - t) for g, t in zip(got, seq)):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
