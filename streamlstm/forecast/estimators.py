@@ -120,6 +120,7 @@ class _SingleSeries:
     """Shared plumbing: one MultiSeriesForecaster slot fed from River dicts."""
 
     _SLOT = np.zeros(1, dtype=np.int64)
+    _BETAS = (0.9, 0.999)          # Adam's moment decays (torch's defaults)
 
     def _check_options(self):
         """Refuse bad constructor arguments at construction, not at the first
@@ -150,7 +151,8 @@ class _SingleSeries:
     def _new_core(self, **kw):
         core = MultiSeriesForecaster(
             cell=self._CELL, hidden_size=self.hidden_size, n_layers=self.n_layers,
-            k1=self.k1, k2=self.k2, optimizer=Adam(lr=self.lr), clip_norm=self.clip_norm,
+            k1=self.k1, k2=self.k2, optimizer=Adam(lr=self.lr, betas=self._BETAS),
+            clip_norm=self.clip_norm,
             backend=self.backend, dtype=self.dtype, seed=self.seed,
             scale_window=self.scale_window, **kw)
         core.slots_of([0], create=True)          # the one series, slot 0
@@ -204,10 +206,16 @@ class _SingleSeries:
 
 class _RecurrentForecaster(_SingleSeries, Forecaster):
     _CELL = "lstm"
+    # A forecaster updates on every value (k1=1), from one value's error: a
+    # gradient that changes with every position of a pattern.  Momentum over ~100
+    # updates (beta1=0.99, several cycles of a short pattern) and second moments
+    # over ~10^4 average that noise out, so the weights settle instead of chasing
+    # the latest value (bench/sequences.py).
+    _BETAS = (0.99, 0.9999)
 
     def __init__(self, hidden_size: int = 16, n_layers: int = 1, lr: float = 0.01, k1: int = 1,
                  k2: int = 8, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
-                 differencing: bool = False, scale_window: int = 16,
+                 differencing: bool = True, scale_window: int = 1000,
                  clip_norm: float | None = None, trend: bool = False, align_to_xs: bool = True,
                  coverage: float | None = 0.9, backend: str = "cpu", dtype: str = "float64",
                  seed: int = 0):

@@ -10,7 +10,8 @@ space (measured choices: bench/accuracy.py):
 * target: by default the value's z-score ``(y_t - c) / s`` around the series'
   smoothed level ``c`` (``trend=True``: level + trend, Holt/Brown), with ``s``
   the RMS of values around it; with ``differencing``, the change
-  ``(y_t - y_{t-1}) / s_d`` scaled by the RMS of past changes.  Forecasts map
+  ``(y_t - y_{t-1}) / s_d`` scaled by the RMS of past changes (not winsorized:
+  it is the target's unit, and a large change that recurs must stay learnable).  Forecasts map
   back with the same ``(level, s)``, so a network that outputs 0 forecasts the
   smoothed level (resp. the last value): learning starts from a sane forecaster.
 * lag inputs: the same scaled quantity ``l`` steps back, for ``l`` in ``lags``
@@ -25,8 +26,9 @@ Scalers are *adaptive exponential* averages: weight ``max(1/n, 1/window)`` on th
 n-th observation, i.e. the plain mean until ``window`` observations, then an
 exponentially weighted one, so they start unbiased and follow drift.  The spread
 is tracked over ``SCALE_MEMORY`` times the level's window, and updates are
-winsorized once a scaler is established, so one outlier moves a scaler a little
-while a lasting shift is adopted within a few dozen values.  Scaled values are
+winsorized once a scaler is established (all but the change scaler, see above),
+so one outlier moves a scaler a little while a lasting shift is adopted within a
+few dozen values.  Scaled values are
 clipped to ``[-CLIP, CLIP]``.  Statistics are updated only with the series' own
 rows, in arrival order, so nothing depends on how rows are batched.
 
@@ -210,10 +212,14 @@ def _push_y(hist_row, own_row, ystat_row, y, alpha_min, trend):
     if math.isnan(y):
         return
     if not math.isnan(prev):
-        # changes have mean ~0: track their mean square (a zero-mean "variance")
-        n, _, dsq = _ew(ystat_row[Y_DN], 0.0, ystat_row[Y_DSQ], y - prev, alpha_min)
+        # changes have mean ~0: track their EW mean square, *not* winsorized: it is
+        # the unit of the differenced target, and a change that recurs (a sawtooth's
+        # reset, a daily ramp-down) must stay within CLIP of it to be learnable
+        d = y - prev
+        n = ystat_row[Y_DN] + 1.0
+        a = max(1.0 / n, alpha_min)
         ystat_row[Y_DN] = n
-        ystat_row[Y_DSQ] = dsq
+        ystat_row[Y_DSQ] = (1.0 - a) * ystat_row[Y_DSQ] + a * d * d
     _holt(ystat_row, y, alpha_min, trend)
     own_row[Y_LEVEL] = y
 
