@@ -123,10 +123,12 @@ def _ew(n, mean, var, v, alpha_min):
     mean/variance until 1/alpha_min values, exponentially weighted after.  Once
     established, an update is winsorized at mean +- WINSOR s: one outlier (a
     sensor dropout) moves the scaler a little, a lasting shift within a few
-    dozen values (the variance grows geometrically while it lasts)."""
+    dozen values (the variance grows geometrically while it lasts).  A running
+    mean (``alpha_min=0``: the global scaler) weighs each value 1/n already and is
+    not winsorized."""
     n += 1.0
     a = max(1.0 / n, alpha_min)
-    if n > WINSOR_AFTER and var > 0.0:
+    if n > WINSOR_AFTER and var > 0.0 and alpha_min > 0.0:
         lim = WINSOR * math.sqrt(var)
         if v > mean + lim:
             v = mean + lim
@@ -231,7 +233,8 @@ def _holt(ystat_row, y, alpha_min, trend):
     e = y - (L + T);  L <- L + T + a e;  T <- T + a^2 e;  V <- EW mean of e^2.
     Centring on L + T instead of a plain mean keeps a trending series (airline
     passengers) centred instead of lagging half a window behind.  The error is
-    winsorized at WINSOR sqrt(V) once established (robust to outliers)."""
+    winsorized at WINSOR sqrt(V) once established (robust to outliers), except in
+    a running mean (``alpha_min=0``)."""
     n = ystat_row[Y_N] + 1.0
     ystat_row[Y_N] = n
     if n == 1.0:
@@ -242,7 +245,7 @@ def _holt(ystat_row, y, alpha_min, trend):
     a = max(1.0 / n, alpha_min)
     var = ystat_row[Y_VAR]
     e = y - (ystat_row[Y_MEAN] + ystat_row[Y_TREND])
-    if n > WINSOR_AFTER and var > 0.0:
+    if n > WINSOR_AFTER and var > 0.0 and alpha_min > 0.0:
         lim = WINSOR * math.sqrt(var)
         if e > lim:
             e = lim
@@ -361,7 +364,8 @@ class SeriesFeatures:
     ``scaling="global"``: the target and feature scalers are instead one
     model-wide row, ``g["ystat"]`` (1, 7) and ``g["xstat"]`` (1, F, 3), updated
     by every row of every series in row order with equal weights (a running
-    mean and variance: the model's unit must not move when one series does), so
+    mean and variance, not winsorized: the model's unit must not move when one
+    series does, and series at other levels are no outliers), so
     every series is in the same units and what the network learned on one
     series applies to another.  The per-series scaler columns then stay unused.
     """

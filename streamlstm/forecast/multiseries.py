@@ -289,6 +289,10 @@ class MultiSeriesForecaster:
         # Rollouts need the weights in force before each row's update, so go call
         # by call exactly as step_rows would (distinct slots, ending at a due row).
         offsets = self._net.call_groups(slots)
+        if self._feats.glob:
+            # one model-wide scaler: a row's rollout must see the rows before it folded
+            # in, as row by row would (one row per group: the same bits, step_rows)
+            offsets = np.arange(R + 1)
         for c in range(offsets.size - 1):
             a, b = offsets[c], offsets[c + 1]
             out[a:b] = self._learn_group(slots[a:b], y[a:b], X[a:b], horizon)
