@@ -10,8 +10,9 @@ as a stream would).  A forecast is right when within 0.5 of the true value.
   up and going down, so the last value alone cannot tell the next one; the
   recurrent state must.
 
-And through ``MultiSeriesForecaster(scaling="global")``: trained on series "a"
-(the alphabet), a new series "b" fed A..K is forecast L (the warm start).
+Also ``GRUForecaster()``, and the warm start of ``examples/warm_start.py``:
+through ``MultiSeriesForecaster(scaling="global")``, trained on series "a" (the
+alphabet), a new series "b" fed A..K is forecast L.
 
     python bench/sequences.py                # 300 passes, prints the counts
     python bench/sequences.py --passes 100
@@ -19,6 +20,7 @@ And through ``MultiSeriesForecaster(scaling="global")``: trained on series "a"
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -53,12 +55,22 @@ def main(argv=None):
     p.add_argument("--passes", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    for name, seq in (("alphabet", ALPHABET), ("there and back", THERE_AND_BACK)):
-        t0 = time.perf_counter()
-        right, n, got = sequence_hits(seq, a.passes, seed=a.seed)
-        print(f"{name}: {right}/{n} within 0.5 after {a.passes} passes "
-              f"({time.perf_counter() - t0:.1f} s); worst error "
-              f"{max(abs(g - t) for g, t in zip(got, seq)):.2f}")
+    for cls in ("LSTMForecaster", "GRUForecaster"):
+        for name, seq in (("alphabet", ALPHABET), ("there and back", THERE_AND_BACK)):
+            t0 = time.perf_counter()
+            right, n, got = sequence_hits(seq, a.passes, make=getattr(streamlstm, cls),
+                                          seed=a.seed)
+            print(f"{cls}() {name}: {right}/{n} within 0.5 after {a.passes} passes "
+                  f"({time.perf_counter() - t0:.1f} s); worst error "
+                  f"{max(abs(g - t) for g, t in zip(got, seq)):.2f}")
+    spec = importlib.util.spec_from_file_location("warm_start",
+                                                  HERE.parent / "examples" / "warm_start.py")
+    ws = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ws)
+    for scaling in ("global", "series"):
+        after_z, b_next = ws.warm_start(scaling, a.passes)
+        print(f"warm start, MultiSeriesForecaster(scaling={scaling!r}): new series b fed "
+              f"A..K forecasts {b_next:.2f} (L = 11)")
     return 0
 
 
