@@ -170,3 +170,22 @@ def test_cli_scaling_global_is_kept_shown_and_checked_on_resume(tmp_path):
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(main, ["inspect", str(ck2)])
     assert "scaling=series" in res.stdout, res.output
+
+
+def test_cli_resumes_a_checkpoint_from_before_the_option(tmp_path):
+    src = tmp_path / "s.parquet"
+    write_sensor_file(src, sensors=3, steps=30, seed=2, row_group_rows=40)
+    ck = tmp_path / "ck"
+    args = ["run", *FAST, "--source", str(src), "--checkpoint", str(ck)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    path = ck / "checkpoint.slstm"
+    meta, arrays = checkpoint.read(path)
+    del meta["config"]["scaling"]                     # the model's config, and the run's
+    del meta["extra"]["meta"]["config"]["scaling"]
+    checkpoint.write(path, kind="MultiSeriesForecaster", meta=meta, arrays=arrays)
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, args + ["--scaling", "global"])
+    assert res.exit_code == 1 and "--scaling" in res.stderr, res.output
+    res = CliRunner().invoke(main, ["inspect", str(ck)])
+    assert "scaling=series" in res.stdout, res.output
