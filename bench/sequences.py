@@ -16,6 +16,11 @@ alphabet), a new series "b" fed A..K is forecast L.
 
     python bench/sequences.py                # 300 passes, prints the counts
     python bench/sequences.py --passes 100
+    python bench/sequences.py --river        # also the defaults' MAE on River's series
+
+``--river``: the mean over horizon steps of River's ``evaluate.evaluate`` MAE on
+AirlinePassengers (h=12), WaterFlow (h=24) and TrumpApproval (h=7), the data the
+defaults were checked on (not chosen on: the held-out panel is bench/accuracy.py's).
 """
 from __future__ import annotations
 
@@ -50,10 +55,26 @@ def sequence_hits(seq, passes, make=None, **kw):
     return right, len(seq), got
 
 
+def river_maes(make):
+    """{dataset: mean MAE over the horizon steps} under River's evaluate protocol."""
+    import statistics
+
+    from river import datasets, evaluate, metrics
+    out = {}
+    for ds, h in ((datasets.AirlinePassengers(), 12), (datasets.WaterFlow(), 24),
+                  (datasets.TrumpApproval(), 7)):
+        last = None
+        for *_, hm in evaluate.iter_evaluate(ds, make(), metrics.MAE(), horizon=h):
+            last = hm
+        out[type(ds).__name__] = statistics.mean(m.get() for m in last.metrics)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--passes", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--river", action="store_true", help="also River datasets' MAE")
     a = p.parse_args(argv)
     for cls in ("LSTMForecaster", "GRUForecaster"):
         for name, seq in (("alphabet", ALPHABET), ("there and back", THERE_AND_BACK)):
@@ -71,6 +92,10 @@ def main(argv=None):
         after_z, b_next = ws.warm_start(scaling, a.passes)
         print(f"warm start, MultiSeriesForecaster(scaling={scaling!r}): new series b fed "
               f"A..K forecasts {b_next:.2f} (L = 11)")
+    if a.river:
+        for cls in ("LSTMForecaster", "GRUForecaster"):
+            maes = river_maes(lambda: getattr(streamlstm, cls)(seed=a.seed))
+            print(f"{cls}() MAE: " + ", ".join(f"{k} {v:.3f}" for k, v in maes.items()))
     return 0
 
 
