@@ -31,7 +31,8 @@ def inspect(checkpoint):
         click.echo(f"model        {cfg.get('cell')} hidden={cfg.get('hidden_size')} "
                    f"layers={cfg.get('n_layers')} k1={cfg.get('k1')} k2={cfg.get('k2')} "
                    f"{cfg.get('optimizer')}(lr={cfg.get('lr')}) {cfg.get('dtype')} "
-                   f"horizon={cfg.get('horizon')} backend={getattr(model, 'backend', '?')}")
+                   f"horizon={cfg.get('horizon')} backend={getattr(model, 'backend', '?')} "
+                   f"scaling={getattr(model, 'scaling', 'series')}")
         click.echo(f"columns      series={cfg.get('series_col')} time={cfg.get('time_col')} "
                    f"target={cfg.get('target_col')} features={','.join(cfg.get('features') or []) or '-'}")
     click.echo(f"series       {runner.n_series:,}")

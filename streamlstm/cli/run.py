@@ -177,6 +177,10 @@ def _numbers(value, flag, kind=int):
 @click.option("--seasonality", default="", metavar="24,168",
               help="Seasonal periods in rows of a series (e.g. 24,168 for hourly data with "
                    "daily and weekly cycles): adds the position in each period as inputs.")
+@click.option("--scaling", type=click.Choice(["series", "global"]), default=_FD["scaling"],
+              show_default=True, help="Scale each series on its own, or every series with "
+                                      "one model-wide scaler (then state learned on one "
+                                      "series transfers to a new one), e.g. --scaling global.")
 @click.option("--seed", default=_FD["seed"], show_default=True, type=click.IntRange(0, None),
               metavar="N", help="Seed of the initial weights (same seed, same results), e.g. "
                                 "--seed 7.")
@@ -318,7 +322,8 @@ def _model_options(o):
     model = {"cell": o["cell"], "hidden_size": o["hidden_size"], "n_layers": o["n_layers"],
              "k1": o["k1"], "k2": o["k2"], "optimizer": o["optimizer"], "lr": o["lr"],
              "dtype": o["dtype"], "seed": o["seed"], "lags": _numbers(o["lags"], "--lags"),
-             "seasonality": _numbers(o["seasonality"], "--seasonality", float) or None}
+             "seasonality": _numbers(o["seasonality"], "--seasonality", float) or None,
+             "scaling": o["scaling"]}
     if o["init_from"]:
         ctx = click.get_current_context()
         for key in model:

@@ -10,7 +10,8 @@ space (measured choices: bench/accuracy.py):
 * target: by default the value's z-score ``(y_t - c) / s`` around the series'
   smoothed level ``c`` (``trend=True``: level + trend, Holt/Brown), with ``s``
   the RMS of values around it; with ``differencing``, the change
-  ``(y_t - y_{t-1}) / s_d`` scaled by the RMS of past changes.  Forecasts map
+  ``(y_t - y_{t-1}) / s_d`` scaled by the RMS of past changes (not winsorized:
+  it is the target's unit, and a large change that recurs must stay learnable).  Forecasts map
   back with the same ``(level, s)``, so a network that outputs 0 forecasts the
   smoothed level (resp. the last value): learning starts from a sane forecaster.
 * lag inputs: the same scaled quantity ``l`` steps back, for ``l`` in ``lags``
@@ -25,10 +26,21 @@ Scalers are *adaptive exponential* averages: weight ``max(1/n, 1/window)`` on th
 n-th observation, i.e. the plain mean until ``window`` observations, then an
 exponentially weighted one, so they start unbiased and follow drift.  The spread
 is tracked over ``SCALE_MEMORY`` times the level's window, and updates are
-winsorized once a scaler is established, so one outlier moves a scaler a little
-while a lasting shift is adopted within a few dozen values.  Scaled values are
+winsorized once a scaler is established (all but the change scaler, see above),
+so one outlier moves a scaler a little while a lasting shift is adopted within a
+few dozen values.  Scaled values are
 clipped to ``[-CLIP, CLIP]``.  Statistics are updated only with the series' own
 rows, in arrival order, so nothing depends on how rows are batched.
+
+With ``scaling="global"`` one model-wide target scaler and one feature scaler
+stand in for the per-series ones: a running mean and variance (equal weights, no
+window, no trend) of every value of every series, updated row by row in arrival
+order (so batching still changes nothing).  Every series is then seen in the
+same units: lag inputs and targets are ``(y - c) / s`` with the model's ``(c, s)``
+(with ``differencing``, changes over the model's RMS change), so what the
+network learned on one series means the same on another, and a new series
+warmed by replaying its history is forecast as the old ones were.  Per series
+remain the raw history, the last value and the position.
 
 The kernels here are ``@njit`` row loops; ``SeriesFeatures`` owns the arrays.
 """
@@ -86,19 +98,22 @@ def _level_scale(ystat_row):
 
 
 @njit(cache=True)
-def _change_scale(ystat_row):
-    """RMS of the series' one-step changes; <= 0 while none was seen."""
+def _change_scale(ystat_row, last):
+    """RMS of the one-step changes (``last``: the series' last value, the floor's
+    reference); <= 0 while none was seen."""
     if ystat_row[Y_DN] < 1.0:
         return -1.0
-    return _floor(math.sqrt(ystat_row[Y_DSQ]), ystat_row[Y_LEVEL])
+    return _floor(math.sqrt(ystat_row[Y_DSQ]), last)
 
 
 @njit(cache=True)
-def _target_map(ystat_row, diff):
+def _target_map(own_row, ystat_row, diff):
     """(level, s): raw = level + s * scaled for the series' next value (s <= 0:
-    not enough history yet: no target, and the forecast is ``level``)."""
+    not enough history yet: no target, and the forecast is ``level``).
+    ``own_row``: the series' own row (its last value), ``ystat_row``: the scaler
+    (the same row with per-series scaling, the model-wide one with global)."""
     if diff:
-        return ystat_row[Y_LEVEL], _change_scale(ystat_row)
+        return own_row[Y_LEVEL], _change_scale(ystat_row, own_row[Y_LEVEL])
     return _level_scale(ystat_row)
 
 
@@ -108,10 +123,12 @@ def _ew(n, mean, var, v, alpha_min):
     mean/variance until 1/alpha_min values, exponentially weighted after.  Once
     established, an update is winsorized at mean +- WINSOR s: one outlier (a
     sensor dropout) moves the scaler a little, a lasting shift within a few
-    dozen values (the variance grows geometrically while it lasts)."""
+    dozen values (the variance grows geometrically while it lasts).  A running
+    mean (``alpha_min=0``: the global scaler) weighs each value 1/n already and is
+    not winsorized."""
     n += 1.0
     a = max(1.0 / n, alpha_min)
-    if n > WINSOR_AFTER and var > 0.0:
+    if n > WINSOR_AFTER and var > 0.0 and alpha_min > 0.0:
         lim = WINSOR * math.sqrt(var)
         if v > mean + lim:
             v = mean + lim
@@ -124,15 +141,18 @@ def _ew(n, mean, var, v, alpha_min):
 
 
 @njit(cache=True)
-def _inputs(u, hist_row, ystat_row, xstat_row, x_row, pos, lags, periods, diff, n_x_first):
+def _inputs(u, hist_row, own_row, ystat_row, xstat_row, x_row, pos, lags, periods, diff,
+            n_x_first):
     """Fill one input row ``u`` (I,) from a series' feature state before this row.
 
     Layout: [lag inputs (len(lags)), level input (differencing only),
     sin/cos per period (2 len(periods)), features (F)].  ``x_row`` must already
-    be folded into ``xstat_row`` (see ``_update_x``).
+    be folded into ``xstat_row`` (see ``_update_x``).  ``own_row`` is the
+    series' row of ``ystat`` (its last value); ``ystat_row``/``xstat_row`` are
+    the scalers in use (the series' own, or the model-wide ones).
     """
     mean, sy = _level_scale(ystat_row)
-    sd = _change_scale(ystat_row)
+    sd = _change_scale(ystat_row, own_row[Y_LEVEL])
     P = hist_row.shape[0]
     j = 0
     for k in range(lags.shape[0]):
@@ -151,7 +171,7 @@ def _inputs(u, hist_row, ystat_row, xstat_row, x_row, pos, lags, periods, diff, 
         # where the last value sits in the series' usual range: lets the network
         # learn mean reversion, which changes alone cannot show
         v = 0.0
-        lv = ystat_row[Y_LEVEL]
+        lv = own_row[Y_LEVEL]
         if sy > 0.0 and not math.isnan(lv):
             v = _clip((lv - mean) / sy)
         u[j] = v
@@ -182,8 +202,10 @@ def _update_x(xstat_row, x_row, alpha_min):
 
 
 @njit(cache=True)
-def _push_y(hist_row, ystat_row, y, alpha_min, trend):
-    """Fold an observed (finite) or missing (NaN) value into the series' state."""
+def _push_y(hist_row, own_row, ystat_row, y, alpha_min, trend):
+    """Fold an observed (finite) or missing (NaN) value into the series' state
+    (``own_row``) and into the scaler in use (``ystat_row``: the same row, or
+    the model-wide one)."""
     P = hist_row.shape[0]
     prev = hist_row[P - 1]
     for p in range(P - 1):
@@ -192,12 +214,16 @@ def _push_y(hist_row, ystat_row, y, alpha_min, trend):
     if math.isnan(y):
         return
     if not math.isnan(prev):
-        # changes have mean ~0: track their mean square (a zero-mean "variance")
-        n, _, dsq = _ew(ystat_row[Y_DN], 0.0, ystat_row[Y_DSQ], y - prev, alpha_min)
+        # changes have mean ~0: track their EW mean square, *not* winsorized: it is
+        # the unit of the differenced target, and a change that recurs (a sawtooth's
+        # reset, a daily ramp-down) must stay within CLIP of it to be learnable
+        d = y - prev
+        n = ystat_row[Y_DN] + 1.0
+        a = max(1.0 / n, alpha_min)
         ystat_row[Y_DN] = n
-        ystat_row[Y_DSQ] = dsq
+        ystat_row[Y_DSQ] = (1.0 - a) * ystat_row[Y_DSQ] + a * d * d
     _holt(ystat_row, y, alpha_min, trend)
-    ystat_row[Y_LEVEL] = y
+    own_row[Y_LEVEL] = y
 
 
 @njit(cache=True)
@@ -207,7 +233,8 @@ def _holt(ystat_row, y, alpha_min, trend):
     e = y - (L + T);  L <- L + T + a e;  T <- T + a^2 e;  V <- EW mean of e^2.
     Centring on L + T instead of a plain mean keeps a trending series (airline
     passengers) centred instead of lagging half a window behind.  The error is
-    winsorized at WINSOR sqrt(V) once established (robust to outliers)."""
+    winsorized at WINSOR sqrt(V) once established (robust to outliers), except in
+    a running mean (``alpha_min=0``)."""
     n = ystat_row[Y_N] + 1.0
     ystat_row[Y_N] = n
     if n == 1.0:
@@ -218,7 +245,7 @@ def _holt(ystat_row, y, alpha_min, trend):
     a = max(1.0 / n, alpha_min)
     var = ystat_row[Y_VAR]
     e = y - (ystat_row[Y_MEAN] + ystat_row[Y_TREND])
-    if n > WINSOR_AFTER and var > 0.0:
+    if n > WINSOR_AFTER and var > 0.0 and alpha_min > 0.0:
         lim = WINSOR * math.sqrt(var)
         if e > lim:
             e = lim
@@ -235,24 +262,32 @@ def _holt(ystat_row, y, alpha_min, trend):
 
 
 @njit(cache=True)
-def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff, trend,
-               alpha_min, n_x_first, U, T, level, scale):
+def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, gy, gx, glob, lags, periods, diff,
+               trend, alpha_min, n_x_first, U, T, level, scale):
     """The learning pass over R rows in arrival order (each row for ``slots[r]``).
 
     Writes the network input ``U[r]``, the scaled target ``T[r]`` (NaN = no loss:
     missing y, or not enough history to scale it) and the map back to raw units
     ``(level[r], scale[r])`` of row r's forecast, then folds row r into its
-    series' state.  Nothing here depends on the network's outputs, so the whole
-    batch can be prepared before the network steps it.
+    series' state.  The scalers are the series' own rows of ``ystat``/``xstat``,
+    or with ``glob`` the one model-wide row ``gy[0]``/``gx[0]``, which every row
+    of every series updates in turn.  Nothing here depends on the network's
+    outputs, so the whole batch can be prepared before the network steps it.
     """
     for r in range(slots.shape[0]):
         n = slots[r]
-        _update_x(xstat[n], X[r], alpha_min)
+        if glob:
+            sy = gy[0]
+            sx = gx[0]
+        else:
+            sy = ystat[n]
+            sx = xstat[n]
+        _update_x(sx, X[r], alpha_min)
         for f in range(X.shape[1]):
             if not math.isnan(X[r, f]):
                 xlast[n, f] = X[r, f]
-        _inputs(U[r], hist[n], ystat[n], xstat[n], X[r], pos[n], lags, periods, diff, n_x_first)
-        lv, s = _target_map(ystat[n], diff)
+        _inputs(U[r], hist[n], ystat[n], sy, sx, X[r], pos[n], lags, periods, diff, n_x_first)
+        lv, s = _target_map(ystat[n], sy, diff)
         level[r] = lv
         scale[r] = s
         t = np.nan
@@ -264,7 +299,7 @@ def learn_rows(slots, y, X, hist, ystat, xstat, xlast, pos, lags, periods, diff,
             else:
                 t = _clip((yr - lv) / s)
         T[r] = t
-        _push_y(hist[n], ystat[n], yr, alpha_min, trend)
+        _push_y(hist[n], ystat[n], sy, yr, alpha_min, trend)
         pos[n] += 1
 
 
@@ -275,18 +310,20 @@ def fold_x_rows(xstat, X, alpha_min):
 
 
 @njit(cache=True)
-def rollout_inputs(hist, ystat, xstat, X, pos, lags, periods, diff, n_x_first, U, level, scale):
-    """Inputs of one rollout step for B independent (copied) series states; the
-    scalers are frozen during a rollout (``X`` is scaled, not learned)."""
+def rollout_inputs(hist, ystat, sy, sx, X, pos, lags, periods, diff, n_x_first, U, level, scale):
+    """Inputs of one rollout step for B independent (copied) series states, row b
+    scaled by ``sy[b]``/``sx[b]`` (``ystat``/``xstat`` themselves with per-series
+    scaling); the scalers are frozen during a rollout (``X`` is scaled, not learned)."""
     for b in range(hist.shape[0]):
-        _inputs(U[b], hist[b], ystat[b], xstat[b], X[b], pos[b], lags, periods, diff, n_x_first)
-        lv, s = _target_map(ystat[b], diff)
+        _inputs(U[b], hist[b], ystat[b], sy[b], sx[b], X[b], pos[b], lags, periods, diff,
+                n_x_first)
+        lv, s = _target_map(ystat[b], sy[b], diff)
         level[b] = lv
         scale[b] = s
 
 
 @njit(cache=True)
-def rollout_push(hist, ystat, pos, values):
+def rollout_push(hist, ystat, sy, pos, values):
     """Feed a rollout step's forecasts back as if observed (copies only): shift
     ``hist`` and move the level; the scale statistics stay frozen."""
     P = hist.shape[1]
@@ -296,27 +333,55 @@ def rollout_push(hist, ystat, pos, values):
         hist[b, P - 1] = values[b]
         if not math.isnan(values[b]):
             ystat[b, Y_LEVEL] = values[b]
-        ystat[b, Y_MEAN] += ystat[b, Y_TREND]      # the smoothed level moves on by its trend
+        sy[b, Y_MEAN] += sy[b, Y_TREND]            # the smoothed level moves on by its trend
         pos[b] += 1
+
+
+SCALINGS = ("series", "global")
+
+
+def check_scaling(scaling, trend):
+    """``scaling``: "series" (each series its own scalers) or "global" (one
+    model-wide scaler), as given; global has no per-series trend."""
+    if scaling not in SCALINGS:
+        raise InputError(f"scaling={scaling!r}: use 'series' (each series scaled on its own) "
+                         f"or 'global' (one model-wide scaler, so that state transfers)")
+    if scaling == "global" and trend:
+        raise InputError("trend=True centres each series on its own trend; with "
+                         "scaling='global' every series shares one scaler: use trend=False")
+    return scaling
 
 
 class SeriesFeatures:
     """Per-series feature state (all float64, one row per slot) and the input layout.
 
-    ``hist`` (N, P) last P raw values (NaN = missing); ``ystat`` (N, 4) target
-    scaler (count, mean, mean of squares, level); ``xstat`` (N, F, 3) feature
-    scalers (count, mean, variance); ``xlast`` (N, F) last raw features (held
-    constant in forecasts when no future features are given); ``pos`` (N,) rows seen.
+    ``hist`` (N, P) last P raw values (NaN = missing); ``ystat`` (N, 7) target
+    scaler (``Y_*`` columns; its ``Y_LEVEL``, the last value, is always the
+    series' own); ``xstat`` (N, F, 3) feature scalers (count, mean, variance);
+    ``xlast`` (N, F) last raw features (held constant in forecasts when no
+    future features are given); ``pos`` (N,) rows seen.
+
+    ``scaling="global"``: the target and feature scalers are instead one
+    model-wide row, ``g["ystat"]`` (1, 7) and ``g["xstat"]`` (1, F, 3), updated
+    by every row of every series in row order with equal weights (a running
+    mean and variance, not winsorized: the model's unit must not move when one
+    series does, and series at other levels are no outliers), so
+    every series is in the same units and what the network learned on one
+    series applies to another.  The per-series scaler columns then stay unused.
     """
 
     ARRAYS = ("hist", "ystat", "xstat", "xlast", "pos")
+    GLOBAL_ARRAYS = ("ystat", "xstat")
 
-    def __init__(self, lags, periods, n_features, differencing, window, trend=True):
+    def __init__(self, lags, periods, n_features, differencing, window, trend=True,
+                 scaling="series"):
         self.lags = np.asarray(lags, dtype=np.int64)
         self.periods = np.asarray(periods, dtype=np.float64)
         self.diff = bool(differencing)
         self.trend = bool(trend)
-        self.alpha_min = 1.0 / float(window)
+        self.glob = check_scaling(scaling, trend) == "global"
+        # global: weights 1/n for ever (the window is the per-series scalers' memory)
+        self.alpha_min = 0.0 if self.glob else 1.0 / float(window)
         self.n_features = int(n_features)
         self.P = max(1, int(self.lags.max(initial=0)) + (1 if self.diff else 0))
         n = int(self.lags.size + (1 if self.diff else 0) + 2 * self.periods.size)
@@ -325,6 +390,7 @@ class SeriesFeatures:
         # (Computed once: it is read on every call.)
         self._n_x_first = max(n, 1)
         self.a = self._fresh(0)
+        self.g = self._fresh(1, ("ystat", "xstat")) if self.glob else None
 
     @property
     def n_x_first(self):
@@ -334,13 +400,14 @@ class SeriesFeatures:
     def n_inputs(self):
         return self.n_x_first + self.n_features
 
-    def _fresh(self, n):
+    def _fresh(self, n, keys=ARRAYS):
         F = self.n_features
         ystat = np.zeros((n, N_YSTAT))
         ystat[:, Y_LEVEL] = np.nan
-        return {"hist": np.full((n, self.P), np.nan), "ystat": ystat,
-                "xstat": np.zeros((n, F, 3)), "xlast": np.full((n, F), np.nan),
-                "pos": np.zeros(n, dtype=np.int64)}
+        a = {"hist": np.full((n, self.P), np.nan), "ystat": ystat,
+             "xstat": np.zeros((n, F, 3)), "xlast": np.full((n, F), np.nan),
+             "pos": np.zeros(n, dtype=np.int64)}
+        return {k: a[k] for k in keys}
 
     @property
     def n_series(self):
@@ -356,8 +423,10 @@ class SeriesFeatures:
 
     def add_features(self, k):
         """k more feature columns, absent (NaN, scaler empty) in every series so far."""
+        for a in (self.a, self.g) if self.glob else (self.a,):
+            n = a["xstat"].shape[0]
+            a["xstat"] = np.concatenate([a["xstat"], np.zeros((n, k, 3))], axis=1)
         n = self.n_series
-        self.a["xstat"] = np.concatenate([self.a["xstat"], np.zeros((n, k, 3))], axis=1)
         self.a["xlast"] = np.concatenate([self.a["xlast"], np.full((n, k), np.nan)], axis=1)
         self.n_features += k
 
@@ -370,28 +439,42 @@ class SeriesFeatures:
         level = np.empty(R)
         scale = np.empty(R)
         a = self.a
+        g = self.g if self.glob else a          # unused without global scaling
         learn_rows(slots, y, X, a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"],
-                   self.lags, self.periods, self.diff, self.trend, self.alpha_min, self.n_x_first,
-                   U, T, level, scale)
+                   g["ystat"], g["xstat"], self.glob, self.lags, self.periods, self.diff,
+                   self.trend, self.alpha_min, self.n_x_first, U, T, level, scale)
         return U, T, level, scale
+
+    def _with_scalers(self, snap):
+        """Add the scalers each row of ``snap`` uses: ``sy``/``sx``, its own rows,
+        or (global) a copy of the model-wide row per row, so that rows stay
+        independent in a rollout."""
+        if self.glob:
+            B = snap["pos"].shape[0]
+            snap["sy"] = np.repeat(self.g["ystat"], B, axis=0)
+            snap["sx"] = np.repeat(self.g["xstat"], B, axis=0)
+        else:
+            snap["sy"] = snap["ystat"]
+            snap["sx"] = snap["xstat"]
+        return snap
 
     def view(self, slots):
         """The listed series' state for reading (views where possible; do not write)."""
         if slots.shape[0] == 1:
             s = int(slots[0])
-            return {k: self.a[k][s:s + 1] for k in self.ARRAYS}
-        return {k: self.a[k][slots] for k in self.ARRAYS}
+            return self._with_scalers({k: self.a[k][s:s + 1] for k in self.ARRAYS})
+        return self._with_scalers({k: self.a[k][slots] for k in self.ARRAYS})
 
     def snapshot(self, slots):
         """Copies of the listed series' state, for side-effect-free rollouts."""
         if slots.shape[0] == 1:                     # one series: basic slices are cheaper
             s = int(slots[0])
-            return {k: self.a[k][s:s + 1].copy() for k in self.ARRAYS}
-        return {k: self.a[k][slots] for k in self.ARRAYS}     # fancy indexing copies
+            return self._with_scalers({k: self.a[k][s:s + 1].copy() for k in self.ARRAYS})
+        return self._with_scalers({k: self.a[k][slots] for k in self.ARRAYS})   # copies
 
     def fold_x(self, snap, X):
         """Fold one row of features per snapshot row into the (copied) scalers."""
-        fold_x_rows(snap["xstat"], X, self.alpha_min)
+        fold_x_rows(snap["sx"], X, self.alpha_min)
 
     def rollout_step(self, snap, X):
         """Inputs and (level, scale) for the next rollout step of the snapshot."""
@@ -399,12 +482,12 @@ class SeriesFeatures:
         U = np.zeros((B, self.n_inputs))
         level = np.empty(B)
         scale = np.empty(B)
-        rollout_inputs(snap["hist"], snap["ystat"], snap["xstat"], X, snap["pos"], self.lags,
-                       self.periods, self.diff, self.n_x_first, U, level, scale)
+        rollout_inputs(snap["hist"], snap["ystat"], snap["sy"], snap["sx"], X, snap["pos"],
+                       self.lags, self.periods, self.diff, self.n_x_first, U, level, scale)
         return U, level, scale
 
     def rollout_push(self, snap, values):
-        rollout_push(snap["hist"], snap["ystat"], snap["pos"], values)
+        rollout_push(snap["hist"], snap["ystat"], snap["sy"], snap["pos"], values)
 
 
 @njit(cache=True)

@@ -85,6 +85,13 @@ class MultiSeriesForecaster:
         Nominal coverage of online prediction intervals (e.g. 0.9), per series
         and horizon step (``forecast/intervals.py``), or None for none.  Their
         state is updated by ``predict_learn`` (not by ``learn_many``).
+    scaling
+        ``"series"``: every series is scaled by its own online scalers (the
+        network sees each series in its own units).  ``"global"``: one
+        model-wide scaler (a running mean and variance of every value of every
+        series, in row order), so all series share one unit and what was learned
+        on one series carries over to a new one (``examples/warm_start.py``);
+        ``trend`` must then be False.
 
     Examples
     --------
@@ -116,7 +123,7 @@ class MultiSeriesForecaster:
     def __init__(self, cell="lstm", hidden_size=16, n_layers=1, k1=8, k2=16, optimizer=None,
                  features=None, horizon=1, backend="cpu", dtype="float64", seed=0,
                  lags=(1,), seasonality=None, differencing=False, scale_window=16,
-                 clip_norm=None, trend=False, coverage=None):
+                 clip_norm=None, trend=False, coverage=None, scaling="series"):
         self.cell = cell
         self.hidden_size = hidden_size
         self.n_layers = n_layers
@@ -135,6 +142,7 @@ class MultiSeriesForecaster:
         self.clip_norm = clip_norm
         self.trend = trend
         self.coverage = coverage
+        self.scaling = scaling
 
         self._features = check_features(features)
         self._horizon = check_int("horizon", horizon, 1)
@@ -142,7 +150,7 @@ class MultiSeriesForecaster:
         self._periods = check_periods(seasonality)
         self._window = check_int("scale_window", scale_window, 1)
         self._feats = SeriesFeatures(self._lags, self._periods, len(self._features),
-                                     bool(differencing), self._window, bool(trend))
+                                     bool(differencing), self._window, bool(trend), scaling)
         opt = Adam(lr=DEFAULT_LR) if optimizer is None else optimizer
         self._net = OnlineRNN(n_inputs=self._feats.n_inputs, hidden_size=hidden_size,
                               n_outputs=1, n_series=0, cell=cell, n_layers=n_layers, k1=k1,
@@ -281,6 +289,10 @@ class MultiSeriesForecaster:
         # Rollouts need the weights in force before each row's update, so go call
         # by call exactly as step_rows would (distinct slots, ending at a due row).
         offsets = self._net.call_groups(slots)
+        if self._feats.glob:
+            # one model-wide scaler: a row's rollout must see the rows before it folded
+            # in, as row by row would (one row per group: the same bits, step_rows)
+            offsets = np.arange(R + 1)
         for c in range(offsets.size - 1):
             a, b = offsets[c], offsets[c + 1]
             out[a:b] = self._learn_group(slots[a:b], y[a:b], X[a:b], horizon)
@@ -473,7 +485,8 @@ class MultiSeriesForecaster:
                           optimizer=self.optimizer, features=self.features, horizon=2,
                           backend=self.backend, dtype=self.dtype, lags=self.lags,
                           seasonality=self.seasonality, differencing=self.differencing,
-                          clip_norm=self.clip_norm, trend=self.trend, coverage=self.coverage)
+                          clip_norm=self.clip_norm, trend=self.trend, coverage=self.coverage,
+                          scaling=self.scaling)
         F = len(self._features)
         ids = ["a", "b"] * 4
         y = np.linspace(0.0, 1.0, len(ids))
@@ -560,7 +573,8 @@ class MultiSeriesForecaster:
                 "lags": list(self._lags), "seasonality": list(self._periods),
                 "differencing": bool(self.differencing), "scale_window": self._window,
                 "clip_norm": self.clip_norm, "trend": bool(self.trend),
-                "coverage": None if self._iv is None else self._iv.coverage}
+                "coverage": None if self._iv is None else self._iv.coverage,
+                "scaling": self.scaling}
 
     def _parts(self):
         """(meta, arrays): everything needed to rebuild this model bit for bit."""
@@ -569,6 +583,7 @@ class MultiSeriesForecaster:
                 "net": {"config": net.config(), "layout": net.layout.describe()}}
         arrays = {f"net.{k}": v for k, v in net.arrays().items()}
         arrays.update({f"feat.{k}": v for k, v in self._feats.a.items()})
+        arrays.update({f"gfeat.{k}": v for k, v in (self._feats.g or {}).items()})
         if self._iv is not None:
             arrays.update({f"iv.{k}": v for k, v in self._iv.a.items()})
         return meta, arrays
@@ -596,6 +611,13 @@ class MultiSeriesForecaster:
                     raise CheckpointError(f"{source}: feature state {k!r} is missing or has the "
                                           f"wrong shape; the file is corrupt")
             model._feats.a = {k: np.array(feat[k], copy=True) for k in SeriesFeatures.ARRAYS}
+            if model._feats.g is not None:            # scaling="global": the model-wide scaler
+                g = {k[6:]: v for k, v in arrays.items() if k.startswith("gfeat.")}
+                for k, v in model._feats.g.items():
+                    if k not in g or g[k].shape != v.shape:
+                        raise CheckpointError(f"{source}: global scaler {k!r} is missing or "
+                                              f"has the wrong shape; the file is corrupt")
+                model._feats.g = {k: np.array(g[k], copy=True) for k in model._feats.g}
             if model._iv is not None:
                 model._iv.load({k[3:]: v for k, v in arrays.items() if k.startswith("iv.")}, n,
                                source)

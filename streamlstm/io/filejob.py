@@ -50,8 +50,10 @@ OUT_SERIES, OUT_TIME = "series_id", "timestamp"
 MODEL_FLAGS = {"cell": "--cell", "hidden_size": "--hidden-size", "n_layers": "--layers",
                "k1": "--k1", "k2": "--k2", "optimizer": "--optimizer", "lr": "--lr",
                "dtype": "--dtype", "seed": "--seed", "lags": "--lags",
-               "seasonality": "--seasonality"}
+               "seasonality": "--seasonality", "scaling": "--scaling"}
 MODEL_KEYS = tuple(MODEL_FLAGS)
+# What a checkpoint from before an option was written with (its runs had no choice).
+LEGACY = {"scaling": "series"}
 # Options whose value changes the results: a resumed run must use the same.
 RESULT_KEYS = {
     "series_col": "--series-col", "time_col": "--time-col", "target_col": "--target-col",
@@ -117,7 +119,7 @@ class JobConfig:
     coverage: float | None = None    # prediction intervals (None: none; the CLI says 0.9)
     backend: str = "cpu"
     # MultiSeriesForecaster options the user set (cell, hidden_size, n_layers, k1, k2,
-    # optimizer, lr, dtype, seed, lags, seasonality); the rest take its defaults.
+    # optimizer, lr, dtype, seed, lags, seasonality, scaling); the rest take its defaults.
     model: dict = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
     metrics_window: int = 1000
@@ -234,8 +236,9 @@ class FileJob:
         differ from it (naming each), then record its options as this run's."""
         model = self.cfg.model
         differ = [f"{MODEL_FLAGS[k]} {_show(_jsonable(model[k]))} (the model has "
-                  f"{_show(old[k])})" for k in MODEL_KEYS
-                  if model.get(k) is not None and k in old and _jsonable(model[k]) != old[k]]
+                  f"{_show(old.get(k, LEGACY.get(k)))})" for k in MODEL_KEYS
+                  if model.get(k) is not None and (k in old or k in LEGACY)
+                  and _jsonable(model[k]) != old.get(k, LEGACY.get(k))]
         if differ:
             raise JobError(f"{path}: --init-from continues that model as it is, but this "
                            f"command also sets {'; '.join(differ)}; drop those options, or "
@@ -255,7 +258,7 @@ class FileJob:
                 continue
             if key in MODEL_FLAGS and cfg.init_from and new.get(key) is None:
                 continue  # not given: the model's own (recorded when the run began)
-            if old.get(key) != new.get(key):
+            if old.get(key, LEGACY.get(key)) != new.get(key):
                 raise JobError(
                     f"{path}: this checkpoint was written by a run with {flag} "
                     f"{_show(old.get(key), key)}, this command has {flag} "

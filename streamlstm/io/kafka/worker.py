@@ -241,8 +241,10 @@ class KafkaWorker:
     def _check_options(self, p, have):
         """Refuse partition ``p``'s snapshot when it was written with other model
         options (``have``, its ``run`` metadata): it would silently mix two models."""
-        from streamlstm.io.filejob import RELAXABLE
+        from streamlstm.io.filejob import LEGACY, RELAXABLE
         want = json.loads(json.dumps(self.run_meta))
+        # a snapshot from before an option was written with what it implies now
+        have = {**{k: v for k, v in LEGACY.items() if k in want}, **have}
         # As for files (filejob.RELAXABLE): every row a strict policy ("error") let
         # through, a looser one would have treated the same - so a run stopped by a
         # bad message can be resumed with --on-bad-row skip.
