@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_CAP = 3000      # values per series kept (the last ones)
+DEFAULT_CAP = 5000      # values per series kept (the last ones)
 FAST_CAP = 600
 
 

@@ -29,16 +29,23 @@ FIT_WINDOW = 1000       # ... fitted (and rolled forward) on the last values onl
 
 
 class NoX(time_series.base.Forecaster):
-    """Hide x from forecasters that cannot take datetimes as features."""
+    """Hide x from forecasters that cannot take datetimes as features.  Until the
+    model can forecast (River's HoltWinters needs a season of values first and
+    raises IndexError before), the last value."""
 
     def __init__(self, model):
         self.model = model
+        self.last = 0.0
 
     def learn_one(self, y, x=None):
         self.model.learn_one(y)
+        self.last = y
 
     def forecast(self, horizon, xs=None):
-        return self.model.forecast(horizon)
+        try:
+            return self.model.forecast(horizon)
+        except IndexError:
+            return [self.last] * horizon
 
 
 class Naive(time_series.base.Forecaster):
