@@ -149,8 +149,10 @@ def render(report, dr_note=None):
         lines.append(f"\nskipped {name}: {why}")
     if dr_note:
         lines.append(f"\ndeep-river LSTM: {dr_note}")
-    lines.append(f"\nseries capped to their last {report['cap']} values; statsforecast refit "
-                 f"every {report['refit_every']} values on the last {report['fit_window']}. "
-                 f"Total {report.get('seconds', 0):.0f} s.")
+    stats = any("AutoETS" in d["columns"] for d in report["datasets"].values())
+    lines.append(f"\nseries capped to their last {report['cap']} values; "
+                 + (f"statsforecast refit every {report['refit_every']} values on the last "
+                    f"{report['fit_window']}; " if stats else "statsforecast not run; ")
+                 + f"total {report.get('seconds', 0):.0f} s.")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     return "\n".join(lines)
