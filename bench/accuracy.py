@@ -4,7 +4,7 @@
     python bench/accuracy.py                  # River's ForecastingTrack only
     python bench/accuracy.py --panel --fast   # smoke run: series capped to 600 values
     python bench/accuracy.py --datasets taylor,co2 --no-stats --seeds 3
-    python bench/accuracy.py --check          # our River loop == river.evaluate.iter_evaluate
+    python bench/accuracy.py --check          # our loops == river.evaluate.iter_evaluate etc.
 
 The datasets (``bench/panel_data.py``) ship inside PyPI packages (river, statsmodels,
 pmdarima, sktime); nothing is downloaded.  ``bash bench/stats_env.sh`` makes a
@@ -26,7 +26,8 @@ Columns: streamlstm as shipped ("streamlstm default" = ``LSTMForecaster()``, wit
 ``HoltWinters`` (docstring constants, additive; multiplicative on positive series)
 and ``SNARIMAX(p=m, d=1, q=m, m=m, sd=1)`` as the ForecastingTrack bench had them,
 statsforecast ``AutoETS``/``AutoTheta`` refit every 100 values (``--no-stats`` or not
-installed: none), deep-river on the ForecastingTrack (its own venv,
+installed: none); on the many-series panels the River and statsforecast models run one
+per series, deep-river on every single series (its own venv,
 ``bench/deepriver_env.sh``; ``--no-deepriver``).  Nothing is tuned per dataset.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,18 +54,37 @@ import panel_data as pdata  # noqa: E402
 import panel_models as pm  # noqa: E402
 import panel_report  # noqa: E402
 
-TRACK = ("AirlinePassengers", "WaterFlow")
+TRACK = ("AirlinePassengers", "WaterFlow")   # the run without --panel
 
 
-def deepriver(venv):
+def deepriver(venv, spec):
+    """deep-river's columns, from its own virtualenv: ``_deepriver_part.py panel``."""
     py = Path(venv) / "bin" / "python"
     if not py.exists():
         return None, f"not run: create it with `bash bench/deepriver_env.sh` ({py} missing)"
-    out = subprocess.run([str(py), str(HERE / "_deepriver_part.py"), "accuracy"],
-                         capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "series.json"
+        file.write_text(json.dumps(spec))
+        out = subprocess.run([str(py), str(HERE / "_deepriver_part.py"), "panel", "--file",
+                              str(file)], stdout=subprocess.PIPE, text=True, check=False)
     if out.returncode:
-        return None, f"failed: {out.stderr.strip().splitlines()[-1:]}"
+        return None, f"failed (exit {out.returncode}; its stderr above)"
     return json.loads(out.stdout), None
+
+
+def deepriver_spec(report, chosen, cap):
+    """What ``_deepriver_part.py panel`` runs: every single series of this run."""
+    spec = {}
+    for d in chosen:
+        if d.name not in report["datasets"] or d.form not in ("river", "series"):
+            continue
+        if d.form == "river":
+            spec[d.name] = {"h": d.horizon, "river": d.name}
+        else:
+            pairs = pairs_of(d, cap)
+            spec[d.name] = {"h": d.horizon, "y": [y for _, y in pairs],
+                            "dates": [x["date"].isoformat() for x, _ in pairs]}
+    return spec
 
 
 def pairs_of(d, cap):
@@ -111,6 +132,11 @@ def panel_jobs(d, a, cap):
             for label, make in pm.streamlstm_columns(d.period, single=False).items()]
     jobs += [("naive", lambda: pm.run_panel_naive(series, h, 1)),
              ("seasonal naive", lambda: pm.run_panel_naive(series, h, d.period))]
+    positive = all(v.min() > 0 for v in series.values())
+    stats = not a.no_stats and pm.stats_available()
+    for label, make in pm.baseline_columns(d.period, positive, stats, lead=0).items():
+        if label not in ("naive", "seasonal naive"):
+            jobs.append((label, lambda make=make: pm.run_panel_river(make, series, h)))
     return sum(v.size for v in series.values()), jobs
 
 
@@ -164,13 +190,17 @@ def versions(a):
 
 
 def add_deepriver(report, a):
-    track = [n for n in TRACK if n in report["datasets"]]
-    if a.no_deepriver or not track:
-        return "not run (--no-deepriver)" if a.no_deepriver else None
-    dr, note = deepriver(a.venv)
+    if a.no_deepriver:
+        return "not run (--no-deepriver)"
+    chosen = pdata.panel()
+    spec = deepriver_spec(report, chosen, report["cap"])
+    if not spec:
+        return None
+    print(f"deep-river: {len(spec)} series in its own venv ...", file=sys.stderr)
+    dr, note = deepriver(a.venv, spec)
     if dr:
         report["versions"].update({f"deep-river env {k}": v for k, v in dr["versions"].items()})
-        for n in track:
+        for n in spec:
             report["datasets"][n]["columns"]["deep-river LSTM"] = dr[n]
     return note
 
@@ -189,6 +219,15 @@ def check():
         print(f"{type(make()).__name__}: iter_evaluate {statistics.mean(theirs):.4f}, "
               f"ours {statistics.mean(ours):.4f}: {'same' if ok else 'DIFFERENT'}")
         if not ok:
+            return 1
+    series = pdata.sp500_prices(pdata.FAST_CAP)
+    for m in (1, 5):
+        a = pm.run_panel_naive(series, 5, m)["per_step"]
+        b = pm.run_panel_river(lambda m=m: pm.Naive(m), series, 5)["per_step"]
+        same = all(math.isclose(p, q, rel_tol=1e-12) for p, q in zip(a, b))
+        print(f"panel seasonal naive m={m}: direct {statistics.mean(a):.4f}, through the "
+              f"per-series River loop {statistics.mean(b):.4f}: {'same' if same else 'DIFFERENT'}")
+        if not same:
             return 1
     return 0
 

@@ -10,7 +10,8 @@ one learned; a forecaster given datetimes in ``x`` can see that gap.)
 The many-series panels go through ``MultiSeriesForecaster.predict_learn``, one call
 per time step with a row per series, in time order: column j of a row is the
 forecast of that series' value j steps after the row, made before the row's value
-is seen.  Deterministic sequences use the seed experiment's loop: ``forecast(1)``
+is seen; the other models run one per series on the same rows (``run_panel_river``,
+``run_panel_naive``).  Deterministic sequences use the seed experiment's loop: ``forecast(1)``
 of the next value, then ``learn_one``.
 """
 from __future__ import annotations
@@ -261,6 +262,23 @@ def run_panel_model(model, series, h):
                 if t + j < series[i].size:
                     band = (lo[r, j] / unit[i], hi[r, j] / unit[i]) if bands else None
                     sc.add(j, yhat[r, j] / unit[i], series[i][t + j] / unit[i], band)
+    return sc.result(time.perf_counter() - t0)
+
+
+def run_panel_river(make, series, h):
+    """A River-style forecaster per series (``make()`` each), scored on the rows
+    ``run_panel_model`` scores: at row t, ``forecast(h)`` of values t..t+h-1 from
+    the values before t, then ``learn_one`` of value t."""
+    unit = panel_units(series)
+    t0, sc = time.perf_counter(), Scores(h)
+    for i, v in series.items():
+        model = make()
+        for t in range(v.size):
+            if t >= h:
+                pred = model.forecast(h)
+                for j in range(min(h, v.size - t)):
+                    sc.add(j, float(pred[j]) / unit[i], v[t + j] / unit[i])
+            model.learn_one(float(v[t]))
     return sc.result(time.perf_counter() - t0)
 
 
