@@ -95,6 +95,8 @@ def main_table(report):
     for key, what in (("geomean_to_best_simple", "real_datasets"),
                       ("geomean_to_best_simple_single_series", "single_series")):
         g, n = report["summary"][key], report["summary"][what]
+        if not n:
+            continue
         top = min(v["value"] for v in g.values()) if g else None
         cells = [("" if c not in g else (f"**{_num(g[c]['value'])}**" if g[c]["value"] == top
                                          else _num(g[c]["value"]))
