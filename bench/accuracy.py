@@ -72,11 +72,15 @@ def deepriver(venv, spec):
     return json.loads(out.stdout), None
 
 
-def deepriver_spec(report, chosen, cap):
-    """What ``_deepriver_part.py panel`` runs: every single series of this run."""
+def deepriver_spec(report, chosen, cap, limit):
+    """What ``_deepriver_part.py panel`` runs: the single series of this run with
+    values x horizon <= ``limit`` (deep-river's forecast(24) takes ~0.3 s a value)."""
     spec = {}
     for d in chosen:
         if d.name not in report["datasets"] or d.form not in ("river", "series"):
+            continue
+        if report["datasets"][d.name]["n"] * d.horizon > limit:
+            report["datasets"][d.name]["deepriver_skipped"] = f"values x horizon > {limit}"
             continue
         if d.form == "river":
             spec[d.name] = {"h": d.horizon, "river": d.name}
@@ -193,16 +197,19 @@ def add_deepriver(report, a):
     if a.no_deepriver:
         return "not run (--no-deepriver)"
     chosen = pdata.panel()
-    spec = deepriver_spec(report, chosen, report["cap"])
+    spec = deepriver_spec(report, chosen, report["cap"], a.deepriver_limit)
+    skipped = [n for n, d in report["datasets"].items() if "deepriver_skipped" in d]
+    too_long = (f"not run on {', '.join(skipped)} (values x horizon > {a.deepriver_limit}, "
+                f"--deepriver-limit)") if skipped else None
     if not spec:
-        return None
+        return too_long
     print(f"deep-river: {len(spec)} series in its own venv ...", file=sys.stderr)
     dr, note = deepriver(a.venv, spec)
     if dr:
         report["versions"].update({f"deep-river env {k}": v for k, v in dr["versions"].items()})
         for n in spec:
             report["datasets"][n]["columns"]["deep-river LSTM"] = dr[n]
-    return note
+    return "; ".join(x for x in (note, too_long) if x) or None
 
 
 def check():
@@ -241,6 +248,8 @@ def main(argv=None):
                    help="also run the default LSTMForecaster with seeds 1..n-1")
     p.add_argument("--no-stats", action="store_true", help="skip statsforecast's models")
     p.add_argument("--no-deepriver", action="store_true")
+    p.add_argument("--deepriver-limit", type=int, default=10_000,
+                   help="run deep-river on series with values x horizon up to this")
     p.add_argument("--venv", default=os.environ.get("DEEPRIVER_VENV", HERE / ".venv-deepriver"))
     p.add_argument("--out", default=HERE / "out" / "accuracy.json")
     p.add_argument("--check", action="store_true", help="compare our loop with iter_evaluate")
