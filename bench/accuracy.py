@@ -1,6 +1,7 @@
 """Forecast accuracy on a panel of real datasets, every model with its defaults.
 
     python bench/accuracy.py --panel          # the whole panel (bench/README.md's table)
+    python bench/accuracy.py --panel --readme # ... and write its tables into bench/README.md
     python bench/accuracy.py                  # River's ForecastingTrack only
     python bench/accuracy.py --panel --fast   # smoke run: series capped to 600 values
     python bench/accuracy.py --datasets taylor,co2 --no-stats --seeds 3
@@ -253,6 +254,8 @@ def main(argv=None):
     p.add_argument("--venv", default=os.environ.get("DEEPRIVER_VENV", HERE / ".venv-deepriver"))
     p.add_argument("--out", default=HERE / "out" / "accuracy.json")
     p.add_argument("--check", action="store_true", help="compare our loop with iter_evaluate")
+    p.add_argument("--readme", action="store_true",
+                   help="also write the tables into bench/README.md (between its markers)")
     a = p.parse_args(argv)
     if a.check:
         return check()
@@ -264,6 +267,8 @@ def main(argv=None):
     print(panel_report.render(report, dr_note))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1))
+    if a.readme and not panel_report.write_readme(report, HERE / "README.md"):
+        print("bench/README.md has no accuracy panel markers: not updated", file=sys.stderr)
     return 0
 
 

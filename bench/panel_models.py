@@ -81,8 +81,7 @@ class StatsRefit(time_series.base.Forecaster):
     ``model.forward(y=<last FIT_WINDOW values>, h)``, which runs the fitted
     parameters over the values up to now (no re-estimation) and forecasts from
     there.  Before the first fit, and if a fit fails, the last value.  ETS with a
-    period over 24 is fitted without a season (statsforecast refuses m > 24 for
-    ETS; R's ``ets`` does too).  ``lead`` as ``Naive``: forecasts h + lead values
+    period over 24 is fitted without a season (as R's ``ets``, which refuses m > 24).  ``lead`` as ``Naive``: forecasts h + lead values
     and gives the last h."""
 
     def __init__(self, kind, m, lead=0):

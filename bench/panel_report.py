@@ -158,3 +158,33 @@ def render(report, dr_note=None):
                  + f"total {report.get('seconds', 0):.0f} s.")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     return "\n".join(lines)
+
+
+BEGIN, END = "<!-- accuracy panel: begin (bench/accuracy.py --panel --readme) -->", \
+    "<!-- accuracy panel: end -->"
+
+
+def readme_block(report):
+    """The tables that ``--readme`` writes between the markers of bench/README.md."""
+    s = report["summary"]["datasets"]
+    cov = ["| dataset | h | mean over steps | min over steps |", "|---|---:|---:|---:|"]
+    for name, d in report["datasets"].items():
+        c = s[name].get("coverage_90")
+        if c:
+            cov.append(f"| {name} | {d['horizon']} | {100 * c['mean']:.1f}% | "
+                       f"{100 * c['min']:.1f}% |")
+    return "\n".join([BEGIN, "", *main_table(report), *notes(report), "",
+                      "Coverage of streamlstm default's 90% intervals, per horizon step where "
+                      "a band exists, mean and min over the steps (per step in the JSON):", "",
+                      *cov, "", f"versions: " + ", ".join(f"{k} {v}" for k, v in
+                                                          report["versions"].items()),
+                      "", END])
+
+
+def write_readme(report, path):
+    text = path.read_text()
+    if BEGIN in text and END in text:
+        a, b = text.index(BEGIN), text.index(END) + len(END)
+        path.write_text(text[:a] + readme_block(report) + text[b:])
+        return True
+    return False
