@@ -5,7 +5,13 @@ Runs inside deep-river's own virtualenv (bench/deepriver_env.sh: deep-river
 JSON object on stdout that the calling bench merges into its report.
 
     bench/.venv-deepriver/bin/python bench/_deepriver_part.py accuracy
+    bench/.venv-deepriver/bin/python bench/_deepriver_part.py panel --file series.json
     bench/.venv-deepriver/bin/python bench/_deepriver_part.py speed --n 300
+
+``panel``: the single series of bench/accuracy.py's panel, written by it to a JSON
+file: {name: {"h": h, "river": "<river dataset class>"}} or {name: {"h": h, "y": [...],
+"dates": [ISO timestamps]}}; each is scored with River's ``iter_evaluate`` as the
+other columns are.
 """
 import argparse
 import json
@@ -55,6 +61,30 @@ def accuracy():
     return out
 
 
+def panel(file):
+    """deep-river's defaults on every series of ``file`` (see the module docstring)."""
+    import datetime
+    from river import datasets
+    with open(file) as f:
+        spec = json.load(f)
+    out = {}
+    for name, d in spec.items():
+        if "river" in d:
+            data = getattr(datasets, d["river"])()
+        else:
+            data = [({"date": datetime.datetime.fromisoformat(t)}, y)
+                    for t, y in zip(d["dates"], d["y"])]
+        model = NoDatetimes(LSTMForecaster())
+        t0 = time.perf_counter()
+        last = None
+        for *_, hm in iter_evaluate(data, model, metrics.MAE(), horizon=d["h"]):
+            last = hm
+        out[name] = {"per_step": [m.get() for m in last.metrics],
+                     "seconds": time.perf_counter() - t0}
+        print(f"deep-river: {name} done ({out[name]['seconds']:.0f} s)", file=sys.stderr)
+    return out
+
+
 def speed(n):
     """Median microseconds of one learn_one + forecast(1) on a synthetic series."""
     import math
@@ -73,12 +103,14 @@ def speed(n):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["accuracy", "speed"])
+    p.add_argument("what", choices=["accuracy", "panel", "speed"])
     p.add_argument("--n", type=int, default=500)
+    p.add_argument("--file", help="panel: the series, as bench/accuracy.py writes them")
     a = p.parse_args()
     import deep_river
     import river
-    res = accuracy() if a.what == "accuracy" else speed(a.n)
+    res = {"accuracy": accuracy, "panel": lambda: panel(a.file),
+           "speed": lambda: speed(a.n)}[a.what]()
     res["versions"] = {"deep_river": deep_river.__version__, "river": river.__version__,
                        "torch": torch.__version__}
     json.dump(res, sys.stdout)
