@@ -18,6 +18,8 @@ Rows:
     (or for us), the anchor is scaled by this run's PyTorch loop of (a) over
     that quiet run's (134 us): both are per-observation PyTorch work on one
     thread.  The table shows the ratio to that estimate and to the raw 842 us.
+    And ``LSTMForecaster(coverage=None, experts=None)``: the difference is what
+    the aggregation of experts costs (issue 11: at most 2 us).
 (c) ``MultiSeriesForecaster()`` (defaults): ``predict_learn([id], [y])`` one
     row at a time, one series (the call the CLI and the Kafka worker make per
     arrival when rows come one by one).  The issue sets no separate goal; the
@@ -49,6 +51,7 @@ DEEPRIVER_US = 842.0          # issue 13's anchor for (b), measured outside this
 ISSUE_TORCH_US = 134.0        # the PyTorch loop of (a) in the same quiet run as DEEPRIVER_US
 GOAL_STEP_X = 70.0            # (a): >= 70x the PyTorch loop
 GOAL_FORECASTER_X = 100.0     # (b): >= 100x deep-river
+GOAL_EXPERTS_US = 2.0         # issue 11: the aggregation adds at most 2 us per observation
 
 
 def values(n, seed=0):
@@ -108,6 +111,8 @@ def bench(quick):
 
     run_fc = forecaster_runner("fc", streamlstm.LSTMForecaster())
     run_fc_nocov = forecaster_runner("fcn", streamlstm.LSTMForecaster(coverage=None))
+    run_fc_alone = forecaster_runner("fca", streamlstm.LSTMForecaster(coverage=None,
+                                                                     experts=None))
 
     # (c) MultiSeriesForecaster.predict_learn, one row per call
     ms = MultiSeriesForecaster()
@@ -121,10 +126,11 @@ def bench(quick):
             ms.predict_learn(["a"], [v])
         pos["ms"] = a + n_fc
 
-    t_step, t_torch, t_fc, t_fcn, t_ms = core.interleaved_medians(
-        [run_step, run_torch, run_fc, run_fc_nocov, run_ms], reps)
+    t_step, t_torch, t_fc, t_fcn, t_fca, t_ms = core.interleaved_medians(
+        [run_step, run_torch, run_fc, run_fc_nocov, run_fc_alone, run_ms], reps)
     return {"step_us": t_step / n_step * 1e6, "torch_us": t_torch / n_torch * 1e6,
             "forecaster_us": t_fc / n_fc * 1e6, "forecaster_nocov_us": t_fcn / n_fc * 1e6,
+            "forecaster_alone_us": t_fca / n_fc * 1e6,
             "predict_learn_us": t_ms / n_fc * 1e6, "reps": reps,
             "obs": {"step": n_step, "torch": n_torch, "forecaster": n_fc}}
 
@@ -159,6 +165,11 @@ def report(r):
                            f"quiet, {anchor / GOAL_FORECASTER_X:.1f} us here)",
                      f"{us:.2f} us -> {anchor / us:.0f}x ({DEEPRIVER_US / us:.0f}x the raw "
                      f"{DEEPRIVER_US:.0f} us)", anchor / us >= GOAL_FORECASTER_X))
+    extra = r["forecaster_nocov_us"] - r["forecaster_alone_us"]
+    rows.append(("the experts' aggregation (issue 11): LSTMForecaster(coverage=None) minus "
+                 "the same with experts=None", f"<= {GOAL_EXPERTS_US:.0f} us",
+                 f"{r['forecaster_nocov_us']:.2f} - {r['forecaster_alone_us']:.2f} = "
+                 f"{extra:.2f} us", extra <= GOAL_EXPERTS_US))
     print("| what a user calls | target | measured | status |")
     print("|---|---|---|---|")
     for name, target, measured, ok in rows:

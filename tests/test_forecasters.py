@@ -111,9 +111,13 @@ class _Naive(time_series.base.Forecaster):
         return [self.last] * horizon
 
 
-def test_forecast_has_no_side_effects():
+@pytest.mark.parametrize("experts", [None, "auto"])
+def test_forecast_has_no_side_effects(experts):
+    """forecast() changes nothing; with experts, asking for a step also starts
+    learning that step's weights (the only effect): a twin that asked for the same
+    steps once learns exactly the same."""
     data = airline(40)
-    a, b = small(), small()
+    a, b = small(experts=experts), small(experts=experts)
     for x, y in data[:30]:
         a.learn_one(y, x)
         b.learn_one(y, x)
@@ -121,11 +125,15 @@ def test_forecast_has_no_side_effects():
     f = a.forecast(6, xs=xs)
     assert f == a.forecast(6, xs=xs) == a.forecast(6)      # datetimes are not inputs
     assert len(f) == 6 and all(math.isfinite(v) for v in f)
+    if experts is not None:
+        b.forecast(6, xs=xs)                                 # the same steps tracked
     for x, y in data[30:]:
         a.forecast(3)
         a.learn_one(y, x)
         b.learn_one(y, x)
     assert a.forecast(12) == b.forecast(12)
+    if experts is not None:
+        assert len(a.weights_) == len(b.weights_) == 12
 
 
 def test_pickled_and_copied_models_forecast_the_same_and_keep_learning_the_same():
@@ -142,13 +150,15 @@ def test_pickled_and_copied_models_forecast_the_same_and_keep_learning_the_same(
     assert p.forecast(5) == m.forecast(5) == d.forecast(5)
     # clone = same parameters, fresh state: the same data gives the same model
     c = m.clone()
-    for x, y in data:
+    for t, (x, y) in enumerate(data):
+        if t == 30:
+            c.forecast(12)        # asks for the steps m was asked for (experts track them)
         c.learn_one(y, x)
     assert c.forecast(5) == m.forecast(5)
 
 
 def test_numeric_features_are_inputs_others_ignored_and_may_come_and_go():
-    m = small(seasonality=None)
+    m = small(seasonality=None, experts=None)     # the network's inputs, not combined
     base = dt.datetime(2024, 1, 1)
     for t in range(40):
         x = {"when": base + dt.timedelta(days=t), "name": "sensor-7", "none": None}

@@ -334,6 +334,7 @@ def test_river_forecast_interval_covers_and_leaves_forecast_unchanged():
             if t + j < y.size and not math.isnan(lo):
                 assert lo <= hi and math.isfinite(lo) and math.isfinite(hi)
                 pending.append((t + j, j, lo, hi))
+        without.forecast(3)            # asks for the same steps (the experts track them)
         with_iv.learn_one(v)
         without.learn_one(v)
     for tgt, j, lo, hi in pending:

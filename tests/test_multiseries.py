@@ -187,7 +187,8 @@ def test_multi_step_forecast_equals_an_independent_rollout(kw):
     forecast and the smoothed level moves on by its trend.  (A planted trend bug
     in the compiled rollout survived the other tests.)"""
     from streamlstm.forecast.features import Y_LEVEL, Y_MEAN, Y_TREND
-    m = MultiSeriesForecaster(hidden_size=6, k1=3, k2=6, backend="reference", seed=2, **kw)
+    m = MultiSeriesForecaster(hidden_size=6, k1=3, k2=6, backend="reference", seed=2,
+                              experts=None, **kw)
     t = np.arange(60)
     rng = np.random.default_rng(1)
     for sid, a in (("a", 1.0), ("b", -0.5)):

@@ -97,6 +97,23 @@ def format_intervals(report, coverage, skip):
     return lines
 
 
+def format_weights(model):
+    """The experts' line of the summary: their mean weight over the series in the
+    next one-step forecasts, and how many series each one leads (None without
+    experts)."""
+    table = model.weight_table() if hasattr(model, "weight_table") else None
+    if table is None or table[1].shape[0] == 0:
+        return None
+    names, W = table
+    w1 = W[:, 0, :]
+    mean = w1.mean(axis=0)
+    lead = np.bincount(w1.argmax(axis=1), minlength=len(names))
+    order = np.argsort(-mean, kind="stable")
+    parts = [f"{names[k]} {mean[k]:.2f}" + (f" (leads {lead[k]:,})" if lead[k] else "")
+             for k in order if mean[k] > 0 or lead[k]]
+    return "experts, mean weight in the next forecast: " + ", ".join(parts)
+
+
 def format_time(v, kind):
     """A series' time key (int ns for datetimes, else a number) as text."""
     if kind == "datetime":

@@ -22,7 +22,7 @@ from click.core import ParameterSource
 from streamlstm.cli.kafka import dispatch as kafka_dispatch
 from streamlstm.cli.kafka import kafka_options
 from streamlstm.cli.messages import (INTERVAL_SKIP, fail, format_intervals, format_summary,
-                                     latest_table, series_label)
+                                     format_weights, latest_table, series_label)
 from streamlstm.cli.plot import HTML_SUFFIXES, IMAGE_SUFFIXES, plot_forecasts
 from streamlstm.cli.progress import Progress
 from streamlstm.errors import BackendUnavailableError, CheckpointError, InputError
@@ -181,6 +181,12 @@ def _numbers(value, flag, kind=int):
               show_default=True, help="Scale each series on its own, or every series with "
                                       "one model-wide scaler (then state learned on one "
                                       "series transfers to a new one), e.g. --scaling global.")
+@click.option("--experts", type=click.Choice(["auto", "none"]), default=_FD["experts"],
+              show_default=True, help="Combine every forecast online with the naive, smoothed-"
+                                      "level, seasonal-naive and detected-cycle forecasts, by "
+                                      "weights learned from each series' errors so far (auto; "
+                                      "the summary shows them), or the network alone, e.g. "
+                                      "--experts none.")
 @click.option("--seed", default=_FD["seed"], show_default=True, type=click.IntRange(0, None),
               metavar="N", help="Seed of the initial weights (same seed, same results), e.g. "
                                 "--seed 7.")
@@ -323,7 +329,7 @@ def _model_options(o):
              "k1": o["k1"], "k2": o["k2"], "optimizer": o["optimizer"], "lr": o["lr"],
              "dtype": o["dtype"], "seed": o["seed"], "lags": _numbers(o["lags"], "--lags"),
              "seasonality": _numbers(o["seasonality"], "--seasonality", float) or None,
-             "scaling": o["scaling"]}
+             "scaling": o["scaling"], "experts": o["experts"]}
     if o["init_from"]:
         ctx = click.get_current_context()
         for key in model:
@@ -394,6 +400,9 @@ def _report(res, cfg, o, plot, job):
                 f"{runner.rows_in:,}): most of this input did not reach the model. Is the file "
                 f"sorted by time within each series, and are --series-col/--time-col right?")
     for line in format_summary(m.summary(n_worst=3), series_label(runner)):
+        err(line)
+    line = format_weights(runner.model)
+    if line:
         err(line)
     if runner.intervals is not None:
         for line in format_intervals(runner.intervals.report(INTERVAL_SKIP),

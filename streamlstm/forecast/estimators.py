@@ -33,6 +33,7 @@ from streamlstm.backends import BACKENDS
 from streamlstm.core.checks import check_int, check_number
 from streamlstm.core.layout import DTYPES
 from streamlstm.errors import InputError
+from streamlstm.forecast.experts import check_experts
 from streamlstm.forecast.intervals import check_coverage
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
 from streamlstm.core.optim import Adam
@@ -180,9 +181,9 @@ class _SingleSeries:
                 raise InputError(f"feature {f!r} is infinite ({v}); pass finite values "
                                  f"(NaN or leaving it out marks it absent)")
         X = self._row(xnum, grow=True)
-        if getattr(self, "coverage", None) is None:
+        if getattr(self, "coverage", None) is None and getattr(self, "experts", None) is None:
             self._core.learn_slots(self._SLOT, np.array([y]), X)
-        else:   # the same learning, plus the rollout the interval trackers score
+        else:   # the same learning, plus what the experts' weights and the intervals score
             self._core.predict_learn_slots(self._SLOT, np.array([y]), X)
         self._n_learned += 1
 
@@ -217,8 +218,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
                  k2: int = 8, seasonality: int | str | None = "auto", lags: tuple | str = "auto",
                  differencing: bool = True, scale_window: int = 1000,
                  clip_norm: float | None = None, trend: bool = False, align_to_xs: bool = True,
-                 coverage: float | None = 0.9, backend: str = "cpu", dtype: str = "float64",
-                 seed: int = 0):
+                 coverage: float | None = 0.9, experts: str | None = "auto",
+                 backend: str = "cpu", dtype: str = "float64", seed: int = 0):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.lr = lr
@@ -227,6 +228,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
         self.trend = trend
         self.align_to_xs = align_to_xs
         self.coverage = coverage
+        self.experts = experts
         self.seasonality = seasonality
         self.lags = lags
         self.differencing = differencing
@@ -243,6 +245,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
             raise InputError(f"lags={lags!r} must be 'auto' or a tuple of steps, e.g. (1, 12)")
         self._check_options()
         check_coverage(type(self).__name__, coverage)
+        check_experts(type(self).__name__, experts)
         self._reset_state()
         self._pending = []             # (y, xnum) held while the period is unknown
         self._first_time = None
@@ -274,7 +277,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
             lags = self.lags
         self._core = self._new_core(lags=lags, seasonality=period,
                                     differencing=self.differencing, trend=self.trend,
-                                    coverage=self.coverage)
+                                    coverage=self.coverage, experts=self.experts)
 
     # -- River API ---------------------------------------------------------------------
     def learn_one(self, y, x=None):
@@ -311,6 +314,8 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
             last = next((yy for yy, _ in reversed(self._pending) if not math.isnan(yy)), math.nan)
             return [last] * horizon
         lead = self._lead(xs)
+        if self._core.experts is not None:   # learn the weights of the steps asked for
+            self._core.widen_horizon(min(lead + horizon, _MAX_TRACKED))
         X = self._future(xs, horizon)
         if lead:
             if X is not None:
@@ -355,6 +360,16 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
                                               None if X is None else X[None], interval=True)
         return list(zip(lo[0, lead:].tolist(), hi[0, lead:].tolist()))
 
+    @property
+    def weights_(self):
+        """The experts' weights in the next forecasts (``experts="auto"``): one dict
+        expert name -> weight per tracked horizon step (a step is tracked from the
+        first time ``forecast`` asks for it); ``[]`` before the network exists or
+        with ``experts=None``."""
+        if self._core is None or self._core.experts is None:
+            return []
+        return self._core.weights(0)[0]
+
     def _lead(self, xs):
         """Steps between the newest learned value and the first forecast asked for,
         minus one, from the datetimes in ``xs`` (0 without them).  River's
@@ -373,7 +388,7 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
     def _unit_test_params(cls):
         yield {"hidden_size": 4, "k2": 4}
         yield {"hidden_size": 3, "k1": 2, "k2": 3, "seasonality": 2, "differencing": True,
-               "dtype": "float32", "coverage": None}
+               "dtype": "float32", "coverage": None, "experts": None}
 
 
 class LSTMForecaster(_RecurrentForecaster):
@@ -429,6 +444,13 @@ class LSTMForecaster(_RecurrentForecaster):
     coverage
         Nominal coverage of ``forecast_interval``'s bands (None: no intervals,
         and ``learn_one`` skips their bookkeeping).
+    experts
+        ``"auto"``: each forecast step combines the network with the naive, a
+        smoothed level and the seasonal naive forecast by weights learned online
+        from the errors revealed so far (``weights_``; streamlstm/forecast/experts.py),
+        so the model falls back on a simple forecast where the network is worse.
+        Asking ``forecast`` for a step tracks that step's weights from then on.
+        None: the network alone.
     backend
         ``"cpu"`` (Numba), ``"reference"`` (NumPy) or ``"cuda"``.
     dtype
@@ -440,6 +462,8 @@ class LSTMForecaster(_RecurrentForecaster):
     ----------
     period_
         The seasonal period in use, once known.
+    weights_
+        The experts' weights per tracked horizon step.
 
     Examples
     --------
@@ -449,18 +473,18 @@ class LSTMForecaster(_RecurrentForecaster):
     >>> import streamlstm
     >>> model = streamlstm.LSTMForecaster()
     >>> evaluate.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=12)
-    +1  MAE: 20.46
-    +2  MAE: 22.35
-    +3  MAE: 23.87
-    +4  MAE: 24.33
-    +5  MAE: 24.46
-    +6  MAE: 24.68
-    +7  MAE: 25.52
-    +8  MAE: 24.71
-    +9  MAE: 24.63
-    +10 MAE: 23.51
-    +11 MAE: 23.88
-    +12 MAE: 29.50
+    +1  MAE: 18.66
+    +2  MAE: 20.64
+    +3  MAE: 22.95
+    +4  MAE: 22.81
+    +5  MAE: 22.13
+    +6  MAE: 23.00
+    +7  MAE: 23.32
+    +8  MAE: 22.99
+    +9  MAE: 25.31
+    +10 MAE: 23.58
+    +11 MAE: 27.49
+    +12 MAE: 30.14
 
     (River's ``HoltWinters`` docstring scores 25.90 ... 33.98 on the same run.)
     The seasonal period came from the monthly datetimes:
@@ -468,7 +492,7 @@ class LSTMForecaster(_RecurrentForecaster):
     >>> model.period_
     12
     >>> [round(v) for v in model.forecast(horizon=3)]   # Jan..Mar 1961
-    [423, 414, 497]
+    [415, 405, 471]
 
     90% prediction intervals, calibrated online on the model's own errors (a
     step is tracked from the first time it is asked for):
@@ -481,7 +505,7 @@ class LSTMForecaster(_RecurrentForecaster):
     ...         hits, n = hits + (lo <= y <= hi), n + 1
     ...     model.learn_one(y, x)
     >>> n, round(hits / n, 2)
-    (114, 0.92)
+    (114, 0.89)
 
     """
 
@@ -501,7 +525,7 @@ class GRUForecaster(_RecurrentForecaster):
     >>> for t in range(200):
     ...     model.learn_one(500.0 + 50.0 * math.sin(t / 3.0))
     >>> [round(v, 1) for v in model.forecast(horizon=3)]    # truth: 468.0, 457.2, 451.1
-    [468.4, 457.4, 450.2]
+    [468.9, 457.7, 450.7]
 
     """
 

@@ -22,12 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from streamlstm.core import checkpoint as _ckpt
-from streamlstm.core.checks import all_finite, check_int, refuse_nonfinite
+from streamlstm.core.checks import all_finite, check_int
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import (SeriesFeatures, check_features, check_lags,
                                           check_periods, to_raw)
+from streamlstm.forecast.experts import ExpertState, check_experts
 from streamlstm.forecast.intervals import CoverageTally, IntervalState, check_coverage
-from streamlstm.forecast.rows import FAST_ROWS, check_batch, fast_batch, norm_id
+from streamlstm.forecast.rows import (FAST_ROWS, check_batch, fast_batch, frame_rows,
+                                     norm_id)
 from streamlstm.core.layout import Layout
 from streamlstm.core.online_rnn import OnlineRNN
 from streamlstm.core.optim import Adam, optimizer_from_config
@@ -84,7 +86,7 @@ class MultiSeriesForecaster:
     coverage
         Nominal coverage of online prediction intervals (e.g. 0.9), per series
         and horizon step (``forecast/intervals.py``), or None for none.  Their
-        state is updated by ``predict_learn`` (not by ``learn_many``).
+        state is updated by ``predict_learn`` and ``learn_many``.
     scaling
         ``"series"``: every series is scaled by its own online scalers (the
         network sees each series in its own units).  ``"global"``: one
@@ -92,6 +94,13 @@ class MultiSeriesForecaster:
         series, in row order), so all series share one unit and what was learned
         on one series carries over to a new one (``examples/warm_start.py``);
         ``trend`` must then be False.
+    experts
+        ``"auto"``: every forecast is the network's combined, per series and
+        horizon step, with naive, smoothed-level and seasonal-naive forecasts
+        (one per period of ``seasonality``) by weights learned online from the
+        errors revealed so far (``forecast/experts.py``: ML-Poly, discounted),
+        so a series the network forecasts badly falls back on the best simple
+        forecast.  None: the network alone.  ``weights(series)`` shows them.
 
     Examples
     --------
@@ -123,7 +132,8 @@ class MultiSeriesForecaster:
     def __init__(self, cell="lstm", hidden_size=16, n_layers=1, k1=8, k2=16, optimizer=None,
                  features=None, horizon=1, backend="cpu", dtype="float64", seed=0,
                  lags=(1,), seasonality=None, differencing=False, scale_window=16,
-                 clip_norm=None, trend=False, coverage=None, scaling="series"):
+                 clip_norm=None, trend=False, coverage=None, scaling="series",
+                 experts="auto"):
         self.cell = cell
         self.hidden_size = hidden_size
         self.n_layers = n_layers
@@ -143,6 +153,7 @@ class MultiSeriesForecaster:
         self.trend = trend
         self.coverage = coverage
         self.scaling = scaling
+        self.experts = experts
 
         self._features = check_features(features)
         self._horizon = check_int("horizon", horizon, 1)
@@ -160,6 +171,9 @@ class MultiSeriesForecaster:
         self._slot = {}         # id -> slot
         cov = check_coverage(type(self).__name__, coverage)
         self._iv = None if cov is None else IntervalState(cov, self._horizon)
+        ex = check_experts(type(self).__name__, experts)
+        self.experts = ex
+        self._ex = None if ex is None else ExpertState(self._periods, self._horizon)
 
     # -- slots --------------------------------------------------------------------------
     @property
@@ -237,6 +251,8 @@ class MultiSeriesForecaster:
             self._feats.resize(cap)
             if self._iv is not None:
                 self._iv.resize(cap)
+            if self._ex is not None:
+                self._ex.resize(cap)
 
     # -- learning -----------------------------------------------------------------------
     def predict_learn(self, series_ids, y, X=None, interval=False):
@@ -264,6 +280,8 @@ class MultiSeriesForecaster:
     def predict_learn_slots(self, slots, y, X, interval=False):
         """``predict_learn`` on int64 ``slots`` from ``slots_of`` (validated rows)."""
         out = self._predict_learn(slots, y, X, self._horizon)
+        if self._ex is not None:
+            out = self._ex.update(slots, y, out)
         if self._iv is None:
             return out
         band = self._iv.update(slots, y, out)
@@ -277,6 +295,8 @@ class MultiSeriesForecaster:
             self._horizon = self.horizon = h
             if self._iv is not None:
                 self._iv.set_horizon(h)
+            if self._ex is not None:
+                self._ex.set_horizon(h)
 
     def _predict_learn(self, slots, y, X, horizon):
         R = slots.size
@@ -367,12 +387,7 @@ class MultiSeriesForecaster:
         """
         h = check_int("horizon", horizon, 1)
         self._check_interval(interval)
-        if series is None:
-            ids = list(self._ids)
-        elif isinstance(series, (str, numbers.Integral, np.integer)):
-            ids = [series]
-        else:
-            ids = list(series)
+        ids = self._ids_of(series)
         slots = self.slots_of(ids, create=False)
         ids = [self._ids[s] for s in slots]
         if not ids:
@@ -398,6 +413,11 @@ class MultiSeriesForecaster:
 
     def _forecast_slots(self, slots, h, Xf):
         """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
+        out = self._network_forecast(slots, h, Xf)
+        return out if self._ex is None else self._ex.combine(slots, out)
+
+    def _network_forecast(self, slots, h, Xf):
+        """(B, h) forecasts of the network alone."""
         if h == 1:   # nothing is fed back: read the live feature state, no copy needed
             U, level, scale = self._feats.rollout_step(self._feats.view(slots), Xf[:, 0])
             yhat, _ = self._forward(U, self._get_state(slots))
@@ -405,6 +425,39 @@ class MultiSeriesForecaster:
                           scale)[:, None]
         snap = self._feats.snapshot(slots)
         return self._rollout(snap, self._get_state(slots), h, lambda j: Xf[:, j])
+
+    def weights(self, series=None):
+        """The experts' weights in the next forecasts: a dict id -> list (one per
+        tracked horizon step) of dicts expert name -> weight (``experts="auto"``;
+        ``forecast/experts.py``).  ``series``: one id, a list, or None for all.
+
+        >>> m = MultiSeriesForecaster(hidden_size=4, backend="reference")
+        >>> _ = m.predict_learn(["a"] * 50, list(range(50)))
+        >>> sorted(m.weights("a")["a"][0])
+        ['cycle', 'level', 'naive', 'network']
+        """
+        if self._ex is None:
+            raise InputError("this model combines no experts (experts=None)")
+        ids = self._ids_of(series)
+        slots = self.slots_of(ids, create=False)
+        w = self._ex.weights(slots)
+        return {self._ids[s]: list(w[k]) for k, s in enumerate(slots)}
+
+    def weight_table(self):
+        """``(names, W)``: the experts' names and each series' weights in its next
+        forecasts, W (n_series, horizon, K) in ``series_ids`` order (None with
+        ``experts=None``)."""
+        if self._ex is None:
+            return None
+        n = len(self._ids)
+        return self._ex.names, self._ex.weight_array(np.arange(n, dtype=np.int64))
+
+    def _ids_of(self, series):
+        if series is None:
+            return list(self._ids)
+        if isinstance(series, (str, numbers.Integral, np.integer)):
+            return [series]
+        return list(series)
 
     def _future_x(self, xs, ids, slots, h, F):
         """(B, h, F) raw future features (NaN = absent)."""
@@ -486,7 +539,7 @@ class MultiSeriesForecaster:
                           backend=self.backend, dtype=self.dtype, lags=self.lags,
                           seasonality=self.seasonality, differencing=self.differencing,
                           clip_norm=self.clip_norm, trend=self.trend, coverage=self.coverage,
-                          scaling=self.scaling)
+                          scaling=self.scaling, experts=self.experts)
         F = len(self._features)
         ids = ["a", "b"] * 4
         y = np.linspace(0.0, 1.0, len(ids))
@@ -508,15 +561,18 @@ class MultiSeriesForecaster:
         in few kernel calls (``OnlineRNN.step_rows``).  ``progress``: show a bar on
         stderr (None: on a terminal, for long frames).
         """
-        ids, y, X = self._frame_rows(frame, id_col, time_col, value_col)
+        ids, y, X = frame_rows(frame, self._features, id_col, time_col, value_col)
         R = len(ids)
+        # with experts or intervals, their state learns too (replay = streaming)
+        learn = (self.learn_slots if self._ex is None and self._iv is None
+                 else self.predict_learn_slots)
         if progress is None:
             progress = R >= PROGRESS_ROWS and sys.stderr.isatty()
         with tqdm(total=R, desc="learning", unit=" rows", unit_scale=True, file=sys.stderr,
                   disable=not progress) as bar:
             for a in range(0, R, CHUNK_ROWS):
                 b = min(R, a + CHUNK_ROWS)
-                self.learn_slots(self.slots_of(ids[a:b], create=True), y[a:b], X[a:b])
+                learn(self.slots_of(ids[a:b], create=True), y[a:b], X[a:b])
                 bar.update(b - a)
 
     def replay(self, frame, id_col="series_id", time_col="timestamp", value_col="value",
@@ -524,44 +580,6 @@ class MultiSeriesForecaster:
         """Warm the model on a long history: ``learn_many`` with a progress bar."""
         self.learn_many(frame, id_col=id_col, time_col=time_col, value_col=value_col,
                         progress=progress)
-
-    def _frame_rows(self, frame, id_col, time_col, value_col):
-        cols = list(frame.columns)
-        for c in (id_col, value_col, *self._features):
-            if c not in cols:
-                raise InputError(f"the frame has no column {c!r} (columns: {cols}); "
-                                 f"rename it or pass id_col=/value_col=")
-        if time_col is not None and time_col in cols:
-            order = np.argsort(np.asarray(frame[time_col]), kind="stable")
-            frame = frame.iloc[order]
-        ids = frame[id_col].to_numpy()
-        if ids.dtype.kind not in "iuU":
-            ids = ids.astype(object)
-            if not set(map(type, ids.tolist())) <= {str, int}:      # validate every id first
-                for r, v in enumerate(ids.tolist()):
-                    norm_id(v, r)
-        try:
-            y = frame[value_col].to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError):
-            raise InputError(f"column {value_col!r} must be numeric (NaN marks a missing "
-                             f"value)") from None
-        F = len(self._features)
-        X = np.empty((len(ids), F))
-        for c, name in enumerate(self._features):
-            try:
-                X[:, c] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):
-                raise InputError(f"feature column {name!r} must be numeric") from None
-        where = frame.index
-        bad = np.flatnonzero(np.isinf(y))
-        if bad.size:
-            r = bad[0]
-            raise InputError(f"column {value_col!r} has infinite value {y[r]} at row "
-                             f"{where[r]!r} (series {ids[r]!r}); use NaN for a missing value")
-        refuse_nonfinite(X, lambda r, c: (
-            f"feature column {self._features[c]!r} has non-finite value {X[r, c]} at row "
-            f"{where[r]!r} (series {ids[r]!r}); impute or drop the row"))
-        return ids, np.ascontiguousarray(y), X
 
     # -- checkpoints ------------------------------------------------------------------------
     def _config(self):
@@ -574,7 +592,7 @@ class MultiSeriesForecaster:
                 "differencing": bool(self.differencing), "scale_window": self._window,
                 "clip_norm": self.clip_norm, "trend": bool(self.trend),
                 "coverage": None if self._iv is None else self._iv.coverage,
-                "scaling": self.scaling}
+                "scaling": self.scaling, "experts": self.experts}
 
     def _parts(self):
         """(meta, arrays): everything needed to rebuild this model bit for bit."""
@@ -586,6 +604,8 @@ class MultiSeriesForecaster:
         arrays.update({f"gfeat.{k}": v for k, v in (self._feats.g or {}).items()})
         if self._iv is not None:
             arrays.update({f"iv.{k}": v for k, v in self._iv.a.items()})
+        if self._ex is not None:
+            arrays.update({f"ex.{k}": v for k, v in self._ex.a.items()})
         return meta, arrays
 
     @classmethod
@@ -598,6 +618,7 @@ class MultiSeriesForecaster:
             cfg["optimizer"] = optimizer_from_config(cfg["optimizer"])
             cfg["seasonality"] = tuple(cfg["seasonality"]) or None
             cfg["lags"] = tuple(cfg["lags"])
+            cfg.setdefault("experts", None)     # a checkpoint from before experts
             if backend is not None:
                 cfg["backend"] = backend
             model = cls(**cfg)
@@ -620,6 +641,9 @@ class MultiSeriesForecaster:
                 model._feats.g = {k: np.array(g[k], copy=True) for k in model._feats.g}
             if model._iv is not None:
                 model._iv.load({k[3:]: v for k, v in arrays.items() if k.startswith("iv.")}, n,
+                               source)
+            if model._ex is not None:
+                model._ex.load({k[3:]: v for k, v in arrays.items() if k.startswith("ex.")}, n,
                                source)
             model._ids = list(meta["ids"])
             model._slot = {i: s for s, i in enumerate(model._ids)}

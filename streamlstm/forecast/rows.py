@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from streamlstm.core.checks import is_ready_array, no_inf
+from streamlstm.core.checks import is_ready_array, no_inf, refuse_nonfinite
 from streamlstm.errors import InputError
 
 _F64 = np.dtype(np.float64)
@@ -96,3 +96,45 @@ def fast_batch(series_ids, y, X, n_features):
         return None
     Xa = np.empty((R, 0)) if n_features == 0 else np.full((R, n_features), np.nan)
     return list(series_ids), ya, Xa
+
+
+def frame_rows(frame, features, id_col, time_col, value_col):
+    """The rows of a DataFrame for ``learn_many``: ids, values and the ``features``
+    columns, in ``time_col`` order (stable; the frame's order without it), each
+    checked (a missing column, a non-numeric or infinite value is named)."""
+    cols = list(frame.columns)
+    for c in (id_col, value_col, *features):
+        if c not in cols:
+            raise InputError(f"the frame has no column {c!r} (columns: {cols}); "
+                             f"rename it or pass id_col=/value_col=")
+    if time_col is not None and time_col in cols:
+        order = np.argsort(np.asarray(frame[time_col]), kind="stable")
+        frame = frame.iloc[order]
+    ids = frame[id_col].to_numpy()
+    if ids.dtype.kind not in "iuU":
+        ids = ids.astype(object)
+        if not set(map(type, ids.tolist())) <= {str, int}:      # validate every id first
+            for r, v in enumerate(ids.tolist()):
+                norm_id(v, r)
+    try:
+        y = frame[value_col].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise InputError(f"column {value_col!r} must be numeric (NaN marks a missing "
+                         f"value)") from None
+    F = len(features)
+    X = np.empty((len(ids), F))
+    for c, name in enumerate(features):
+        try:
+            X[:, c] = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            raise InputError(f"feature column {name!r} must be numeric") from None
+    where = frame.index
+    bad = np.flatnonzero(np.isinf(y))
+    if bad.size:
+        r = bad[0]
+        raise InputError(f"column {value_col!r} has infinite value {y[r]} at row "
+                         f"{where[r]!r} (series {ids[r]!r}); use NaN for a missing value")
+    refuse_nonfinite(X, lambda r, c: (
+        f"feature column {features[c]!r} has non-finite value {X[r, c]} at row "
+        f"{where[r]!r} (series {ids[r]!r}); impute or drop the row"))
+    return ids, np.ascontiguousarray(y), X

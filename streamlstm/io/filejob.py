@@ -50,10 +50,10 @@ OUT_SERIES, OUT_TIME = "series_id", "timestamp"
 MODEL_FLAGS = {"cell": "--cell", "hidden_size": "--hidden-size", "n_layers": "--layers",
                "k1": "--k1", "k2": "--k2", "optimizer": "--optimizer", "lr": "--lr",
                "dtype": "--dtype", "seed": "--seed", "lags": "--lags",
-               "seasonality": "--seasonality", "scaling": "--scaling"}
+               "seasonality": "--seasonality", "scaling": "--scaling", "experts": "--experts"}
 MODEL_KEYS = tuple(MODEL_FLAGS)
 # What a checkpoint from before an option was written with (its runs had no choice).
-LEGACY = {"scaling": "series"}
+LEGACY = {"scaling": "series", "experts": "none"}
 # Options whose value changes the results: a resumed run must use the same.
 RESULT_KEYS = {
     "series_col": "--series-col", "time_col": "--time-col", "target_col": "--target-col",
@@ -119,7 +119,8 @@ class JobConfig:
     coverage: float | None = None    # prediction intervals (None: none; the CLI says 0.9)
     backend: str = "cpu"
     # MultiSeriesForecaster options the user set (cell, hidden_size, n_layers, k1, k2,
-    # optimizer, lr, dtype, seed, lags, seasonality, scaling); the rest take its defaults.
+    # optimizer, lr, dtype, seed, lags, seasonality, scaling, experts); the rest take its
+    # defaults.
     model: dict = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
     metrics_window: int = 1000
@@ -546,8 +547,9 @@ def write_series_metrics(path, runner):
     """``--metrics-out``: one row per series (``series_id, rows, MAE, RMSE, SMAPE,
     naive_MAE``; with intervals ``bands, coverage, width`` of the one-step
     bands; with ``--horizon H`` ``rows_hH, MAE_hH, RMSE_hH, SMAPE_hH, naive_MAE_hH``
-    of steps 2..H) to a .parquet/.csv/.csv.gz/.jsonl file, atomically; returns the
-    row count.
+    of steps 2..H; with experts ``lead_expert``, the one with the largest weight in
+    the series' next one-step forecast, and ``weight_<expert>`` each weight) to a
+    .parquet/.csv/.csv.gz/.jsonl file, atomically; returns the row count.
     The values are the run's River metrics (``ForecastMetrics.per_series_table``)."""
     table = runner.metrics.per_series_table()
     n = len(table["rows"])
@@ -556,6 +558,13 @@ def write_series_metrics(path, runner):
     for k, v in table.items():
         kind = pa.int64() if k.startswith(("bands", "rows")) else pa.float64()
         cols[k] = pa.array(v, type=kind)
+    weights = runner.model.weight_table()
+    if weights is not None:        # which expert leads each series, and every weight
+        names, W = weights
+        w1 = W[:n, 0, :]
+        cols["lead_expert"] = pa.array([names[k] for k in w1.argmax(axis=1)], type=pa.string())
+        for k, name in enumerate(names):
+            cols[f"weight_{name}"] = pa.array(w1[:, k], type=pa.float64())
     f = ForecastFile(path)
     f.write(pa.table(cols))
     f.close()

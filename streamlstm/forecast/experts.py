@@ -1,0 +1,382 @@
+"""Online aggregation of experts: the network's forecasts combined, per series
+and per horizon step, with simple forecasters, by weights learned from the
+errors revealed so far (issue 11).
+
+A user's first question of any forecaster is whether it beats repeating the last
+value.  A network trained online is sometimes worse (a random-walk price, a
+series too short to learn from), sometimes much better; which one is not known
+in advance and changes over time.  So every forecast is a convex combination
+
+    yhat = sum_k p_k f_k
+
+of the *experts* ``f_k`` of that series and horizon step:
+
+* ``network``: the recurrent network's forecast (its rollout for step h);
+* ``naive``: the last observed value;
+* ``level``: an exponentially smoothed level (``LEVEL_ALPHA``), the floor for
+  noisy mean-reverting series (a sensor around a set point);
+* ``cycle``: the seasonal naive forecast at a period detected online, the lag
+  ``l`` in 2..``CYCLE_LAGS`` of the largest autocorrelation of the series' one-step
+  changes (discounted sums over ~``CYCLE_WINDOW`` rows), when it exceeds
+  ``max(CYCLE_MIN_ACF, 2 / sqrt(n))`` (the usual significance bound) and two
+  whole cycles have been seen: a cycle no timestamp announces (sunspots' ~11
+  years, lynx trappings' ~10) gets a forecaster too;
+* ``seasonal_naive_P`` for each seasonal period ``P`` the model knows (rounded to
+  whole rows): the value one season before the target.
+
+The weights follow ML-Poly (Gaillard, Stoltz & van Erven 2014, "A second-order
+bound with excess losses"; the default rule of the R package ``opera``), with the
+gradient trick for the absolute loss, and a discount so that it follows switches
+between experts:
+
+    g   = sign(yhat - y)                       (d|yhat - y| / d yhat)
+    r_k = g * (yhat - f_k)                     (the linearised regret to expert k)
+    R_k <- rho R_k + r_k,   B_k <- rho B_k + r_k^2
+    p_k ∝ (R_k)_+ / B_k                        (uniform while every R_k <= 0)
+
+Undiscounted (``rho = 1``), its regret against the best fixed convex combination
+of the experts, in linearised absolute loss, is ``O(sqrt(sum_t r^2 log K))`` with
+no learning rate to tune; the linearised loss upper-bounds the regret in absolute
+loss (convexity).  ``rho = 1 - 1/DISCOUNT_WINDOW`` keeps about the last
+``DISCOUNT_WINDOW`` forecasts in force, the usual way to track a best expert
+that changes (the bound then holds on every window of that length).  It is
+scale-free: ``R`` scales with the series and ``B`` with its square, so the
+weights of a series times 1000 are the same; one constant serves every unit.
+
+A step-h forecast is scored when its target arrives, h rows of the series later
+(the experts' forecasts and the combination issued then wait in ``pend``, slot =
+target row mod H, as in ``intervals.py``): no look-ahead.  An expert without a
+forecast (NaN: no value yet, a season not yet seen) takes no part, neither in the
+combination nor in the update.  Rows run one by one in arrival order in one
+``@njit`` loop, so batching never changes a result, and every array goes into the
+checkpoint: resume = uninterrupted, replay = streaming.
+
+State (``ExpertState.a``), per series: ``hist`` (N, L) the last L values (L the
+longest period, at least ``CYCLE_LAGS + 2``), ``last`` (N, 3) the last finite
+value, the smoothed level and the detected cycle (0: none), ``acf`` (N,
+``CYCLE_LAGS + 1``) the discounted lagged products of changes, ``pos`` (N,) rows seen, ``reg`` (N, H, K, 2) each step's
+discounted regrets and squared regrets, ``pend`` (N, H, H, K + 1) the forecasts
+still waiting for their targets (with the combination issued).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from streamlstm.errors import CheckpointError, InputError
+
+LEVEL_ALPHA = 0.2        # smoothing weight of the ``level`` expert
+DISCOUNT_WINDOW = 500    # the regrets of about this many forecasts stay in force
+CYCLE_LAGS = 64          # the cycle detector looks at periods 2..CYCLE_LAGS
+CYCLE_WINDOW = 1000      # ... in the autocorrelations of about this many changes
+CYCLE_MIN_ACF = 0.2      # ... and takes a period whose autocorrelation exceeds this
+# Columns of ``reg`` and of ``last``.
+R_SUM, B_SUM = range(2)
+L_LAST, L_LEVEL, L_CYCLE = range(3)
+NETWORK, NAIVE, LEVEL, CYCLE = range(4)      # expert columns; seasonal experts follow
+BASE_NAMES = ("network", "naive", "level", "cycle")
+CHOICES = ("auto", None)
+
+
+def check_experts(owner, experts):
+    """``"auto"`` (the network plus the simple experts) or None (the network alone).
+
+    >>> check_experts("MultiSeriesForecaster", "all")   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamlstm.errors.InputError: MultiSeriesForecaster(experts='all'): use 'auto' ...
+    """
+    if isinstance(experts, str) and experts.lower() == "none":
+        return None
+    if experts not in CHOICES:
+        raise InputError(f"{owner}(experts={experts!r}): use 'auto' (the network combined "
+                         f"online with naive, smoothed-level and seasonal-naive forecasts) or "
+                         f"None (the network alone)")
+    return experts
+
+
+def expert_names(periods):
+    """Names of the experts of a model with seasonal ``periods`` (in rows)."""
+    return BASE_NAMES + tuple(f"seasonal_naive_{p}" for p in season_lengths(periods))
+
+
+def season_lengths(periods):
+    """Whole-row seasonal periods (distinct, > 1, in the order given)."""
+    out = []
+    for p in periods:
+        q = int(round(p))
+        if q > 1 and q not in out:
+            out.append(q)
+    return tuple(out)
+
+
+@njit(cache=True)
+def _season_ago(hist, s, t, j, P):
+    """The value a whole number of periods ``P`` before row ``t + j`` (NaN if none)."""
+    back = t + j - P * ((j + P) // P)     # the target's row minus whole seasons
+    return hist[s, back % hist.shape[1]] if back >= 0 else np.nan
+
+
+@njit(cache=True)
+def _expert_forecasts(hist, last, s, t, j, seasons, fnet, f):
+    """Forecasts by every expert of the value ``j + 1`` rows after the ``t`` rows
+    of series ``s`` seen so far (into ``f``)."""
+    f[NETWORK] = fnet
+    f[NAIVE] = last[s, L_LAST]
+    f[LEVEL] = last[s, L_LEVEL]
+    P = int(last[s, L_CYCLE])
+    f[CYCLE] = _season_ago(hist, s, t, j, P) if P >= 2 else np.nan
+    for i in range(seasons.size):
+        f[CYCLE + 1 + i] = _season_ago(hist, s, t, j, seasons[i])
+
+
+@njit(cache=True)
+def _take_cycle(hist, last, acf, s, t, rho_acf, min_acf):
+    """Fold row ``t``'s change into the lagged products of series ``s`` (its value
+    already in ``hist``) and redetect the cycle."""
+    L = hist.shape[1]
+    if t < 1:
+        return
+    d0 = hist[s, t % L] - hist[s, (t - 1) % L]
+    if d0 != d0:
+        return
+    M = acf.shape[1]
+    for l in range(M):
+        acf[s, l] *= rho_acf
+        if t - l - 1 >= 0:
+            d = hist[s, (t - l) % L] - hist[s, (t - l - 1) % L]
+            if d == d:
+                acf[s, l] += d0 * d
+    best, P = 0.0, 0
+    if acf[s, 0] > 0.0:
+        for l in range(2, M):
+            if 2 * l <= t + 1:
+                a = acf[s, l] / acf[s, 0]
+                if a > best:
+                    best, P = a, l
+    if best <= max(min_acf, 2.0 / np.sqrt(t + 1.0)):
+        P = 0
+    last[s, L_CYCLE] = P
+
+
+@njit(cache=True)
+def _weights(reg_sj, f, w):
+    """ML-Poly weights of the experts with a forecast in ``f`` (into ``w``)."""
+    K = f.size
+    tot = 0.0
+    n = 0
+    for k in range(K):
+        w[k] = 0.0
+        if f[k] == f[k]:
+            n += 1
+            if reg_sj[k, R_SUM] > 0.0 and reg_sj[k, B_SUM] > 0.0:
+                w[k] = reg_sj[k, R_SUM] / reg_sj[k, B_SUM]
+                tot += w[k]
+    if tot > 0.0:
+        for k in range(K):
+            w[k] /= tot
+    elif n > 0:
+        for k in range(K):
+            w[k] = 1.0 / n if f[k] == f[k] else 0.0
+
+
+@njit(cache=True)
+def _combine(reg_sj, f, w):
+    _weights(reg_sj, f, w)
+    c = 0.0
+    any_ = False
+    for k in range(f.size):
+        if w[k] > 0.0:
+            c += w[k] * f[k]
+            any_ = True
+    return c if any_ else np.nan
+
+
+@njit(cache=True)
+def _score(reg_sj, f, c, y, rho):
+    """Update one step's regrets with the target ``y`` of the combination ``c``."""
+    if c != c:
+        return
+    g = 1.0 if c > y else (-1.0 if c < y else 0.0)
+    for k in range(f.size):
+        if f[k] == f[k]:
+            r = g * (c - f[k])
+            reg_sj[k, R_SUM] = rho * reg_sj[k, R_SUM] + r
+            reg_sj[k, B_SUM] = rho * reg_sj[k, B_SUM] + r * r
+
+
+@njit(cache=True)
+def update_rows(slots, y, fnet, hist, last, acf, pos, reg, pend, seasons, rho, alpha, rho_acf,
+                min_acf, out):
+    """Combine each row's network forecasts ``fnet`` (R, H) with the experts into
+    ``out``, then score every pending forecast whose target is the row's value
+    and take the value into the history; rows in arrival order."""
+    R, H = fnet.shape
+    K = reg.shape[2]
+    f = np.empty(K)
+    w = np.empty(K)
+    f0 = np.empty(K)
+    L = hist.shape[1]
+    for r in range(R):
+        s = slots[r]
+        t = pos[s]
+        for j in range(H):
+            _expert_forecasts(hist, last, s, t, j, seasons, fnet[r, j], f)
+            c = _combine(reg[s, j], f, w)
+            out[r, j] = c
+            if j == 0:
+                f0[:] = f
+            else:
+                q = (t + j) % H
+                pend[s, q, j, :K] = f
+                pend[s, q, j, K] = c
+        yr = y[r]
+        p = t % H
+        for j in range(H):
+            if yr == yr:
+                if j == 0:
+                    _score(reg[s, 0], f0, out[r, 0], yr, rho)
+                else:
+                    _score(reg[s, j], pend[s, p, j, :K], pend[s, p, j, K], yr, rho)
+            if j > 0:
+                pend[s, p, j, :] = np.nan
+        hist[s, t % L] = yr
+        if yr == yr:
+            last[s, L_LAST] = yr
+            lv = last[s, L_LEVEL]
+            last[s, L_LEVEL] = yr if lv != lv else lv + alpha * (yr - lv)
+            _take_cycle(hist, last, acf, s, t, rho_acf, min_acf)
+        pos[s] = t + 1
+
+
+@njit(cache=True)
+def combine_live(slots, fnet, hist, last, pos, reg, seasons, out, weights):
+    """Combinations of live forecasts ``fnet`` (B, h) (``forecast``): nothing
+    changes.  Steps beyond the tracked horizon use the last tracked step's
+    weights; ``weights`` (B, h, K) receives the weights used."""
+    B, h = fnet.shape
+    H = reg.shape[1]
+    K = reg.shape[2]
+    f = np.empty(K)
+    for b in range(B):
+        s = slots[b]
+        for j in range(h):
+            _expert_forecasts(hist, last, s, pos[s], j, seasons, fnet[b, j], f)
+            out[b, j] = _combine(reg[s, min(j, H - 1)], f, weights[b, j])
+
+
+class ExpertState:
+    """The per-series expert state of a ``MultiSeriesForecaster`` (module docstring).
+
+    >>> st = ExpertState(periods=(), horizon=1)
+    >>> st.resize(1)
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.cumsum(rng.normal(size=2000))            # a random walk: naive is best
+    >>> bad = y + 3.0 * rng.normal(size=2000)           # a noisy "network"
+    >>> out = st.update(np.zeros(2000, np.int64), y, np.r_[0.0, bad[:-1]][:, None])
+    >>> mae = lambda f: float(np.mean(np.abs(f[1000:] - y[1000:])))
+    >>> round(mae(out[:, 0]) / mae(np.r_[0.0, y[:-1]]), 2)   # the combination vs naive
+    1.0
+    >>> {k: round(v, 2) for k, v in st.weights([0])[0, 0].items()}
+    {'network': 0.0, 'naive': 1.0, 'level': 0.0, 'cycle': 0.0}
+    """
+
+    ARRAYS = ("hist", "last", "acf", "pos", "reg", "pend")
+
+    def __init__(self, periods, horizon):
+        self.seasons = np.array(season_lengths(periods), dtype=np.int64)
+        self.names = expert_names(periods)
+        self.horizon = int(horizon)
+        self.rho = 1.0 - 1.0 / DISCOUNT_WINDOW
+        self.a = self._fresh(0, self.horizon)
+
+    @property
+    def n_experts(self):
+        return len(self.names)
+
+    @property
+    def n_series(self):
+        return self.a["pos"].shape[0]
+
+    def _fresh(self, n, H):
+        K = self.n_experts
+        L = max(CYCLE_LAGS + 2, int(self.seasons.max(initial=1)))
+        last = np.full((n, 3), np.nan)
+        last[:, L_CYCLE] = 0.0
+        return {"hist": np.full((n, L), np.nan), "last": last,
+                "acf": np.zeros((n, CYCLE_LAGS + 1)),
+                "pos": np.zeros(n, dtype=np.int64), "reg": np.zeros((n, H, K, 2)),
+                "pend": np.full((n, H, H, K + 1), np.nan)}
+
+    def resize(self, n):
+        """Room for ``n`` series (new ones start fresh)."""
+        old = self.n_series
+        if n > old:
+            new = self._fresh(n - old, self.horizon)
+            self.a = {k: np.concatenate([self.a[k], new[k]]) for k in self.ARRAYS}
+
+    def update(self, slots, y, fnet):
+        """The combined forecasts (R, H) of the network's ``fnet`` (R, H), updating
+        the weights with the targets ``y`` (R,) row by row."""
+        fn = np.ascontiguousarray(fnet, dtype=np.float64)
+        out = np.empty(fn.shape)
+        update_rows(np.ascontiguousarray(slots, dtype=np.int64),
+                    np.ascontiguousarray(y, dtype=np.float64), fn, self.a["hist"],
+                    self.a["last"], self.a["acf"], self.a["pos"], self.a["reg"], self.a["pend"],
+                    self.seasons, self.rho, LEVEL_ALPHA, 1.0 - 1.0 / CYCLE_WINDOW, CYCLE_MIN_ACF,
+                    out)
+        return out
+
+    def _live(self, slots, fnet):
+        fn = np.ascontiguousarray(fnet, dtype=np.float64)
+        out = np.empty(fn.shape)
+        w = np.empty(fn.shape + (self.n_experts,))
+        combine_live(np.ascontiguousarray(slots, dtype=np.int64), fn, self.a["hist"],
+                     self.a["last"], self.a["pos"], self.a["reg"], self.seasons, out, w)
+        return out, w
+
+    def combine(self, slots, fnet):
+        """Combinations of live forecasts ``fnet`` (B, h), changing nothing."""
+        return self._live(slots, fnet)[0]
+
+    def weight_array(self, slots):
+        """(B, H, K) weights that the next forecasts of ``slots`` get, the network
+        counted as present; an expert with no forecast yet (a season not seen) has
+        weight 0."""
+        slots = np.asarray(slots, dtype=np.int64)
+        return self._live(slots, np.zeros((slots.size, self.horizon)))[1]
+
+    def weights(self, slots):
+        """``weight_array`` as (B, H) dicts expert name -> weight."""
+        w = self.weight_array(slots)
+        return np.array([[dict(zip(self.names, map(float, w[b, j])))
+                          for j in range(w.shape[1])] for b in range(w.shape[0])], dtype=object)
+
+    def set_horizon(self, H):
+        """Track ``H`` steps (only ever more): new steps start from the regrets
+        of the last tracked step (the nearest evidence), pending forecasts move
+        to their target's slot in the wider ring."""
+        old = self.horizon
+        if H <= old:
+            return
+        n = self.n_series
+        fresh = self._fresh(n, H)
+        reg, pend = fresh["reg"], fresh["pend"]
+        reg[:, :old] = self.a["reg"]
+        reg[:, old:] = self.a["reg"][:, old - 1:old]
+        pos = self.a["pos"]
+        rows = np.arange(n)
+        for d in range(1, old):   # targets pos + d - 1 ... still pending
+            tgt = pos + d - 1
+            pend[rows, tgt % H, :old] = self.a["pend"][rows, tgt % old]
+        self.a["reg"], self.a["pend"] = reg, pend
+        self.horizon = H
+
+    def load(self, arrays, n, source):
+        """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series."""
+        want = self._fresh(n, self.horizon)
+        for k, v in want.items():
+            if k not in arrays or tuple(arrays[k].shape) != v.shape:
+                raise CheckpointError(f"{source}: expert state {k!r} is missing or has the "
+                                      f"wrong shape; the file is corrupt")
+        self.a = {k: np.array(arrays[k], dtype=want[k].dtype, copy=True) for k in self.ARRAYS}

@@ -1,0 +1,210 @@
+"""Online aggregation of experts (issue 11, streamlstm/forecast/experts.py): the
+combination follows the best expert (a bad network falls back on naive, a good one
+is kept), follows a switch, is scale-free, never looks ahead, and is bit for bit
+the same however rows are batched, interleaved or checkpointed."""
+import numpy as np
+import pytest
+
+from streamlstm import LSTMForecaster
+from streamlstm.errors import InputError
+from streamlstm.forecast import experts as E
+from streamlstm.forecast.experts import ExpertState
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
+
+N = 3000
+
+
+def _walk(n=N, seed=0):
+    return 100.0 + np.cumsum(np.random.default_rng(seed).normal(size=n))
+
+
+def _run(y, fnet, periods=(), slots=None):
+    st = ExpertState(periods, fnet.shape[1])
+    st.resize(1 if slots is None else int(slots.max()) + 1)
+    slots = np.zeros(y.size, np.int64) if slots is None else slots
+    return st.update(slots, y, fnet), st
+
+
+def _mae(f, y, skip=N // 5):
+    return float(np.nanmean(np.abs(f[skip:] - y[skip:])))
+
+
+def _lagged(v, h=1):
+    """Row r's forecast of row r + j (j < h) from values up to r - 1: v[r - 1 + j]."""
+    out = np.full((v.size, h), np.nan)
+    for j in range(h):
+        out[1:v.size - j, j] = v[j:v.size - 1]
+    return out
+
+
+def test_a_bad_network_falls_back_on_naive():
+    y = _walk()
+    bad = y + 3.0 * np.random.default_rng(1).normal(size=N)    # worse than naive
+    out, st = _run(y, _lagged(bad))
+    naive = np.r_[np.nan, y[:-1]]
+    assert _mae(out[:, 0], y) <= 1.01 * _mae(naive, y)
+    w = st.weights([0])[0, 0]
+    assert w["naive"] > 0.8 and w["network"] < 0.1, w
+
+
+def test_a_good_network_is_kept():
+    rng = np.random.default_rng(2)
+    y = _walk()
+    good = np.r_[y[1:], y[-1]] + 0.2 * rng.normal(size=N)     # knows the next value, roughly
+    fnet = np.full((N, 1), np.nan)
+    fnet[:, 0] = good - np.r_[y[1:], y[-1]] + y               # row r's forecast of y[r]
+    out, st = _run(y, fnet)
+    naive = np.r_[np.nan, y[:-1]]
+    assert _mae(out[:, 0], y) < 0.3 * _mae(naive, y)
+    assert st.weights([0])[0, 0]["network"] > 0.9
+
+
+def test_a_switch_between_experts_is_followed():
+    """The network is good for the first half, then useless: within a few hundred
+    rows of the switch the combination is back at naive's error."""
+    rng = np.random.default_rng(3)
+    y = _walk(seed=3)
+    fnet = y + np.where(np.arange(N) < N // 2, 0.1, 5.0) * rng.normal(size=N)
+    out, _ = _run(y, fnet[:, None])
+    naive = np.r_[np.nan, y[:-1]]
+    late = slice(N // 2 + 300, N)
+    assert np.mean(np.abs(out[late, 0] - y[late])) <= 1.05 * np.mean(np.abs(naive[late] - y[late]))
+    early = slice(300, N // 2)
+    assert np.mean(np.abs(out[early, 0] - y[early])) < 0.3 * np.mean(np.abs(naive[early] - y[early]))
+
+
+def test_seasonal_naive_wins_on_a_clean_cycle():
+    t = np.arange(N)
+    y = 50.0 + 10.0 * np.sin(2 * np.pi * t / 12) + 0.1 * np.random.default_rng(4).normal(size=N)
+    flat = np.full((N, 3), 50.0)          # a network that learned nothing
+    out, st = _run(y, flat, periods=(12,))
+    snaive = np.r_[np.full(12, np.nan), y[:-12]]
+    assert _mae(out[:, 0], y) <= 1.05 * _mae(snaive, y)
+    assert st.weights([0])[0, 0]["seasonal_naive_12"] > 0.5
+
+
+def test_the_cycle_detector_finds_an_unannounced_period():
+    """A period no timestamp gives (11, like sunspots): detected from the changes'
+    autocorrelation; a random walk has none."""
+    t = np.arange(600)
+    y = 80.0 + 40.0 * np.sin(2 * np.pi * t / 11) + np.random.default_rng(5).normal(size=600)
+    _, st = _run(y, np.full((600, 1), np.nan))
+    assert st.a["last"][0, E.L_CYCLE] == 11
+    _, st = _run(_walk(600), np.full((600, 1), np.nan))
+    assert st.a["last"][0, E.L_CYCLE] == 0
+
+
+def test_scale_free():
+    y = _walk()
+    fnet = _lagged(y + np.random.default_rng(6).normal(size=N), 3)
+    a, sa = _run(y, fnet, periods=(7,))
+    b, sb = _run(1000.0 * y, 1000.0 * fnet, periods=(7,))
+    np.testing.assert_allclose(b, 1000.0 * a, rtol=1e-9)
+    np.testing.assert_allclose(sb.a["reg"][..., E.R_SUM] / sb.a["reg"][..., E.B_SUM].clip(1e-300),
+                               (sa.a["reg"][..., E.R_SUM] / sa.a["reg"][..., E.B_SUM].clip(1e-300))
+                               / 1000.0, rtol=1e-6, atol=1e-300)
+
+
+def test_no_look_ahead():
+    """A forecast issued at row k does not depend on the values from row k on."""
+    y = _walk()
+    fnet = _lagged(y + np.random.default_rng(7).normal(size=N), 4)
+    k = 1700
+    y2 = y.copy()
+    y2[k:] += 50.0
+    a, _ = _run(y, fnet)
+    b, _ = _run(y2, fnet)
+    np.testing.assert_array_equal(a[:k + 1], b[:k + 1])
+    assert not np.array_equal(a[k + 1:], b[k + 1:])
+
+
+def test_batching_and_interleaving_change_nothing():
+    rng = np.random.default_rng(8)
+    S, R, H = 5, 4000, 3
+    slots = rng.integers(0, S, size=R)
+    y = 10.0 * slots + np.cumsum(rng.normal(size=R))
+    y[rng.random(R) < 0.05] = np.nan                   # missing values
+    fnet = y[:, None] + rng.normal(size=(R, H))
+    one, s1 = _run(y, fnet, periods=(5,), slots=slots)
+    st = ExpertState((5,), H)
+    st.resize(S)
+    cuts = np.sort(rng.choice(np.arange(1, R), size=40, replace=False))
+    parts = [st.update(slots[a:b], y[a:b], fnet[a:b])
+             for a, b in zip(np.r_[0, cuts], np.r_[cuts, R])]
+    np.testing.assert_array_equal(np.concatenate(parts), one)
+    for k in ExpertState.ARRAYS:
+        np.testing.assert_array_equal(st.a[k], s1.a[k])
+    # each series on its own gives the same as interleaved
+    for s in range(S):
+        alone, _ = _run(y[slots == s], fnet[slots == s], periods=(5,))
+        np.testing.assert_array_equal(alone, one[slots == s])
+
+
+def test_weights_are_a_convex_combination():
+    y = _walk()
+    out, st = _run(y, _lagged(y + np.random.default_rng(9).normal(size=N), 2), periods=(3,))
+    for w in st.weights([0])[0]:
+        v = np.array(list(w.values()))
+        assert np.all(v >= 0) and abs(v.sum() - 1.0) < 1e-12
+
+
+def test_multiseries_resume_is_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(10)
+    ids = np.array(["a", "b", "c"])[rng.integers(0, 3, size=300)]
+    y = np.cumsum(rng.normal(size=300))
+    whole = MultiSeriesForecaster(hidden_size=4, horizon=3, seasonality=5, backend="cpu")
+    full = whole.predict_learn(ids, y)
+    part = MultiSeriesForecaster(hidden_size=4, horizon=3, seasonality=5, backend="cpu")
+    first = part.predict_learn(ids[:170], y[:170])
+    part.save(tmp_path / "m.slstm")
+    back = MultiSeriesForecaster.load(tmp_path / "m.slstm")
+    rest = back.predict_learn(ids[170:], y[170:])
+    np.testing.assert_array_equal(np.vstack([first, rest]), full)
+    assert back.weights("a") == whole.weights("a")
+    assert back.forecast(4) == whole.forecast(4)
+
+
+def test_experts_none_is_the_network_alone_and_auto_differs():
+    rng = np.random.default_rng(11)
+    y = np.cumsum(rng.normal(size=200))
+    ids = ["s"] * 200
+    a = MultiSeriesForecaster(hidden_size=4, experts=None, backend="cpu")
+    b = MultiSeriesForecaster(hidden_size=4, backend="cpu")
+    fa, fb = a.predict_learn(ids, y), b.predict_learn(ids, y)
+    assert not np.array_equal(fa, fb)
+    # the network inside learns the same either way: the combination is downstream
+    np.testing.assert_array_equal(a.net.arrays()["theta"], b.net.arrays()["theta"])
+    with pytest.raises(InputError, match="experts=None"):
+        a.weights()
+
+
+@pytest.mark.parametrize("bad", ["all", 1, True])
+def test_bad_experts_option_is_refused(bad):
+    with pytest.raises(InputError, match="'auto'"):
+        MultiSeriesForecaster(experts=bad)
+    with pytest.raises(InputError, match="'auto'"):
+        LSTMForecaster(experts=bad)
+
+
+def test_a_checkpoint_from_before_experts_loads_without_them():
+    m = MultiSeriesForecaster(hidden_size=4, experts=None, backend="cpu")
+    m.predict_learn(["a"] * 20, np.arange(20.0))
+    meta, arrays = m._parts()
+    del meta["config"]["experts"]
+    old = MultiSeriesForecaster._from_parts(meta, arrays)
+    assert old.experts is None
+    assert old.forecast(2) == m.forecast(2)
+
+
+def test_river_forecaster_shows_its_weights():
+    m = LSTMForecaster(seasonality=4)
+    assert m.weights_ == []
+    for t in range(120):
+        m.learn_one(float(t % 4))
+    m.forecast(3)                       # tracks steps 2 and 3 from now on
+    m.learn_one(0.0)
+    w = m.weights_
+    assert len(w) == 3 and set(w[0]) == {"network", "naive", "level", "cycle",
+                                         "seasonal_naive_4"}
+    assert all(abs(sum(d.values()) - 1.0) < 1e-12 for d in w)
+    assert LSTMForecaster(experts=None).weights_ == []
