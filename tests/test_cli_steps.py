@@ -295,3 +295,39 @@ def test_latest_table_with_float_times_keeps_their_digits(tmp_path):
     df.to_csv(tmp_path / "f.csv", index=False)
     lines = table(run_ok("--source", str(tmp_path / "f.csv")))
     assert lines[0].split()[-1] == "1704067201.5" and "1704067201.25" in lines[1]
+
+
+def test_metrics_out_names_the_leading_expert_and_every_weight(sensor, tmp_path):
+    """``lead_expert`` and ``weight_<expert>`` are the model's weights in each series'
+    next one-step forecast (the checkpointed model says so), and the summary line
+    gives their means; ``--experts none`` has neither."""
+    from streamlstm.forecast.multiseries import MultiSeriesForecaster
+    ck = tmp_path / "ck"
+    res = run_ok("--source", str(sensor), "--metrics-out", str(tmp_path / "m.csv"),
+                 "--checkpoint", str(ck))
+    m = pd.read_csv(tmp_path / "m.csv").set_index("series_id")
+    model = MultiSeriesForecaster.load(ck / "checkpoint.slstm")
+    names, W = model.weight_table()
+    for k, sid in enumerate(model.series_ids):
+        w = [m.loc[sid, f"weight_{n}"] for n in names]
+        np.testing.assert_allclose(w, W[k, 0], rtol=1e-14, atol=1e-300)
+        assert m.loc[sid, "lead_expert"] == names[int(np.argmax(W[k, 0]))]
+        assert sum(w) == pytest.approx(1.0, abs=1e-12)
+    line = next(ln for ln in res.stderr.splitlines() if ln.startswith("experts,"))
+    for n, k in zip(names, range(len(names))):
+        mean = W[:, 0, k].mean()
+        if mean > 0:
+            assert f"{n} {mean:.2f}" in line
+    res = run_ok("--source", str(sensor), "--metrics-out", str(tmp_path / "n.csv"),
+                 "--experts", "none")
+    assert "experts," not in res.stderr
+    assert not [c for c in pd.read_csv(tmp_path / "n.csv").columns
+                if c.startswith(("weight_", "lead_"))]
+
+
+def test_resume_with_other_experts_option_is_refused(sensor, tmp_path):
+    ck = tmp_path / "ck"
+    run_ok("--source", str(sensor), "--checkpoint", str(ck), "--experts", "none")
+    res = CliRunner().invoke(main, ["run", *FAST, "--source", str(sensor),
+                                    "--checkpoint", str(ck)])
+    assert res.exit_code == 1 and "--experts none" in res.output and "Traceback" not in res.output
