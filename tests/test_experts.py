@@ -89,9 +89,9 @@ def test_the_cycle_detector_finds_an_unannounced_period():
     t = np.arange(600)
     y = 80.0 + 40.0 * np.sin(2 * np.pi * t / 11) + np.random.default_rng(5).normal(size=600)
     _, st = _run(y, np.full((600, 1), np.nan))
-    assert st.a["last"][0, E.L_CYCLE] == 11
+    assert st.a["ser"][0, E.S_CYCLE] == 11
     _, st = _run(_walk(600), np.full((600, 1), np.nan))
-    assert st.a["last"][0, E.L_CYCLE] == 0
+    assert st.a["ser"][0, E.S_CYCLE] == 0
 
 
 def test_scale_free():

@@ -314,8 +314,9 @@ class _RecurrentForecaster(_SingleSeries, Forecaster):
             last = next((yy for yy, _ in reversed(self._pending) if not math.isnan(yy)), math.nan)
             return [last] * horizon
         lead = self._lead(xs)
-        if self._core.experts is not None:   # learn the weights of the steps asked for
-            self._core.widen_horizon(min(lead + horizon, _MAX_TRACKED))
+        track = min(lead + horizon, _MAX_TRACKED)
+        if track > self._core.horizon and self._core.experts is not None:
+            self._core.widen_horizon(track)    # learn the weights of the steps asked for
         X = self._future(xs, horizon)
         if lead:
             if X is not None:

@@ -52,11 +52,12 @@ combination nor in the update.  Rows run one by one in arrival order in one
 checkpoint: resume = uninterrupted, replay = streaming.
 
 State (``ExpertState.a``), per series: ``hist`` (N, L) the last L values (L the
-longest period, at least ``CYCLE_LAGS + 2``), ``last`` (N, 3) the last finite
-value, the smoothed level and the detected cycle (0: none), ``acf`` (N,
-``CYCLE_LAGS + 1``) the discounted lagged products of changes, ``pos`` (N,) rows seen, ``reg`` (N, H, K, 2) each step's
-discounted regrets and squared regrets, ``pend`` (N, H, H, K + 1) the forecasts
-still waiting for their targets (with the combination issued).
+longest period, at least ``CYCLE_LAGS + 2``); ``ser`` (N, ``S_ACF + CYCLE_LAGS + 1``)
+the last finite value, the smoothed level, the detected cycle (0: none), the rows
+seen, then the discounted lagged products of changes; ``reg`` (N, H, K, 2) each
+step's discounted regrets and squared regrets; ``pend`` (N, H, H, K + 1) the
+forecasts still waiting for their targets (with the combination issued).  (Few
+arrays: one call per arriving row pays Numba's dispatch per argument.)
 """
 from __future__ import annotations
 
@@ -70,9 +71,10 @@ DISCOUNT_WINDOW = 500    # the regrets of about this many forecasts stay in forc
 CYCLE_LAGS = 64          # the cycle detector looks at periods 2..CYCLE_LAGS
 CYCLE_WINDOW = 1000      # ... in the autocorrelations of about this many changes
 CYCLE_MIN_ACF = 0.2      # ... and takes a period whose autocorrelation exceeds this
-# Columns of ``reg`` and of ``last``.
+# Columns of ``reg`` and of ``ser``; the parameters of ``update_rows``.
 R_SUM, B_SUM = range(2)
-L_LAST, L_LEVEL, L_CYCLE = range(3)
+S_LAST, S_LEVEL, S_CYCLE, S_POS, S_ACF = range(5)
+P_RHO, P_ALPHA, P_RHO_ACF, P_MIN_ACF = range(4)
 NETWORK, NAIVE, LEVEL, CYCLE = range(4)      # expert columns; seasonal experts follow
 BASE_NAMES = ("network", "naive", "level", "cycle")
 CHOICES = ("auto", None)
@@ -118,20 +120,20 @@ def _season_ago(hist, s, t, j, P):
 
 
 @njit(cache=True)
-def _expert_forecasts(hist, last, s, t, j, seasons, fnet, f):
+def _expert_forecasts(hist, ser, s, t, j, seasons, fnet, f):
     """Forecasts by every expert of the value ``j + 1`` rows after the ``t`` rows
     of series ``s`` seen so far (into ``f``)."""
     f[NETWORK] = fnet
-    f[NAIVE] = last[s, L_LAST]
-    f[LEVEL] = last[s, L_LEVEL]
-    P = int(last[s, L_CYCLE])
+    f[NAIVE] = ser[s, S_LAST]
+    f[LEVEL] = ser[s, S_LEVEL]
+    P = int(ser[s, S_CYCLE])
     f[CYCLE] = _season_ago(hist, s, t, j, P) if P >= 2 else np.nan
     for i in range(seasons.size):
         f[CYCLE + 1 + i] = _season_ago(hist, s, t, j, seasons[i])
 
 
 @njit(cache=True)
-def _take_cycle(hist, last, acf, s, t, rho_acf, min_acf):
+def _take_cycle(hist, ser, s, t, rho_acf, min_acf):
     """Fold row ``t``'s change into the lagged products of series ``s`` (its value
     already in ``hist``) and redetect the cycle."""
     L = hist.shape[1]
@@ -140,23 +142,24 @@ def _take_cycle(hist, last, acf, s, t, rho_acf, min_acf):
     d0 = hist[s, t % L] - hist[s, (t - 1) % L]
     if d0 != d0:
         return
-    M = acf.shape[1]
+    M = ser.shape[1] - S_ACF
     for l in range(M):
-        acf[s, l] *= rho_acf
+        ser[s, S_ACF + l] *= rho_acf
         if t - l - 1 >= 0:
             d = hist[s, (t - l) % L] - hist[s, (t - l - 1) % L]
             if d == d:
-                acf[s, l] += d0 * d
+                ser[s, S_ACF + l] += d0 * d
     best, P = 0.0, 0
-    if acf[s, 0] > 0.0:
+    a0 = ser[s, S_ACF]
+    if a0 > 0.0:
         for l in range(2, M):
             if 2 * l <= t + 1:
-                a = acf[s, l] / acf[s, 0]
+                a = ser[s, S_ACF + l] / a0
                 if a > best:
                     best, P = a, l
     if best <= max(min_acf, 2.0 / np.sqrt(t + 1.0)):
         P = 0
-    last[s, L_CYCLE] = P
+    ser[s, S_CYCLE] = P
 
 
 @njit(cache=True)
@@ -206,8 +209,7 @@ def _score(reg_sj, f, c, y, rho):
 
 
 @njit(cache=True)
-def update_rows(slots, y, fnet, hist, last, acf, pos, reg, pend, seasons, rho, alpha, rho_acf,
-                min_acf, out):
+def update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par, out):
     """Combine each row's network forecasts ``fnet`` (R, H) with the experts into
     ``out``, then score every pending forecast whose target is the row's value
     and take the value into the history; rows in arrival order."""
@@ -217,11 +219,12 @@ def update_rows(slots, y, fnet, hist, last, acf, pos, reg, pend, seasons, rho, a
     w = np.empty(K)
     f0 = np.empty(K)
     L = hist.shape[1]
+    rho, alpha = par[P_RHO], par[P_ALPHA]
     for r in range(R):
         s = slots[r]
-        t = pos[s]
+        t = int(ser[s, S_POS])
         for j in range(H):
-            _expert_forecasts(hist, last, s, t, j, seasons, fnet[r, j], f)
+            _expert_forecasts(hist, ser, s, t, j, seasons, fnet[r, j], f)
             c = _combine(reg[s, j], f, w)
             out[r, j] = c
             if j == 0:
@@ -242,27 +245,48 @@ def update_rows(slots, y, fnet, hist, last, acf, pos, reg, pend, seasons, rho, a
                 pend[s, p, j, :] = np.nan
         hist[s, t % L] = yr
         if yr == yr:
-            last[s, L_LAST] = yr
-            lv = last[s, L_LEVEL]
-            last[s, L_LEVEL] = yr if lv != lv else lv + alpha * (yr - lv)
-            _take_cycle(hist, last, acf, s, t, rho_acf, min_acf)
-        pos[s] = t + 1
+            ser[s, S_LAST] = yr
+            lv = ser[s, S_LEVEL]
+            ser[s, S_LEVEL] = yr if lv != lv else lv + alpha * (yr - lv)
+            _take_cycle(hist, ser, s, t, par[P_RHO_ACF], par[P_MIN_ACF])
+        ser[s, S_POS] = t + 1
 
 
 @njit(cache=True)
-def combine_live(slots, fnet, hist, last, pos, reg, seasons, out, weights):
+def combine_live(slots, fnet, hist, ser, reg, seasons, out, weights):
     """Combinations of live forecasts ``fnet`` (B, h) (``forecast``): nothing
     changes.  Steps beyond the tracked horizon use the last tracked step's
-    weights; ``weights`` (B, h, K) receives the weights used."""
+    weights; ``weights`` (B, h, K) receives the weights used, or is (0, 0, K)."""
     B, h = fnet.shape
     H = reg.shape[1]
     K = reg.shape[2]
     f = np.empty(K)
+    w = np.empty(K)
+    keep = weights.shape[0] > 0
     for b in range(B):
         s = slots[b]
+        t = int(ser[s, S_POS])
         for j in range(h):
-            _expert_forecasts(hist, last, s, pos[s], j, seasons, fnet[b, j], f)
-            out[b, j] = _combine(reg[s, min(j, H - 1)], f, weights[b, j])
+            _expert_forecasts(hist, ser, s, t, j, seasons, fnet[b, j], f)
+            out[b, j] = _combine(reg[s, min(j, H - 1)], f, w)
+            if keep:
+                weights[b, j] = w
+
+
+_F8, _I8 = np.dtype(np.float64), np.dtype(np.int64)
+
+
+def _f64(a):
+    """``a`` as a C-contiguous float64 array (itself when it is one: the per-row path)."""
+    if type(a) is np.ndarray and a.dtype is _F8 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _i64(a):
+    if type(a) is np.ndarray and a.dtype is _I8 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 class ExpertState:
@@ -281,14 +305,16 @@ class ExpertState:
     {'network': 0.0, 'naive': 1.0, 'level': 0.0, 'cycle': 0.0}
     """
 
-    ARRAYS = ("hist", "last", "acf", "pos", "reg", "pend")
+    ARRAYS = ("hist", "ser", "reg", "pend")
 
     def __init__(self, periods, horizon):
         self.seasons = np.array(season_lengths(periods), dtype=np.int64)
         self.names = expert_names(periods)
         self.horizon = int(horizon)
-        self.rho = 1.0 - 1.0 / DISCOUNT_WINDOW
+        self.par = np.array([1.0 - 1.0 / DISCOUNT_WINDOW, LEVEL_ALPHA, 1.0 - 1.0 / CYCLE_WINDOW,
+                             CYCLE_MIN_ACF])
         self.a = self._fresh(0, self.horizon)
+        self._no_weights = np.empty((0, 0, len(self.names)))
 
     @property
     def n_experts(self):
@@ -296,16 +322,14 @@ class ExpertState:
 
     @property
     def n_series(self):
-        return self.a["pos"].shape[0]
+        return self.a["ser"].shape[0]
 
     def _fresh(self, n, H):
         K = self.n_experts
         L = max(CYCLE_LAGS + 2, int(self.seasons.max(initial=1)))
-        last = np.full((n, 3), np.nan)
-        last[:, L_CYCLE] = 0.0
-        return {"hist": np.full((n, L), np.nan), "last": last,
-                "acf": np.zeros((n, CYCLE_LAGS + 1)),
-                "pos": np.zeros(n, dtype=np.int64), "reg": np.zeros((n, H, K, 2)),
+        ser = np.zeros((n, S_ACF + CYCLE_LAGS + 1))
+        ser[:, S_LAST] = ser[:, S_LEVEL] = np.nan
+        return {"hist": np.full((n, L), np.nan), "ser": ser, "reg": np.zeros((n, H, K, 2)),
                 "pend": np.full((n, H, H, K + 1), np.nan)}
 
     def resize(self, n):
@@ -318,33 +342,32 @@ class ExpertState:
     def update(self, slots, y, fnet):
         """The combined forecasts (R, H) of the network's ``fnet`` (R, H), updating
         the weights with the targets ``y`` (R,) row by row."""
-        fn = np.ascontiguousarray(fnet, dtype=np.float64)
+        fn = _f64(fnet)
         out = np.empty(fn.shape)
-        update_rows(np.ascontiguousarray(slots, dtype=np.int64),
-                    np.ascontiguousarray(y, dtype=np.float64), fn, self.a["hist"],
-                    self.a["last"], self.a["acf"], self.a["pos"], self.a["reg"], self.a["pend"],
-                    self.seasons, self.rho, LEVEL_ALPHA, 1.0 - 1.0 / CYCLE_WINDOW, CYCLE_MIN_ACF,
-                    out)
+        a = self.a
+        update_rows(_i64(slots), _f64(y), fn, a["hist"], a["ser"], a["reg"], a["pend"],
+                    self.seasons, self.par, out)
         return out
 
-    def _live(self, slots, fnet):
-        fn = np.ascontiguousarray(fnet, dtype=np.float64)
+    def _live(self, slots, fnet, weights):
+        fn = _f64(fnet)
         out = np.empty(fn.shape)
-        w = np.empty(fn.shape + (self.n_experts,))
-        combine_live(np.ascontiguousarray(slots, dtype=np.int64), fn, self.a["hist"],
-                     self.a["last"], self.a["pos"], self.a["reg"], self.seasons, out, w)
-        return out, w
+        a = self.a
+        combine_live(_i64(slots), fn, a["hist"], a["ser"], a["reg"], self.seasons, out, weights)
+        return out
 
     def combine(self, slots, fnet):
         """Combinations of live forecasts ``fnet`` (B, h), changing nothing."""
-        return self._live(slots, fnet)[0]
+        return self._live(slots, fnet, self._no_weights)
 
     def weight_array(self, slots):
         """(B, H, K) weights that the next forecasts of ``slots`` get, the network
         counted as present; an expert with no forecast yet (a season not seen) has
         weight 0."""
         slots = np.asarray(slots, dtype=np.int64)
-        return self._live(slots, np.zeros((slots.size, self.horizon)))[1]
+        w = np.empty((slots.size, self.horizon, self.n_experts))
+        self._live(slots, np.zeros((slots.size, self.horizon)), w)
+        return w
 
     def weights(self, slots):
         """``weight_array`` as (B, H) dicts expert name -> weight."""
@@ -364,7 +387,7 @@ class ExpertState:
         reg, pend = fresh["reg"], fresh["pend"]
         reg[:, :old] = self.a["reg"]
         reg[:, old:] = self.a["reg"][:, old - 1:old]
-        pos = self.a["pos"]
+        pos = self.a["ser"][:, S_POS].astype(np.int64)
         rows = np.arange(n)
         for d in range(1, old):   # targets pos + d - 1 ... still pending
             tgt = pos + d - 1
