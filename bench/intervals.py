@@ -16,6 +16,8 @@ coverage (overall and the worst over rolling windows of ``WINDOW`` forecasts),
 mean width, mean Winkler interval score (width + 2/alpha * the miss distance).
 
     python bench/intervals.py            # prints Markdown, writes bench/out/intervals.json
+    bench/.venv-stats/bin/python bench/intervals.py --panel   # every single series of
+                                         # bench/accuracy.py's panel (bench/panel_data.py)
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from river import datasets
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 import streamlstm  # noqa: E402
+import panel_data as pdata  # noqa: E402
 
 PANEL = {"AirlinePassengers": 12, "WaterFlow": 24, "TrumpApproval": 7}
 COVERAGE = 0.9
@@ -106,8 +110,23 @@ def scores(y, lo, hi, h, alpha, common):
     return out
 
 
-def evaluate_dataset(name, h, seed=0):
-    ds = getattr(datasets, name)()
+def panel_series():
+    """name -> (rows, h) of the panel's single series whose package is installed."""
+    out = {}
+    for d in pdata.panel():
+        if d.form not in ("river", "series"):
+            continue
+        try:
+            data = d.load(pdata.DEFAULT_CAP)
+        except pdata.Missing as e:
+            print(f"skipped {d.name}: {e}", file=sys.stderr)
+            continue
+        out[d.name] = (list(data) if d.form == "river" else pdata.with_dates(d, data), d.horizon)
+    return out
+
+
+def evaluate_dataset(name, h, seed=0, rows=None):
+    ds = getattr(datasets, name)() if rows is None else rows
     alpha = 1 - COVERAGE
     y, yhat, lo, hi, secs = run_model(ds, h, seed=seed)
     bands = {"streamlstm": (lo, hi),
@@ -150,11 +169,15 @@ def render(report):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(PANEL))
+    p.add_argument("--panel", action="store_true",
+                   help="every single series of bench/accuracy.py's panel")
     p.add_argument("--out", default=HERE / "out" / "intervals.json")
     a = p.parse_args(argv)
     report = {"versions": {"streamlstm": streamlstm.__version__}, "datasets": {}}
-    for name in a.datasets.split(","):
-        report["datasets"][name] = evaluate_dataset(name, PANEL[name])
+    jobs = (panel_series() if a.panel
+            else {n: (None, PANEL[n]) for n in a.datasets.split(",")})
+    for name, (rows, h) in jobs.items():
+        report["datasets"][name] = evaluate_dataset(name, h, rows=rows)
         print(f"{name}: done ({report['datasets'][name]['seconds']:.1f} s)", file=sys.stderr)
     print(render(report))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
