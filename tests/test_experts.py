@@ -208,3 +208,20 @@ def test_river_forecaster_shows_its_weights():
                                          "seasonal_naive_4"}
     assert all(abs(sum(d.values()) - 1.0) < 1e-12 for d in w)
     assert LSTMForecaster(experts=None).weights_ == []
+
+
+def test_replay_equals_streaming():
+    """learn_many (a replayed history) leaves the experts where predict_learn row by
+    row does: the same weights, the same next forecasts."""
+    import pandas as pd
+    rng = np.random.default_rng(12)
+    ids = np.array(["a", "b"])[rng.integers(0, 2, size=240)]
+    y = np.cumsum(rng.normal(size=240))
+    frame = pd.DataFrame({"series_id": ids, "value": y})
+    a = MultiSeriesForecaster(hidden_size=4, horizon=2, seasonality=6, backend="cpu")
+    b = MultiSeriesForecaster(hidden_size=4, horizon=2, seasonality=6, backend="cpu")
+    a.learn_many(frame)
+    for i, v in zip(ids, y):
+        b.predict_learn([i], [v])
+    assert a.weights() == b.weights()
+    assert a.forecast(3) == b.forecast(3)
