@@ -73,14 +73,95 @@ def test_a_switch_between_experts_is_followed():
     assert np.mean(np.abs(out[early, 0] - y[early])) < 0.3 * np.mean(np.abs(naive[early] - y[early]))
 
 
-def test_seasonal_naive_wins_on_a_clean_cycle():
+def test_the_seasonal_experts_win_on_a_clean_cycle():
     t = np.arange(N)
     y = 50.0 + 10.0 * np.sin(2 * np.pi * t / 12) + 0.1 * np.random.default_rng(4).normal(size=N)
     flat = np.full((N, 3), 50.0)          # a network that learned nothing
     out, st = _run(y, flat, periods=(12,))
     snaive = np.r_[np.full(12, np.nan), y[:-12]]
     assert _mae(out[:, 0], y) <= 1.05 * _mae(snaive, y)
-    assert st.weights([0])[0, 0]["seasonal_naive_12"] > 0.5
+    w = st.weights([0])[0, 0]
+    assert w["seasonal_naive_12"] + w["seasonal_diff_12"] + w["holt_winters_12"] > 0.9
+
+
+def test_seasonal_diff_follows_a_trending_season():
+    """A linear trend under a season of 12: the seasonal random walk forecasts it
+    exactly (up to noise), seasonal naive lags a season's growth behind."""
+    t = np.arange(N)
+    y = 0.5 * t + 10.0 * np.sin(2 * np.pi * t / 12) + 0.1 * np.random.default_rng(8).normal(size=N)
+    out, st = _run(y, np.full((N, 3), np.nan), periods=(12,))
+    snaive = np.r_[np.full(12, np.nan), y[:-12]]
+    assert _mae(out[:, 0], y) < 0.1 * _mae(snaive, y)
+    assert st.weights([0])[0, 2]["seasonal_diff_12"] > 0.8
+
+
+def test_holt_winters_averages_a_noisy_season():
+    """A fixed profile under heavy noise: Holt-Winters averages the profile over
+    seasons, seasonal naive repeats last season's noise (error sd sqrt(2) sigma)."""
+    t = np.arange(N)
+    y = 50.0 + 10.0 * np.sin(2 * np.pi * t / 12) + 3.0 * np.random.default_rng(9).normal(size=N)
+    out, st = _run(y, np.full((N, 2), np.nan), periods=(12,))
+    snaive = np.r_[np.full(12, np.nan), y[:-12]]
+    assert _mae(out[:, 0], y) < 0.85 * _mae(snaive, y)
+    w = st.weights([0])[0, 0]
+    assert max(w, key=w.get) == "holt_winters_12"
+
+
+def _reference_experts(y, t, j, P, alpha=E.LEVEL_ALPHA, gamma=E.SEASON_GAMMA):
+    """A plain-Python twin: the seasonal experts' forecasts of row t + j from y[:t]."""
+    b = t + j - P * ((j + P) // P)
+    sn = y[b] if b >= 0 else np.nan
+    k = (j + P) // P
+    sd = y[t - 1] + y[b] - y[t - 1 - k * P] if t - 1 - k * P >= 0 else np.nan
+    if t < P:
+        return sn, sd, np.nan
+    prof = y[:P].copy()
+    lv = np.nanmean(prof)
+    prof = np.nan_to_num(prof - lv)
+    for r in range(P, t):
+        if y[r] == y[r]:
+            new = alpha * (y[r] - prof[r % P]) + (1 - alpha) * lv
+            prof[r % P] = gamma * (y[r] - new) + (1 - gamma) * prof[r % P]
+            lv = new
+    return sn, sd, lv + prof[(t + j) % P]
+
+
+def test_seasonal_experts_equal_their_python_twin():
+    rng = np.random.default_rng(10)
+    n, P, H = 90, 7, 9
+    y = 20 + np.cumsum(rng.normal(size=n)) + 5 * np.sin(np.arange(n))
+    y[[3, 30, 31, 55]] = np.nan                     # missing values, one in the first season
+    st = ExpertState((P,), H)
+    st.resize(1)
+    f = np.empty(st.n_experts)
+    a = st.a
+    col = st.names.index(f"seasonal_naive_{P}")
+    for t in range(n):
+        for j in range(H):
+            E._expert_forecasts(a["hist"], a["ser"], 0, t, j, st.seasons, 3, np.nan, f)
+            want = _reference_experts(y, t, j, P)
+            np.testing.assert_allclose(f[col:col + 3], want, rtol=1e-12, atol=1e-12)
+        st.update(np.zeros(1, np.int64), y[t:t + 1], np.full((1, H), np.nan))
+
+
+def test_a_checkpoint_with_one_seasonal_expert_resumes_with_it():
+    """A state saved before seasonal_diff and holt_winters existed (one seasonal
+    expert per season) loads as it was and goes on bit for bit."""
+    y = _walk(400)
+    fnet = _lagged(y + np.random.default_rng(11).normal(size=400), 2)
+    old = ExpertState((12,), 2, kinds=1)
+    old.resize(1)
+    a = old.update(np.zeros(200, np.int64), y[:200], fnet[:200])
+    assert old.names[-1] == "seasonal_naive_12" and old.n_experts == 5
+    new = ExpertState((12,), 2)
+    assert new.n_experts == 7
+    new.load(old.a, 1, "old.ckpt")
+    assert new.names == old.names
+    b1 = old.update(np.zeros(200, np.int64), y[200:], fnet[200:])
+    b2 = new.update(np.zeros(200, np.int64), y[200:], fnet[200:])
+    assert np.array_equal(b1, b2) and a.shape == (200, 2)
+    with pytest.raises(Exception, match="corrupt"):
+        new.load({**old.a, "ser": old.a["ser"][:, :3]}, 1, "bad.ckpt")
 
 
 def test_the_cycle_detector_finds_an_unannounced_period():
@@ -205,7 +286,8 @@ def test_river_forecaster_shows_its_weights():
     m.learn_one(0.0)
     w = m.weights_
     assert len(w) == 3 and set(w[0]) == {"network", "naive", "level", "cycle",
-                                         "seasonal_naive_4"}
+                                         "seasonal_naive_4", "seasonal_diff_4",
+                                         "holt_winters_4"}
     assert all(abs(sum(d.values()) - 1.0) < 1e-12 for d in w)
     assert LSTMForecaster(experts=None).weights_ == []
 

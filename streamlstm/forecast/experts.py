@@ -21,8 +21,17 @@ of the *experts* ``f_k`` of that series and horizon step:
   ``max(CYCLE_MIN_ACF, 2 / sqrt(n))`` (the usual significance bound) and two
   whole cycles have been seen: a cycle no timestamp announces (sunspots' ~11
   years, lynx trappings' ~10) gets a forecaster too;
-* ``seasonal_naive_P`` for each seasonal period ``P`` the model knows (rounded to
-  whole rows): the value one season before the target.
+* for each seasonal period ``P`` the model knows (rounded to whole rows):
+
+  - ``seasonal_naive_P``: the value one season before the target;
+  - ``seasonal_diff_P``: the last value plus the change over the same rows one
+    season earlier, ``y[t] + y[t+h-P] - y[t-P]`` (the forecast of the seasonal
+    random walk ARIMA(0,1,0)(0,1,0)_P: seasonal shape on a moving level, the
+    right answer for a trending seasonal series such as airline passengers);
+  - ``holt_winters_P``: additive seasonal exponential smoothing without trend,
+    ETS(A,N,A) with fixed weights (level ``LEVEL_ALPHA``, season
+    ``SEASON_GAMMA``), started from the first season: a seasonal profile
+    averaged over many seasons, the floor for a noisy seasonal series.
 
 The weights follow ML-Poly (Gaillard, Stoltz & van Erven 2014, "A second-order
 bound with excess losses"; the default rule of the R package ``opera``), with the
@@ -54,7 +63,8 @@ checkpoint: resume = uninterrupted, replay = streaming.
 State (``ExpertState.a``), per series: ``hist`` (N, L) the last L values (L the
 longest period, at least ``CYCLE_LAGS + 2``); ``ser`` (N, ``S_ACF + CYCLE_LAGS + 1``)
 the last finite value, the smoothed level, the detected cycle (0: none), the rows
-seen, then the discounted lagged products of changes; ``reg`` (N, H, K, 2) each
+seen, the discounted lagged products of changes, then per season the
+Holt-Winters level and profile; ``reg`` (N, H, K, 2) each
 step's discounted regrets and squared regrets; ``pend`` (N, H, H, K + 1) the
 forecasts still waiting for their targets (with the combination issued).  (Few
 arrays: one call per arriving row pays Numba's dispatch per argument.)
@@ -71,12 +81,17 @@ DISCOUNT_WINDOW = 500    # the regrets of about this many forecasts stay in forc
 CYCLE_LAGS = 64          # the cycle detector looks at periods 2..CYCLE_LAGS
 CYCLE_WINDOW = 1000      # ... in the autocorrelations of about this many changes
 CYCLE_MIN_ACF = 0.2      # ... and takes a period whose autocorrelation exceeds this
+SEASON_GAMMA = 0.2       # smoothing weight of the ``holt_winters_P`` profile
 # Columns of ``reg`` and of ``ser``; the parameters of ``update_rows``.
 R_SUM, B_SUM = range(2)
 S_LAST, S_LEVEL, S_CYCLE, S_POS, S_ACF = range(5)
-P_RHO, P_ALPHA, P_RHO_ACF, P_MIN_ACF = range(4)
+S_SEASONS = S_ACF + CYCLE_LAGS + 1           # per season: Holt-Winters level, then profile
+P_RHO, P_ALPHA, P_RHO_ACF, P_MIN_ACF, P_KINDS, P_GAMMA = range(6)
 NETWORK, NAIVE, LEVEL, CYCLE = range(4)      # expert columns; seasonal experts follow
 BASE_NAMES = ("network", "naive", "level", "cycle")
+# The experts of each season, in column order.  A checkpoint saved before
+# ``seasonal_diff`` and ``holt_winters`` existed resumes with the first kind only.
+SEASONAL_KINDS = ("seasonal_naive", "seasonal_diff", "holt_winters")
 CHOICES = ("auto", None)
 
 
@@ -97,9 +112,11 @@ def check_experts(owner, experts):
     return experts
 
 
-def expert_names(periods):
-    """Names of the experts of a model with seasonal ``periods`` (in rows)."""
-    return BASE_NAMES + tuple(f"seasonal_naive_{p}" for p in season_lengths(periods))
+def expert_names(periods, kinds=len(SEASONAL_KINDS)):
+    """Names of the experts of a model with seasonal ``periods`` (in rows), the
+    first ``kinds`` of ``SEASONAL_KINDS`` per season."""
+    return BASE_NAMES + tuple(f"{kind}_{p}" for p in season_lengths(periods)
+                              for kind in SEASONAL_KINDS[:kinds])
 
 
 def season_lengths(periods):
@@ -120,16 +137,68 @@ def _season_ago(hist, s, t, j, P):
 
 
 @njit(cache=True)
-def _expert_forecasts(hist, ser, s, t, j, seasons, fnet, f):
+def _seasonal_diff(hist, s, t, j, P):
+    """The last value plus the change over the same ``j + 1`` rows whole seasons
+    earlier (NaN when those rows are not all in ``hist``)."""
+    L = hist.shape[1]
+    k = (j + P) // P                      # whole seasons back, as in _season_ago
+    a = t - 1 - k * P
+    if a < 0 or k * P + 1 > L:
+        return np.nan
+    return hist[s, (t - 1) % L] + hist[s, (t + j - k * P) % L] - hist[s, a % L]
+
+
+@njit(cache=True)
+def _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet, f):
     """Forecasts by every expert of the value ``j + 1`` rows after the ``t`` rows
-    of series ``s`` seen so far (into ``f``)."""
+    of series ``s`` seen so far (into ``f``); ``m`` seasonal experts per season."""
     f[NETWORK] = fnet
     f[NAIVE] = ser[s, S_LAST]
     f[LEVEL] = ser[s, S_LEVEL]
     P = int(ser[s, S_CYCLE])
     f[CYCLE] = _season_ago(hist, s, t, j, P) if P >= 2 else np.nan
+    col, off = CYCLE + 1, S_SEASONS
     for i in range(seasons.size):
-        f[CYCLE + 1 + i] = _season_ago(hist, s, t, j, seasons[i])
+        P = seasons[i]
+        f[col] = _season_ago(hist, s, t, j, P)
+        if m > 1:
+            f[col + 1] = _seasonal_diff(hist, s, t, j, P)
+        if m > 2:
+            lv = ser[s, off]
+            f[col + 2] = lv + ser[s, off + 1 + (t + j) % P] if t >= P else np.nan
+            off += 1 + P
+        col += m
+
+
+@njit(cache=True)
+def _take_seasons(ser, s, t, y, seasons, alpha, gamma):
+    """Holt-Winters (additive, no trend) of each season takes row ``t``'s value
+    ``y``: the first season fills the profile, its mean starts the level."""
+    off = S_SEASONS
+    for i in range(seasons.size):
+        P = seasons[i]
+        prof = off + 1
+        if t < P:
+            ser[s, prof + t] = y
+            if t == P - 1:                # the first season is complete
+                tot, n = 0.0, 0
+                for q in range(P):
+                    v = ser[s, prof + q]
+                    if v == v:
+                        tot += v
+                        n += 1
+                lv = tot / n if n > 0 else np.nan
+                ser[s, off] = lv
+                for q in range(P):
+                    v = ser[s, prof + q] - lv
+                    ser[s, prof + q] = v if v == v else 0.0
+        elif y == y:
+            ph = prof + t % P
+            lv = ser[s, off]
+            new = y - ser[s, ph] if lv != lv else alpha * (y - ser[s, ph]) + (1.0 - alpha) * lv
+            ser[s, ph] = gamma * (y - new) + (1.0 - gamma) * ser[s, ph]
+            ser[s, off] = new
+        off += 1 + P
 
 
 @njit(cache=True)
@@ -142,7 +211,7 @@ def _take_cycle(hist, ser, s, t, rho_acf, min_acf):
     d0 = hist[s, t % L] - hist[s, (t - 1) % L]
     if d0 != d0:
         return
-    M = ser.shape[1] - S_ACF
+    M = CYCLE_LAGS + 1
     for l in range(M):
         ser[s, S_ACF + l] *= rho_acf
         if t - l - 1 >= 0:
@@ -220,11 +289,12 @@ def update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par, out):
     f0 = np.empty(K)
     L = hist.shape[1]
     rho, alpha = par[P_RHO], par[P_ALPHA]
+    m = int(par[P_KINDS])
     for r in range(R):
         s = slots[r]
         t = int(ser[s, S_POS])
         for j in range(H):
-            _expert_forecasts(hist, ser, s, t, j, seasons, fnet[r, j], f)
+            _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet[r, j], f)
             c = _combine(reg[s, j], f, w)
             out[r, j] = c
             if j == 0:
@@ -249,11 +319,13 @@ def update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par, out):
             lv = ser[s, S_LEVEL]
             ser[s, S_LEVEL] = yr if lv != lv else lv + alpha * (yr - lv)
             _take_cycle(hist, ser, s, t, par[P_RHO_ACF], par[P_MIN_ACF])
+        if m > 2:
+            _take_seasons(ser, s, t, yr, seasons, alpha, par[P_GAMMA])
         ser[s, S_POS] = t + 1
 
 
 @njit(cache=True)
-def combine_live(slots, fnet, hist, ser, reg, seasons, out, weights):
+def combine_live(slots, fnet, hist, ser, reg, seasons, par, out, weights):
     """Combinations of live forecasts ``fnet`` (B, h) (``forecast``): nothing
     changes.  Steps beyond the tracked horizon use the last tracked step's
     weights; ``weights`` (B, h, K) receives the weights used, or is (0, 0, K)."""
@@ -263,11 +335,12 @@ def combine_live(slots, fnet, hist, ser, reg, seasons, out, weights):
     f = np.empty(K)
     w = np.empty(K)
     keep = weights.shape[0] > 0
+    m = int(par[P_KINDS])
     for b in range(B):
         s = slots[b]
         t = int(ser[s, S_POS])
         for j in range(h):
-            _expert_forecasts(hist, ser, s, t, j, seasons, fnet[b, j], f)
+            _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet[b, j], f)
             out[b, j] = _combine(reg[s, min(j, H - 1)], f, w)
             if keep:
                 weights[b, j] = w
@@ -307,12 +380,14 @@ class ExpertState:
 
     ARRAYS = ("hist", "ser", "reg", "pend")
 
-    def __init__(self, periods, horizon):
+    def __init__(self, periods, horizon, kinds=len(SEASONAL_KINDS)):
+        self.periods = tuple(periods)
         self.seasons = np.array(season_lengths(periods), dtype=np.int64)
-        self.names = expert_names(periods)
+        self.kinds = int(kinds)
+        self.names = expert_names(periods, self.kinds)
         self.horizon = int(horizon)
         self.par = np.array([1.0 - 1.0 / DISCOUNT_WINDOW, LEVEL_ALPHA, 1.0 - 1.0 / CYCLE_WINDOW,
-                             CYCLE_MIN_ACF])
+                             CYCLE_MIN_ACF, self.kinds, SEASON_GAMMA])
         self.a = self._fresh(0, self.horizon)
         self._no_weights = np.empty((0, 0, len(self.names)))
 
@@ -326,9 +401,13 @@ class ExpertState:
 
     def _fresh(self, n, H):
         K = self.n_experts
-        L = max(CYCLE_LAGS + 2, int(self.seasons.max(initial=1)))
-        ser = np.zeros((n, S_ACF + CYCLE_LAGS + 1))
+        P = int(self.seasons.max(initial=1))
+        # seasonal_diff looks back up to 2 seasons + 1 row (steps within 2 seasons)
+        L = max(CYCLE_LAGS + 2, 2 * P + 1 if self.kinds > 1 else P)
+        hw = int(np.sum(self.seasons + 1)) if self.kinds > 2 else 0
+        ser = np.zeros((n, S_SEASONS + hw))
         ser[:, S_LAST] = ser[:, S_LEVEL] = np.nan
+        ser[:, S_SEASONS:] = np.nan
         return {"hist": np.full((n, L), np.nan), "ser": ser, "reg": np.zeros((n, H, K, 2)),
                 "pend": np.full((n, H, H, K + 1), np.nan)}
 
@@ -353,7 +432,8 @@ class ExpertState:
         fn = _f64(fnet)
         out = np.empty(fn.shape)
         a = self.a
-        combine_live(_i64(slots), fn, a["hist"], a["ser"], a["reg"], self.seasons, out, weights)
+        combine_live(_i64(slots), fn, a["hist"], a["ser"], a["reg"], self.seasons, self.par, out,
+                     weights)
         return out
 
     def combine(self, slots, fnet):
@@ -396,10 +476,17 @@ class ExpertState:
         self.horizon = H
 
     def load(self, arrays, n, source):
-        """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series."""
-        want = self._fresh(n, self.horizon)
-        for k, v in want.items():
-            if k not in arrays or tuple(arrays[k].shape) != v.shape:
-                raise CheckpointError(f"{source}: expert state {k!r} is missing or has the "
-                                      f"wrong shape; the file is corrupt")
+        """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series.  A
+        checkpoint saved with fewer seasonal experts per season (before
+        ``seasonal_diff`` and ``holt_winters``) resumes with the experts it had."""
+        for kinds in range(len(SEASONAL_KINDS), 0, -1):
+            st = ExpertState(self.periods, self.horizon, kinds)
+            want = st._fresh(n, self.horizon)
+            if all(k in arrays and tuple(arrays[k].shape) == v.shape for k, v in want.items()):
+                break
+        else:
+            raise CheckpointError(f"{source}: the expert state is missing or its arrays have "
+                                  f"the wrong shape; the file is corrupt")
+        if kinds != self.kinds:
+            self.__init__(self.periods, self.horizon, kinds)
         self.a = {k: np.array(arrays[k], dtype=want[k].dtype, copy=True) for k in self.ARRAYS}

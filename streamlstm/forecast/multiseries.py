@@ -96,11 +96,11 @@ class MultiSeriesForecaster:
         ``trend`` must then be False.
     experts
         ``"auto"``: every forecast is the network's combined, per series and
-        horizon step, with naive, smoothed-level and seasonal-naive forecasts
-        (one per period of ``seasonality``) by weights learned online from the
-        errors revealed so far (``forecast/experts.py``: ML-Poly, discounted),
-        so a series the network forecasts badly falls back on the best simple
-        forecast.  None: the network alone.  ``weights(series)`` shows them.
+        horizon step, with naive, smoothed-level and seasonal forecasts (naive,
+        seasonal random walk, Holt-Winters per period of ``seasonality``) and a
+        detected cycle's, by weights learned online from the errors revealed so
+        far (``forecast/experts.py``: ML-Poly, discounted), so a badly forecast
+        series falls back on the best simple one.  None: the network alone.
 
     Examples
     --------
