@@ -27,7 +27,8 @@ from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import (SeriesFeatures, check_features, check_lags,
                                           check_periods, to_raw)
 from streamlstm.forecast.experts import ExpertState, check_experts
-from streamlstm.forecast.intervals import CoverageTally, IntervalState, check_coverage
+from streamlstm.forecast.intervals import IntervalState, check_coverage
+from streamlstm.forecast.warm import compile_twins
 from streamlstm.forecast.rows import (FAST_ROWS, check_batch, fast_batch, frame_rows,
                                      norm_id)
 from streamlstm.core.layout import Layout
@@ -525,30 +526,11 @@ class MultiSeriesForecaster:
         self._features = self._features + names
 
     # -- compiling ahead ---------------------------------------------------------------
-    def compile_kernels(self):
-        """Compile (or load from Numba's cache) every kernel this model's calls use,
-        by stepping a two-unit twin with the same cell, layers, dtype, backend and
-        features through learning and a multi-step forecast.  Numba specializes on
-        types, not sizes, so the twin's compiled code is this model's; nothing of
-        this model changes.  Returns the seconds it took (the compile time on a
-        cold cache, milliseconds on a warm one)."""
-        import time
-        t0 = time.perf_counter()
-        twin = type(self)(cell=self.cell, hidden_size=2, n_layers=self.n_layers, k1=1, k2=2,
-                          optimizer=self.optimizer, features=self.features, horizon=2,
-                          backend=self.backend, dtype=self.dtype, lags=self.lags,
-                          seasonality=self.seasonality, differencing=self.differencing,
-                          clip_norm=self.clip_norm, trend=self.trend, coverage=self.coverage,
-                          scaling=self.scaling, experts=self.experts)
-        F = len(self._features)
-        ids = ["a", "b"] * 4
-        y = np.linspace(0.0, 1.0, len(ids))
-        X = np.zeros((len(ids), F)) if F else None
-        band = twin.predict_learn(ids, y, X, interval=self._iv is not None)
-        twin.forecast(2, interval=self._iv is not None)
-        if self._iv is not None:     # and the runner's coverage tally
-            CoverageTally(2).update(band.scores)
-        return time.perf_counter() - t0
+    def compile_kernels(self, every=False):
+        """Compile (or load from Numba's cache) the kernels this model's calls use
+        (``every=True``: all the CPU driver's specializations; forecast/warm.py).
+        Returns the seconds it took."""
+        return compile_twins(self, every)
 
     # -- many rows at once -----------------------------------------------------------------
     def learn_many(self, frame, id_col="series_id", time_col="timestamp", value_col="value",

@@ -229,9 +229,12 @@ def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, out,
     R = hi - lo
     nb = min(ws_a.shape[0], (R + 3) // 4)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
-    if nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
-        _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
-                          win_len, entry, cache)
-    else:
+    serial = True
+    if n_threads is not None:            # None: compiled without the parallel launcher
+        if nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
+            _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
+                              win_len, entry, cache)
+            serial = False
+    if serial:
         _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0], out,
                       win_len, entry, cache)

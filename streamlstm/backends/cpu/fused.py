@@ -140,10 +140,13 @@ def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gra
     n_chunks = (B + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     lanes_ = min(ws_g.shape[0], n_chunks)      # as update_due
-    if lanes_ > 1 and n_threads > 1:
-        _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
-                         koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
-    else:
+    serial = True
+    if n_threads is not None:            # None: compiled without the parallel launcher
+        if lanes_ > 1 and n_threads > 1:
+            _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
+                             kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+            serial = False
+    if serial:
         for lane in range(lanes_):
             _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
                         kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)

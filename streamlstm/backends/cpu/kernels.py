@@ -28,15 +28,20 @@ from streamlstm.backends.cpu.update import update_due
 @cached_njit(**EXACT)
 def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
                state, entry, win_u, win_y, win_len, count, koff, cfg,
-               ws, cache, stats, out, n_threads):
+               ws, cache, stats, out, n_threads, fuse):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
     Per call: forward every row (weights before the update), append (u, y) to
     each window, then one update if any listed series is due - or, for a whole
     fresh k1 = k2 lockstep window, the same computed series-major
     (fused_window).  ``n_threads`` is numba.get_num_threads() of the caller
     (read in Python: calling it here would keep the driver out of the on-disk
-    cache); 1 keeps everything serial.  ``stats`` counts rows forwarded, rows
-    re-run by updates and rows computed in fused windows."""
+    cache); 1 keeps everything serial, and None compiles a driver without the
+    parallel launchers at all.  ``fuse``: None compiles a driver without
+    fused_window (a model with k1 != k2 never takes it), True tries it.
+    (Numba prunes a branch on ``arg is None`` by the argument's type before it
+    compiles anything, so a one-series stream compiles about half the code:
+    bench/compile_time.py.)  ``stats`` counts rows forwarded, rows re-run by
+    updates and rows computed in fused windows."""
     k1 = cfg[C_K1]
     C = offsets.shape[0] - 1
     max_rows = 0
@@ -45,11 +50,12 @@ def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
     due_buf = np.empty(max_rows, dtype=np.int64)
     c = 0
     while c < C:
-        if fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad,
-                        state, entry, win_u, win_y, win_len, count, koff, cfg, ws, cache,
-                        stats, n_threads):
-            c += k1
-            continue
+        if fuse is not None:
+            if fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad,
+                            state, entry, win_u, win_y, win_len, count, koff, cfg, ws, cache,
+                            stats, n_threads):
+                c += k1
+                continue
         lo, hi = offsets[c], offsets[c + 1]
         R = hi - lo
         stats[0] += R

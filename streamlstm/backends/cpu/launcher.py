@@ -104,11 +104,17 @@ SERIAL_ROWS = min(4, GRAD_CHUNK)
 
 
 def _threads(rows):
-    """The thread count to hand a kernel call of ``rows`` rows: 1 for a call that
-    runs serially anyway, which skips ``numba.get_num_threads()`` (about 1 us: it
-    takes a lock) on the one-row path a stream calls per arrival.  Results never
-    depend on the thread count (docs/spec.md section 6; tests/test_cpu_backend.py)."""
-    return 1 if rows <= SERIAL_ROWS else numba.get_num_threads()
+    """The thread count to hand a kernel call of at most ``rows`` rows per call:
+    None for a call that runs serially anyway (or one thread), which selects the
+    kernels' serial specialization - compiled without the parallel launchers,
+    so a one-series stream compiles about half the code - and skips
+    ``numba.get_num_threads()`` (about 1 us: it takes a lock) on the one-row
+    path a stream calls per arrival.  Results never depend on the thread count
+    (docs/spec.md section 6; tests/test_cpu_backend.py)."""
+    if rows <= SERIAL_ROWS:
+        return None
+    n = numba.get_num_threads()
+    return None if n == 1 else n
 
 
 class CPUBackend:
@@ -201,7 +207,10 @@ class CPUBackend:
         kernels.step_calls(series, U, Y, offsets, self.kp, self.km, self.kv,
                            a["opt_step"], self.hyper, self.grad, a["state"], a["entry"],
                            a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
-                           self.ws, self.cache, self.stats, out, _threads(U.shape[0]))
+                           self.ws, self.cache, self.stats, out,
+                           # a call lists distinct slots: at most n_series rows each
+                           _threads(min(U.shape[0], a["count"].shape[0])),
+                           True if self.k1 == self.k2 else None)
         return out
 
     def resize(self, n_series):

@@ -165,10 +165,13 @@ def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
     n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     lanes_ = min(ws_g.shape[0], n_chunks)      # chunk ch -> lane ch % lanes_
-    if lanes_ > 1 and n_threads > 1:
-        _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
-                          entry, win_u, win_y, win_len, ws, cache)
-    else:
+    serial = True
+    if n_threads is not None:            # None: compiled without the parallel launcher
+        if lanes_ > 1 and n_threads > 1:
+            _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                              entry, win_u, win_y, win_len, ws, cache)
+            serial = False
+    if serial:
         for lane in range(lanes_):
             _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                          entry, win_u, win_y, win_len, ws, cache)

@@ -1,0 +1,127 @@
+"""First-run time: what a newcomer waits for while Numba compiles (issue 13).
+
+    python bench/compile_time.py              # both scenarios, cold then warm (~4 min on 2 cores)
+    python bench/compile_time.py --only river # one scenario
+
+Each scenario runs twice in a fresh Python process: first with an empty
+``NUMBA_CACHE_DIR`` (a fresh install: everything compiles), then again with the
+cache that run left (later runs: the kernels load).  Scenarios, the calls a user
+makes:
+
+* ``river``: ``import streamlstm``; ``LSTMForecaster()``: ``learn_one`` twice and
+  ``forecast(1)`` - the first values of a River user's stream;
+* ``cli``: ``streamlstm run --source examples/sensor.parquet --out <tmp>.parquet
+  --plot <tmp>.png`` through the CLI's own entry point (``cli.app.main``), minus
+  the interpreter's start.
+
+Per compiled function, Numba's ``numba:compile`` events give the seconds spent
+in it, inclusive (with the callees compiled from inside it) and exclusive (its
+own typing, lowering and LLVM optimization); the table lists the largest
+exclusive times of the cold run, which is what each kernel costs to compile.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r'''
+import json, sys, time
+t0 = time.perf_counter()
+from numba.core import event as ev
+rec = []
+def _name(e):
+    f = e.data["dispatcher"].py_func
+    return f.__module__ + "." + f.__qualname__
+class _L(ev.Listener):
+    def on_start(self, e):
+        rec.append(("s", _name(e), time.perf_counter()))
+    def on_end(self, e):
+        rec.append(("e", _name(e), time.perf_counter()))
+ev.register("numba:compile", _L())
+scenario, out = sys.argv[1], sys.argv[2]
+import streamlstm
+t1 = time.perf_counter()
+if scenario == "river":
+    m = streamlstm.LSTMForecaster()
+    m.learn_one(1.0)
+    m.learn_one(2.0)
+    m.forecast(1)
+else:
+    from streamlstm.cli.app import main
+    try:
+        main(["run", "--source", "examples/sensor.parquet", "--out", out,
+              "--plot", out + ".png"], standalone_mode=False)
+    except SystemExit as e:
+        if e.code:
+            raise
+t2 = time.perf_counter()
+stack, excl, incl = [], {}, {}
+for kind, name, t in rec:
+    if kind == "s":
+        stack.append([name, t, 0.0])
+    else:
+        n, ts, child = stack.pop()
+        d = t - ts
+        incl[n] = incl.get(n, 0.0) + d
+        excl[n] = excl.get(n, 0.0) + d - child
+        if stack:
+            stack[-1][2] += d
+print(json.dumps({"import_s": t1 - t0, "calls_s": t2 - t1, "excl": excl, "incl": incl}))
+'''
+
+
+def run_child(scenario, cache, tmp):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    out = Path(tmp) / f"{scenario}.parquet"
+    p = subprocess.run([sys.executable, "-c", CHILD, scenario, str(out)], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"{scenario} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=["river", "cli"])
+    ap.add_argument("--top", type=int, default=12, help="functions listed per scenario")
+    a = ap.parse_args(argv)
+    scenarios = [a.only] if a.only else ["river", "cli"]
+    goals = {"river": 10.0, "cli": 15.0}
+    rows = []
+    for sc in scenarios:
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp) / "numba_cache"
+            t = time.perf_counter()
+            cold = run_child(sc, cache, tmp)
+            cold_wall = time.perf_counter() - t
+            t = time.perf_counter()
+            warm = run_child(sc, cache, tmp)
+            warm_wall = time.perf_counter() - t
+        rows.append((sc, cold, warm, cold_wall, warm_wall))
+        print(f"\n### {sc}: cold {cold['import_s'] + cold['calls_s']:.1f} s "
+              f"(import {cold['import_s']:.1f} s; process {cold_wall:.1f} s), "
+              f"warm {warm['import_s'] + warm['calls_s']:.1f} s "
+              f"(process {warm_wall:.1f} s); goal <= {goals[sc]:.0f} s cold\n")
+        print("| function (cold run) | exclusive s | inclusive s |")
+        print("|---|---:|---:|")
+        top = sorted(cold["excl"].items(), key=lambda kv: -kv[1])[:a.top]
+        for name, v in top:
+            print(f"| `{name.replace('streamlstm.', '')}` | {v:.2f} | {cold['incl'][name]:.2f} |")
+        print(f"| all {len(cold['excl'])} compiled functions | {sum(cold['excl'].values()):.2f} | |")
+    print("\n| scenario | cold (import + calls) | warm | goal |")
+    print("|---|---:|---:|---:|")
+    for sc, cold, warm, _, _ in rows:
+        print(f"| {sc} | {cold['import_s'] + cold['calls_s']:.1f} s | "
+              f"{warm['import_s'] + warm['calls_s']:.1f} s | <= {goals[sc]:.0f} s |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Compiling a model's kernels ahead of its first rows (``MultiSeriesForecaster.
+compile_kernels``, the CLI before it reads, ``streamlstm warmup``).
+
+Numba specializes on types, not sizes, so stepping a two-unit twin with the same
+cell, layers, dtype, backend, features, experts and intervals through learning
+and a multi-step forecast compiles exactly the code the model will run.  The CPU
+driver comes in specializations chosen by argument types (backends/cpu/kernels.py):
+serial (calls of at most 4 rows, or one thread) or parallel, each with or without
+the fused k1 = k2 window; a one-series stream needs only the smallest, about
+half the code (bench/compile_time.py).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from streamlstm.forecast.intervals import CoverageTally
+
+
+def compile_twins(model, every=False):
+    """Compile (or load from Numba's cache) the kernels ``model``'s calls use:
+    its k1 = k2 choice, for calls of many series (the parallel driver, which
+    also holds the serial code it falls back on).  ``every=True`` compiles all
+    four driver specializations.  Nothing of ``model`` changes.  Returns the
+    seconds it took (the compile time on a cold cache, milliseconds on a warm
+    one)."""
+    t0 = time.perf_counter()
+    F = len(model.features or ())
+    interval = model.coverage is not None
+    shapes = [(1, 2), (2, 2)] if every else [(2, 2) if model.k1 == model.k2 else (1, 2)]
+    widths = (2, 6) if every else (6,)     # rows per call: serial, parallel driver
+    band = None
+    for k1, k2 in shapes:
+        for width in widths:
+            twin = type(model)(cell=model.cell, hidden_size=2, n_layers=model.n_layers,
+                               k1=k1, k2=k2, optimizer=model.optimizer,
+                               features=model.features, horizon=2, backend=model.backend,
+                               dtype=model.dtype, lags=model.lags,
+                               seasonality=model.seasonality,
+                               differencing=model.differencing, clip_norm=model.clip_norm,
+                               trend=model.trend, coverage=model.coverage,
+                               scaling=model.scaling, experts=model.experts)
+            ids = [f"s{i}" for i in range(width)] * 4
+            y = np.linspace(0.0, 1.0, len(ids))
+            X = np.zeros((len(ids), F)) if F else None
+            band = twin.predict_learn(ids, y, X, interval=interval)
+            twin.forecast(2, interval=interval)
+    if interval:     # and the runner's coverage tally
+        CoverageTally(2).update(band.scores)
+    return time.perf_counter() - t0
