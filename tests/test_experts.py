@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamlstm import LSTMForecaster
-from streamlstm.errors import InputError
+from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast import experts as E
 from streamlstm.forecast.experts import ExpertState
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
@@ -160,7 +160,7 @@ def test_a_checkpoint_with_one_seasonal_expert_resumes_with_it():
     b1 = old.update(np.zeros(200, np.int64), y[200:], fnet[200:])
     b2 = new.update(np.zeros(200, np.int64), y[200:], fnet[200:])
     assert np.array_equal(b1, b2) and a.shape == (200, 2)
-    with pytest.raises(Exception, match="corrupt"):
+    with pytest.raises(CheckpointError, match="corrupt"):
         new.load({**old.a, "ser": old.a["ser"][:, :3]}, 1, "bad.ckpt")
 
 
