@@ -171,13 +171,14 @@ def main(argv=None):
     p.add_argument("--datasets", default=",".join(PANEL))
     p.add_argument("--panel", action="store_true",
                    help="every single series of bench/accuracy.py's panel")
+    p.add_argument("--seed", type=int, default=0, help="the model's seed (default 0)")
     p.add_argument("--out", default=HERE / "out" / "intervals.json")
     a = p.parse_args(argv)
-    report = {"versions": {"streamlstm": streamlstm.__version__}, "datasets": {}}
+    report = {"versions": {"streamlstm": streamlstm.__version__}, "seed": a.seed, "datasets": {}}
     jobs = (panel_series() if a.panel
             else {n: (None, PANEL[n]) for n in a.datasets.split(",")})
     for name, (rows, h) in jobs.items():
-        report["datasets"][name] = evaluate_dataset(name, h, rows=rows)
+        report["datasets"][name] = evaluate_dataset(name, h, seed=a.seed, rows=rows)
         print(f"{name}: done ({report['datasets'][name]['seconds']:.1f} s)", file=sys.stderr)
     print(render(report))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

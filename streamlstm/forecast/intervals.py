@@ -64,9 +64,9 @@ from numba import njit
 from streamlstm.core.checks import check_number
 from streamlstm.errors import CheckpointError, InputError
 
-ETA = 0.05           # per-series tracker step, in units of the running error scale
+ETA = 0.08           # per-series tracker step, in units of the running error scale
 ETA_POOL = 0.01      # step of the trackers shared by all series (per scored error)
-SCALE_WINDOW = 20    # the error scale is a mean of |error| over ~this many errors
+SCALE_WINDOW = 50    # the error scale is a mean of |error| over ~this many errors
 MIN_SCORED = 5       # a step issues bands once it has scored this many errors
 # Columns of ``trk`` (the series' own offsets to the pooled trackers) and of ``pool``.
 Q_LO, Q_HI, SCALE, COUNT = range(4)
