@@ -8,7 +8,8 @@ it compiles a small probe kernel that calls cellmath.sigmoid, edits the copy's
 cellmath.py, and checks in fresh processes that the probe (defined under
 backends/, cached by cached_njit) recompiles and computes the new number,
 while a plain ``njit(cache=True)`` control outside backends/ loads stale - the
-failure mode this guards against.
+failure mode this guards against - and one outside backends/ declared with
+``stamp_with`` (forecast/combined.py's way) recompiles.
 """
 import ast
 import json
@@ -42,16 +43,36 @@ def probe(x):
     return sigmoid(x, 1.0)
 '''
 
+STAMPED = '''\
+import pathlib
+
+from numba import njit
+
+import streamlstm.backends.cellmath as cellmath
+from streamlstm.backends.cache import stamp_with
+from streamlstm.backends.cellmath import sigmoid
+
+stamp_with(__file__, [__file__, cellmath.__file__])
+
+
+@njit(cache=True)
+def probe(x):
+    return sigmoid(x, 1.0)
+'''
+
 RUN = '''\
 import json
 
 import control_probe
+import stamped_probe
 from streamlstm.backends.cache import sources_stamp
 from streamlstm.backends.cpu.stale_probe import probe
 
 out = {"probe": probe(0.0), "control": control_probe.probe(0.0),
        "probe_hits": sum(probe.stats.cache_hits.values()),
        "control_hits": sum(control_probe.probe.stats.cache_hits.values()),
+       "stamped": stamped_probe.probe(0.0),
+       "stamped_hits": sum(stamped_probe.probe.stats.cache_hits.values()),
        "stamp": sources_stamp()}
 print(json.dumps(out))
 '''
@@ -72,12 +93,14 @@ def test_editing_a_helper_module_recompiles_its_callers(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "streamlstm" / "backends" / "cpu" / "stale_probe.py").write_text(PROBE)
     (tmp_path / "control_probe.py").write_text(CONTROL)
+    (tmp_path / "stamped_probe.py").write_text(STAMPED)
     (tmp_path / "run_probe.py").write_text(RUN)
 
     first = _run(tmp_path)                  # compiles and writes the cache
-    assert first["probe"] == first["control"] == 0.5
-    again = _run(tmp_path)                  # same sources: both load from the cache
+    assert first["probe"] == first["control"] == first["stamped"] == 0.5
+    again = _run(tmp_path)                  # same sources: all load from the cache
     assert again["probe_hits"] > 0 and again["control_hits"] > 0, again
+    assert again["stamped_hits"] > 0, again
     assert again["stamp"] == first["stamp"]
 
     cellmath = tmp_path / "streamlstm" / "backends" / "cellmath.py"
@@ -90,6 +113,9 @@ def test_editing_a_helper_module_recompiles_its_callers(tmp_path):
     assert edited["stamp"] != first["stamp"]
     assert edited["probe"] == 2.5 and edited["probe_hits"] == 0, \
         f"a backend kernel loaded code compiled from the old cellmath.py: {edited}"
+    # outside backends/, a function stamped with the files it compiles in
+    # (forecast/combined.py's way) recompiles too
+    assert edited["stamped"] == 2.5 and edited["stamped_hits"] == 0, edited
     # The premise: Numba's own cache, keyed on the caller's file alone, loads
     # stale here.  (If this starts failing, Numba now tracks the helpers itself.)
     assert edited["control"] == 0.5 and edited["control_hits"] > 0, edited

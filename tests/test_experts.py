@@ -307,3 +307,32 @@ def test_replay_equals_streaming():
         b.predict_learn([i], [v])
     assert a.weights() == b.weights()
     assert a.forecast(3) == b.forecast(3)
+
+
+def test_the_next_forecast_in_one_call_equals_to_raw_then_combine():
+    """forecast(1)'s one compiled call (forecast/combined.py: to raw units, then
+    the combination) gives the bits of features.to_raw followed by
+    ExpertState.combine, through the model's path and directly."""
+    from streamlstm.forecast import combined
+    from streamlstm.forecast.features import to_raw
+    rng = np.random.default_rng(5)
+    n, R = 5, 400
+    st = ExpertState((4,), 2)
+    st.resize(n)
+    slots = rng.integers(0, n, R).astype(np.int64)
+    y = np.sin(np.arange(R)) * 10 + slots + rng.normal(size=R)
+    st.update(slots, y, y[:, None] + rng.normal(size=(R, 2)))
+    s = np.array([3, 0, 4], np.int64)
+    yhat, level = rng.normal(size=3), rng.normal(size=3) * 10
+    scale = np.array([2.0, 0.0, 0.5])                  # one series without a scale yet
+    got = combined.next_combination(st, s, yhat, level, scale)
+    want = st.combine(s, to_raw(yhat, level, scale)[:, None])
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (3, 1) and np.all(np.isfinite(got))
+
+    m = MultiSeriesForecaster(hidden_size=4, backend="reference", seasonality=3, seed=1)
+    ids = np.array(["a", "b"])[rng.integers(0, 2, 90)]
+    m.predict_learn(ids, np.cos(np.arange(90.0)) + (ids == "b"))
+    sl = m.slots_of(["b", "a"])
+    net = m._network_forecast(sl, 1, np.zeros((2, 1, 0)))
+    np.testing.assert_array_equal(m.forecast_slots(sl, 1), m._ex.combine(sl, net))

@@ -360,3 +360,40 @@ def test_river_forecast_interval_before_learning_and_without_coverage():
         streamlstm.GRUForecaster(coverage=None).forecast_interval(1)
     with pytest.raises(InputError, match="strictly between 0 and 1"):
         streamlstm.LSTMForecaster(coverage=1.0)
+
+
+@pytest.mark.parametrize("band", [False, True])
+def test_the_combined_update_equals_experts_then_intervals(band):
+    """forecast/combined.py runs both kernels in one compiled call: bit for bit
+    what ExpertState.update followed by IntervalState.update give, with the
+    scratch outputs reused across calls (band=False) or fresh ones."""
+    from streamlstm.forecast import combined
+    from streamlstm.forecast.experts import ExpertState
+    rng = np.random.default_rng(3)
+    H, n, R = 3, 4, 600
+    slots = rng.integers(0, n, R).astype(np.int64)
+    t = np.arange(R)
+    y = 10.0 * np.sin(2 * np.pi * t / 5) + rng.normal(size=R) + slots
+    y[rng.random(R) < 0.05] = np.nan
+    fnet = y[:, None] + rng.normal(size=(R, H))
+    fnet[rng.random((R, H)) < 0.03] = np.nan
+    states = []
+    for _ in range(2):
+        ex, iv = ExpertState((5,), H), IntervalState(0.9, H)
+        ex.resize(n)
+        iv.resize(n)
+        states.append((ex, iv))
+    (ex1, iv1), (ex2, iv2) = states
+    cuts = np.cumsum(np.tile([1, 7, 1, 1, 13], R // 23 + 1))
+    for a, b in zip(np.r_[0, cuts], cuts[cuts <= R]):   # calls of 1..13 rows, the scratch
+        s, yy, fn = slots[a:b], y[a:b], fnet[a:b]      # reused (and regrown)
+        want = iv1.update(s, yy, ex1.update(s, yy, fn))
+        got = combined.update(ex2, iv2, s.copy(), yy.copy(), fn.copy(), band)
+        np.testing.assert_array_equal(got.yhat if band else got, want.yhat)
+        if band:
+            for k in ("lo", "hi", "scores"):
+                np.testing.assert_array_equal(getattr(got, k), getattr(want, k))
+    for k in ex1.a:
+        np.testing.assert_array_equal(ex1.a[k], ex2.a[k])
+    for k in iv1.a:
+        np.testing.assert_array_equal(iv1.a[k], iv2.a[k])

@@ -18,6 +18,10 @@ but stamps the entry with a hash of every file in ``source_files()``.  Any
 edit to any of them recompiles every backend function once; nothing stale can
 load.  (Numba reads its locator list only while it is not overridden by the
 ``NUMBA_CACHE_LOCATOR_CLASSES`` environment variable: leave that unset.)
+
+A cached function outside backends/ that calls compiled functions of other
+files (``forecast/combined.py``) declares them with ``stamp_with`` before its
+``@njit(cache=True)``: its entries are then stamped with a hash of those files.
 """
 import functools
 import hashlib
@@ -42,9 +46,7 @@ def source_files():
 
 def sources_stamp() -> str:
     """A hash of the names and contents of ``source_files()``."""
-    files = source_files()
-    return _hash_files(tuple((str(p), st.st_mtime_ns, st.st_size)
-                             for p, st in ((p, p.stat()) for p in files)))
+    return _stamp_of(source_files())
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,9 +56,38 @@ def _hash_files(stats):
     h = hashlib.sha256()
     for path, _mtime, _size in stats:
         p = pathlib.Path(path)
-        h.update(str(p.relative_to(_PACKAGE)).encode() + b"\0")
+        try:
+            name = str(p.relative_to(_PACKAGE))
+        except ValueError:
+            name = p.name
+        h.update(name.encode() + b"\0")
         h.update(p.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+# Defining file (resolved, str) -> the source files its cached functions are stamped with.
+_STAMPED = {}
+
+
+def stamp_with(py_file, files):
+    """Stamp the cache entries of the ``@njit(cache=True)`` functions defined in
+    ``py_file`` (outside backends/, declared after this call) with a hash of
+    ``files``, the sources they compile in, instead of ``py_file`` alone."""
+    _STAMPED[str(pathlib.Path(py_file).resolve())] = tuple(
+        sorted(pathlib.Path(f).resolve() for f in files))
+
+
+def _stamp_of(files):
+    return _hash_files(tuple((str(p), st.st_mtime_ns, st.st_size)
+                             for p, st in ((p, p.stat()) for p in files)))
+
+
+def _stamped_files(py_file):
+    """The files whose hash stamps ``py_file``'s cached functions, or None for
+    Numba's own stamp."""
+    if _is_backend_source(py_file):
+        return source_files()
+    return _STAMPED.get(str(pathlib.Path(py_file).resolve()))
 
 
 def _is_backend_source(py_file):
@@ -69,10 +100,12 @@ def _is_backend_source(py_file):
 
 class BackendSourcesLocator(_CacheLocator):
     """Numba's own locator for the function (the first that accepts it), with
-    the source stamp of all backend sources instead of the function's file."""
+    the source stamp of all backend sources (or of the files given to
+    ``stamp_with``) instead of the function's file."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, files):
         self._inner = inner
+        self._files = files
 
     def ensure_cache_path(self):
         self._inner.ensure_cache_path()
@@ -81,19 +114,20 @@ class BackendSourcesLocator(_CacheLocator):
         return self._inner.get_cache_path()
 
     def get_source_stamp(self):
-        return sources_stamp()
+        return _stamp_of(self._files)
 
     def get_disambiguator(self):
         return self._inner.get_disambiguator()
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if not _is_backend_source(py_file):
+        files = _stamped_files(py_file)
+        if files is None:
             return None                 # not ours: Numba's locators as usual
         for numba_locator in _NUMBA_LOCATORS:
             inner = numba_locator.from_function(py_func, py_file)
             if inner is not None:
-                return cls(inner)
+                return cls(inner, files)
         return None
 
 

@@ -389,7 +389,7 @@ class ExpertState:
         self.par = np.array([1.0 - 1.0 / DISCOUNT_WINDOW, LEVEL_ALPHA, 1.0 - 1.0 / CYCLE_WINDOW,
                              CYCLE_MIN_ACF, self.kinds, SEASON_GAMMA])
         self.a = self._fresh(0, self.horizon)
-        self._no_weights = np.empty((0, 0, len(self.names)))
+        self.no_weights = np.empty((0, 0, len(self.names)))   # combine_live: none kept
 
     @property
     def n_experts(self):
@@ -418,27 +418,33 @@ class ExpertState:
             new = self._fresh(n - old, self.horizon)
             self.a = {k: np.concatenate([self.a[k], new[k]]) for k in self.ARRAYS}
 
+    def kernel_arrays(self):
+        """The state arguments of ``update_rows`` after ``fnet``, in its order."""
+        a = self.a
+        return a["hist"], a["ser"], a["reg"], a["pend"], self.seasons, self.par
+
     def update(self, slots, y, fnet):
         """The combined forecasts (R, H) of the network's ``fnet`` (R, H), updating
         the weights with the targets ``y`` (R,) row by row."""
         fn = _f64(fnet)
         out = np.empty(fn.shape)
-        a = self.a
-        update_rows(_i64(slots), _f64(y), fn, a["hist"], a["ser"], a["reg"], a["pend"],
-                    self.seasons, self.par, out)
+        update_rows(_i64(slots), _f64(y), fn, *self.kernel_arrays(), out)
         return out
+
+    def live_arrays(self):
+        """The state arguments of ``combine_live`` after ``fnet``, in its order."""
+        a = self.a
+        return a["hist"], a["ser"], a["reg"], self.seasons, self.par
 
     def _live(self, slots, fnet, weights):
         fn = _f64(fnet)
         out = np.empty(fn.shape)
-        a = self.a
-        combine_live(_i64(slots), fn, a["hist"], a["ser"], a["reg"], self.seasons, self.par, out,
-                     weights)
+        combine_live(_i64(slots), fn, *self.live_arrays(), out, weights)
         return out
 
     def combine(self, slots, fnet):
         """Combinations of live forecasts ``fnet`` (B, h), changing nothing."""
-        return self._live(slots, fnet, self._no_weights)
+        return self._live(slots, fnet, self.no_weights)
 
     def weight_array(self, slots):
         """(B, H, K) weights that the next forecasts of ``slots`` get, the network

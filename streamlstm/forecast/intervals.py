@@ -229,6 +229,7 @@ class IntervalState:
         H = self.horizon
         self.a = {"trk": np.zeros((0, H, N_TRK)), "pool": self._fresh_pool(H),
                   "pend": np.full((0, H, H, 3), np.nan), "pos": np.zeros(0, dtype=np.int64)}
+        self._scratch = None
 
     def _fresh_pool(self, H):
         return np.tile(np.array([-self.q0, self.q0]), (H, 1))
@@ -247,17 +248,31 @@ class IntervalState:
         self.a["pend"] = np.concatenate([self.a["pend"], np.full((n - old, H, H, 3), np.nan)])
         self.a["pos"] = np.concatenate([self.a["pos"], np.zeros(n - old, dtype=np.int64)])
 
+    def kernel_arrays(self):
+        """The state arguments of ``update_rows`` after ``yhat``, in its order."""
+        a = self.a
+        return a["trk"], a["pool"], a["pend"], a["pos"], self.a_side, ETA, ETA_POOL, SCALE_WINDOW
+
+    def outputs(self, R, H, keep):
+        """``lo``, ``hi`` (R, H) and ``scores`` (R, H, 3) for ``update_rows``: new
+        arrays if the caller ``keep``s them, else views of scratch arrays reused
+        from call to call (no allocation on the per-row path)."""
+        if keep:
+            return np.empty((R, H)), np.empty((R, H)), np.empty((R, H, 3))
+        scratch = self._scratch
+        if scratch is None or scratch[0].shape[0] < R or scratch[0].shape[1] != H:
+            scratch = self._scratch = (np.empty((R, H)), np.empty((R, H)), np.empty((R, H, 3)))
+        return scratch[0][:R], scratch[1][:R], scratch[2][:R]
+
     def update(self, slots, y, yhat):
         """The bands of ``yhat`` (R, H) and the scores of the forecasts whose targets
         ``y`` (R,) are, updating the trackers row by row: a ``Band``."""
         R, H = yhat.shape
-        lo, hi = np.empty((R, H)), np.empty((R, H))
-        scores = np.empty((R, H, 3))
+        lo, hi, scores = self.outputs(R, H, keep=True)
         yh = np.ascontiguousarray(yhat, dtype=np.float64)
         update_rows(np.ascontiguousarray(slots, dtype=np.int64),
-                    np.ascontiguousarray(y, dtype=np.float64), yh, self.a["trk"],
-                    self.a["pool"], self.a["pend"], self.a["pos"], self.a_side, ETA, ETA_POOL,
-                    SCALE_WINDOW, lo, hi, scores)
+                    np.ascontiguousarray(y, dtype=np.float64), yh, *self.kernel_arrays(),
+                    lo, hi, scores)
         return Band(yh, lo, hi, scores)
 
     def bounds(self, slots, yhat):

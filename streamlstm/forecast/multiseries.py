@@ -27,6 +27,7 @@ from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import (SeriesFeatures, check_features, check_lags,
                                           check_periods, to_raw)
 from streamlstm.forecast.experts import ExpertState, check_experts
+from streamlstm.forecast import combined
 from streamlstm.forecast.intervals import IntervalState, check_coverage
 from streamlstm.forecast.warm import compile_twins
 from streamlstm.forecast.rows import (FAST_ROWS, check_batch, fast_batch, frame_rows,
@@ -281,6 +282,8 @@ class MultiSeriesForecaster:
     def predict_learn_slots(self, slots, y, X, interval=False):
         """``predict_learn`` on int64 ``slots`` from ``slots_of`` (validated rows)."""
         out = self._predict_learn(slots, y, X, self._horizon)
+        if self._ex is not None and self._iv is not None:   # one compiled call for both
+            return combined.update(self._ex, self._iv, slots, y, out, interval)
         if self._ex is not None:
             out = self._ex.update(slots, y, out)
         if self._iv is None:
@@ -414,16 +417,24 @@ class MultiSeriesForecaster:
 
     def _forecast_slots(self, slots, h, Xf):
         """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
-        out = self._network_forecast(slots, h, Xf)
-        return out if self._ex is None else self._ex.combine(slots, out)
+        if self._ex is None:
+            return self._network_forecast(slots, h, Xf)
+        if h == 1:   # to raw units and combined in one compiled call
+            return combined.next_combination(self._ex, slots, *self._next_scaled(slots, Xf))
+        return self._ex.combine(slots, self._network_forecast(slots, h, Xf))
+
+    def _next_scaled(self, slots, Xf):
+        """The network's next forecasts (B,) in its own units and the (level, scale)
+        that map them to raw units.  Nothing is fed back for one step: the live
+        feature state is read, no copy needed."""
+        U, level, scale = self._feats.rollout_step(self._feats.view(slots), Xf[:, 0])
+        yhat, _ = self._forward(U, self._get_state(slots))
+        return np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale
 
     def _network_forecast(self, slots, h, Xf):
         """(B, h) forecasts of the network alone."""
-        if h == 1:   # nothing is fed back: read the live feature state, no copy needed
-            U, level, scale = self._feats.rollout_step(self._feats.view(slots), Xf[:, 0])
-            yhat, _ = self._forward(U, self._get_state(slots))
-            return to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level,
-                          scale)[:, None]
+        if h == 1:
+            return to_raw(*self._next_scaled(slots, Xf))[:, None]
         snap = self._feats.snapshot(slots)
         return self._rollout(snap, self._get_state(slots), h, lambda j: Xf[:, j])
 
