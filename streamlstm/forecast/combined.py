@@ -43,8 +43,12 @@ def update(ex, iv, slots, y, fnet, band):
     """Combine and band the network's forecasts ``fnet`` (R, H; C-contiguous
     float64, overwritten with the combination) of int64 ``slots`` with targets
     float64 ``y`` (R,), updating ``ex`` (``ExpertState``) and ``iv``
-    (``IntervalState``) row by row: the combination, or with ``band`` the
-    ``Band`` (as ``iv.update(slots, y, ex.update(slots, y, fnet))`` would give)."""
+    (``IntervalState``, or None: no bands) row by row: the combination, or with
+    ``band`` the ``Band`` (as ``iv.update(slots, y, ex.update(slots, y, fnet))``
+    would give)."""
+    if iv is None:
+        experts.update_rows(slots, y, fnet, *ex.kernel_arrays(), fnet)
+        return fnet
     R, H = fnet.shape
     lo, hi, scores = iv.outputs(R, H, keep=band)
     update_rows(slots, y, fnet, *ex.kernel_arrays(), *iv.kernel_arrays(), lo, hi, scores)

@@ -282,10 +282,8 @@ class MultiSeriesForecaster:
     def predict_learn_slots(self, slots, y, X, interval=False):
         """``predict_learn`` on int64 ``slots`` from ``slots_of`` (validated rows)."""
         out = self._predict_learn(slots, y, X, self._horizon)
-        if self._ex is not None and self._iv is not None:   # one compiled call for both
+        if self._ex is not None:   # combined in place (and banded) in one compiled call
             return combined.update(self._ex, self._iv, slots, y, out, interval)
-        if self._ex is not None:
-            out = self._ex.update(slots, y, out)
         if self._iv is None:
             return out
         band = self._iv.update(slots, y, out)
@@ -307,9 +305,8 @@ class MultiSeriesForecaster:
         out = np.empty((R, horizon))
         if R == 0:
             return out
-        if horizon == 1:
-            out[:, 0] = self.learn_slots(slots, y, X)
-            return out
+        if horizon == 1:   # (R, 1): a view of the fresh (R,) forecasts, no copy
+            return self.learn_slots(slots, y, X)[:, None]
         # Rollouts need the weights in force before each row's update, so go call
         # by call exactly as step_rows would (distinct slots, ending at a due row).
         offsets = self._net.call_groups(slots)
