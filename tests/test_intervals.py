@@ -397,3 +397,13 @@ def test_the_combined_update_equals_experts_then_intervals(band):
         np.testing.assert_array_equal(ex1.a[k], ex2.a[k])
     for k in iv1.a:
         np.testing.assert_array_equal(iv1.a[k], iv2.a[k])
+    # experts alone (coverage=None): the combination in place, the same bits
+    ex3, ex4 = ExpertState((5,), H), ExpertState((5,), H)
+    ex3.resize(n)
+    ex4.resize(n)
+    for a, b in zip(np.r_[0, cuts], cuts[cuts <= R]):
+        s, yy, fn = slots[a:b], y[a:b], fnet[a:b]
+        np.testing.assert_array_equal(combined.update(ex4, None, s, yy, fn.copy(), False),
+                                      ex3.update(s, yy, fn))
+    for k in ex3.a:
+        np.testing.assert_array_equal(ex3.a[k], ex4.a[k])

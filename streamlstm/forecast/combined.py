@@ -14,8 +14,10 @@ combination written over the network's forecasts in place.  Likewise
 ``next_rows`` takes the network's next-step forecast to raw units and combines
 it (``forecast(1)``, ``forecast_slots(slots, 1)``) in one call instead of two.
 
-Its cache entry is stamped with this file, ``experts.py`` and ``intervals.py``
-(``backends/cache.py``'s ``stamp_with``): an edit to either kernel recompiles it.
+With experts alone (``coverage=None``) ``update`` runs the experts' kernel with the
+combination written in place.  The cache entries here are stamped with this file,
+``experts.py``, ``features.py`` and ``intervals.py`` (``backends/cache.py``'s
+``stamp_with``): an edit to any of those kernels recompiles them.
 """
 from __future__ import annotations
 
@@ -53,7 +55,6 @@ def update(ex, iv, slots, y, fnet, band):
     lo, hi, scores = iv.outputs(R, H, keep=band)
     update_rows(slots, y, fnet, *ex.kernel_arrays(), *iv.kernel_arrays(), lo, hi, scores)
     return Band(fnet, lo, hi, scores) if band else fnet
-
 
 
 @njit(cache=True)
