@@ -100,8 +100,12 @@ def _defined_private_names(tree):
 # - River metrics keep their running mean in ``_mean`` and rebuild one with
 #   ``stats.Mean._from_state``; River has no public state API, and the checkpoint
 #   stores exactly those numbers (no pickle), so stream/metrics.py is the one
-#   place that knows (its comment says so).
-THIRD_PARTY = {"streamlstm.stream.metrics": {"_mean", "_from_state"}}
+#   place that knows (its comment says so);
+# - Numba's struct proxies (``context.make_array(...)``) give their LLVM value by
+#   ``_getvalue()``, the spelling of Numba's own extending guide (the "interval"
+#   example); backends/cpu/arena.py builds array views that way.
+THIRD_PARTY = {"streamlstm.stream.metrics": {"_mean", "_from_state"},
+               "streamlstm.backends.cpu.arena": {"_getvalue"}}
 
 
 def _third_party_constant(node, module):

@@ -214,3 +214,20 @@ def test_multi_step_forecast_equals_an_independent_rollout(kw):
     np.testing.assert_allclose([got["a"], got["b"]], mine, rtol=1e-12, atol=1e-12)
     if kw.get("trend"):
         assert np.all(snap["ystat"][:, Y_TREND] != 0)      # the trend is really exercised
+
+
+@pytest.mark.parametrize("scaling", ["series", "global"])
+@pytest.mark.parametrize("experts", [None, "auto"])
+def test_one_step_forecast_is_the_first_step_of_a_rollout(scaling, experts):
+    """forecast(1) takes its own path (the live feature state read in place, one
+    copy of the network states, the combination in one compiled call); it must
+    give the bits of forecast(h)'s first step, which rolls out from copies."""
+    m = MultiSeriesForecaster(hidden_size=6, k1=2, k2=4, seed=3, scaling=scaling,
+                              experts=experts, lags=(1, 2), trend=scaling == "series")
+    t = np.arange(40)
+    rng = np.random.default_rng(4)
+    for sid, a in (("a", 1.0), ("b", -0.5), ("c", 0.2)):
+        m.predict_learn([sid] * t.size, 5 + a * t + rng.normal(0, 0.3, t.size))
+    for series in (["b"], ["c", "a"]):
+        one, four = m.forecast(1, series=series), m.forecast(4, series=series)
+        assert {k: v[0] for k, v in one.items()} == {k: v[0] for k, v in four.items()}

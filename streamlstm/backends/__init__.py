@@ -21,6 +21,8 @@ never raise user errors.  A backend:
 * ``forward(state, U) -> (yhat, new_state)``: one step of the stack + head for
   B independent rows from the given states (B, L, S, H) with the current weights;
   pure (nothing in the model changes).  Used for forecasts and multi-step rollouts;
+* ``forward_live(series, U) -> yhat``: ``forward(get_states(series), U)[0]`` (the
+  CPU backend copies the states once instead of twice: a forecast's hot path);
 * ``get_states(series) -> (B, L, S, H)`` host copy of the listed slots' live state;
 * ``host_counts()`` returns the per-series step counts (N,) int64 on the host,
   cheaply (the CUDA backend mirrors them on the host), for ``step_rows`` grouping.

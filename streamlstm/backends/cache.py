@@ -119,6 +119,12 @@ class BackendSourcesLocator(_CacheLocator):
     def get_disambiguator(self):
         return self._inner.get_disambiguator()
 
+    @property
+    def _py_file(self):
+        # Numba names the source file from its locator's _py_file when it warns
+        # that a function cannot be cached (numba/core/caching.py, check_cachable)
+        return self._inner._py_file
+
     @classmethod
     def from_function(cls, py_func, py_file):
         files = _stamped_files(py_file)

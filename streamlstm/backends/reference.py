@@ -198,6 +198,9 @@ class ReferenceBackend:
         h_top, new_state, _ = stack_forward(self.layout, W, U, state)
         return head_forward(W, h_top), new_state
 
+    def forward_live(self, series, U):
+        return self.forward(self.get_states(series), U)[0]
+
     def get_states(self, series):
         return self.a["state"][series].copy()
 

@@ -486,6 +486,22 @@ class SeriesFeatures:
                        self.lags, self.periods, self.diff, self.n_x_first, U, level, scale)
         return U, level, scale
 
+    def next_inputs(self, slots, X):
+        """``rollout_step(view(slots), X)``, for the one-series call of a stream
+        without building the view's dict (the same arrays reach the kernel)."""
+        if self.glob or slots.shape[0] != 1:
+            return self.rollout_step(self.view(slots), X)
+        s = int(slots[0])
+        a = self.a
+        ystat = a["ystat"][s:s + 1]
+        U = np.zeros((1, self.n_inputs))
+        level = np.empty(1)
+        scale = np.empty(1)
+        rollout_inputs(a["hist"][s:s + 1], ystat, ystat, a["xstat"][s:s + 1], X,
+                       a["pos"][s:s + 1], self.lags, self.periods, self.diff, self.n_x_first,
+                       U, level, scale)
+        return U, level, scale
+
     def rollout_push(self, snap, values):
         rollout_push(snap["hist"], snap["ystat"], snap["sy"], snap["pos"], values)
 

@@ -424,8 +424,12 @@ class MultiSeriesForecaster:
         """The network's next forecasts (B,) in its own units and the (level, scale)
         that map them to raw units.  Nothing is fed back for one step: the live
         feature state is read, no copy needed."""
-        U, level, scale = self._feats.rollout_step(self._feats.view(slots), Xf[:, 0])
-        yhat, _ = self._forward(U, self._get_state(slots))
+        U, level, scale = self._feats.next_inputs(slots, Xf[:, 0])
+        net = self._net
+        if all_finite(U):
+            yhat = net.forward_live_trusted(slots, np.ascontiguousarray(U, dtype=net.numpy_dtype))
+        else:
+            yhat, _ = net.predict(U, state=self._get_state(slots))     # its clear error
         return np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale
 
     def _network_forecast(self, slots, h, Xf):

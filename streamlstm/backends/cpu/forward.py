@@ -9,6 +9,9 @@ them: ``math.exp`` is a scalar libm call on CPUs without SVML).
 from numba import prange
 
 from streamlstm.backends.cache import cached_njit
+from streamlstm.backends.cpu.arena import (F_CACT, F_CACT0, F_CST, F_CST0, F_ENTRY, F_KP, F_WS5,
+                                           I_CFG, I_CVER, I_CVER0, I_KOFF, I_VER, I_WIN_LEN,
+                                           view1, view2, view4, view5)
 from streamlstm.backends.cellmath import gru_cell, lstm_cell
 from streamlstm.backends.cpu.config import C_G, C_GHP, C_H, C_HO, C_I, C_L, C_LSTM, C_O, C_S, \
     EXACT, FAST, PAR_FORWARD_WORK
@@ -223,9 +226,20 @@ def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
 
 
 @cached_njit(**EXACT)
-def forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a, out,
-                 win_len, entry, cache, n_threads):
-    """Rows lo:hi of one call; parallel only when the work pays for the launch."""
+def forward_rows(lo, hi, slots, U, state, out, F, I, use_cache, n_threads):
+    """Rows lo:hi of one call from ``state`` (the live state in the arena, or a
+    forecast's copy); the model's other arrays come from the arenas ``F``,
+    ``I`` (arena.py).  ``use_cache``: keep the activation cache (a step) or
+    leave it alone (a forecast).  Parallel only when the work pays for the
+    launch."""
+    kp, koff, cfg = view1(F, I, F_KP), view2(I, I, I_KOFF), view1(I, I, I_CFG)
+    ws_a, win_len, entry = view4(F, I, F_WS5), view1(I, I, I_WIN_LEN), view4(F, I, F_ENTRY)
+    if use_cache:
+        cache = (view5(F, I, F_CST), view4(F, I, F_CACT), view1(I, I, I_CVER),
+                 view1(I, I, I_VER))
+    else:
+        cache = (view5(F, I, F_CST0), view4(F, I, F_CACT0), view1(I, I, I_CVER0),
+                 view1(I, I, I_VER))
     R = hi - lo
     nb = min(ws_a.shape[0], (R + 3) // 4)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])

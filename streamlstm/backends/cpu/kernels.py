@@ -19,6 +19,11 @@ each chunk of series runs its k1 rows forward and then backward while hot).
 import numpy as np
 
 from streamlstm.backends.cache import cached_njit
+from streamlstm.backends.cpu.arena import (F_CACT, F_CST, F_ENTRY, F_GRAD, F_KM, F_KP, F_KV,
+                                           F_STATE, F_WIN_U, F_WIN_Y, F_WS0, F_WS1, F_WS2, F_WS3,
+                                           F_WS4, F_WS5, I_CFG, I_COUNT, I_CVER, I_KOFF,
+                                           I_OPT_STEP, I_STATS, I_VER, I_WIN_LEN, view1, view2,
+                                           view3, view4, view5, view6)
 from streamlstm.backends.cpu.config import C_K1, EXACT
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu.fused import fused_window
@@ -26,9 +31,7 @@ from streamlstm.backends.cpu.update import update_due
 
 
 @cached_njit(**EXACT)
-def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
-               state, entry, win_u, win_y, win_len, count, koff, cfg,
-               ws, cache, stats, out, n_threads, fuse):
+def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
     Per call: forward every row (weights before the update), append (u, y) to
     each window, then one update if any listed series is due - or, for a whole
@@ -41,7 +44,18 @@ def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
     (Numba prunes a branch on ``arg is None`` by the argument's type before it
     compiles anything, so a one-series stream compiles about half the code:
     bench/compile_time.py.)  ``stats`` counts rows forwarded, rows re-run by
-    updates and rows computed in fused windows."""
+    updates and rows computed in fused windows.  Every array the model keeps comes
+    from the arenas ``F`` and ``I`` (arena.py): two arguments instead of twenty
+    for Numba to unbox per call."""
+    kp, km, kv = view1(F, I, F_KP), view1(F, I, F_KM), view1(F, I, F_KV)
+    grad = view1(F, I, F_GRAD)
+    state, entry = view4(F, I, F_STATE), view4(F, I, F_ENTRY)
+    win_u, win_y = view3(F, I, F_WIN_U), view3(F, I, F_WIN_Y)
+    ws = (view6(F, I, F_WS0), view5(F, I, F_WS1), view2(F, I, F_WS2), view2(F, I, F_WS3),
+          view4(F, I, F_WS4), view4(F, I, F_WS5))
+    cache = (view5(F, I, F_CST), view4(F, I, F_CACT), view1(I, I, I_CVER), view1(I, I, I_VER))
+    opt_step, win_len, count = view1(I, I, I_OPT_STEP), view1(I, I, I_WIN_LEN), view1(I, I, I_COUNT)
+    koff, cfg, stats = view2(I, I, I_KOFF), view1(I, I, I_CFG), view1(I, I, I_STATS)
     k1 = cfg[C_K1]
     C = offsets.shape[0] - 1
     max_rows = 0
@@ -59,8 +73,7 @@ def step_calls(series, U, Y, offsets, kp, km, kv, opt_step, hyper, grad,
         lo, hi = offsets[c], offsets[c + 1]
         R = hi - lo
         stats[0] += R
-        forward_rows(lo, hi, series, U, state, kp, koff, cfg, ws[5], out, win_len, entry, cache,
-                     n_threads)
+        forward_rows(lo, hi, series, U, state, out, F, I, True, n_threads)
         nd = 0
         for r in range(lo, hi):
             n = series[r]

@@ -35,7 +35,7 @@ import numpy as np
 
 from streamlstm.backends.cpu.config import GRAD_CHUNK, GRAD_LANES, N_CFG
 from streamlstm.backends.cpu.forward import forward_rows
-from streamlstm.backends.cpu import kernels
+from streamlstm.backends.cpu import arena, kernels
 from streamlstm.errors import CheckpointError
 from streamlstm.core.layout import ALL_ARRAYS, INDEX_DTYPE, INT_ARRAYS, Layout, grow_series_arrays
 
@@ -124,6 +124,8 @@ class CPUBackend:
 
     def __init__(self, layout: Layout, k1, k2, hyper, dtype, arrays):
         self.layout, self.k1, self.k2 = layout, int(k1), int(k2)
+        self._fuse = True if self.k1 == self.k2 else None
+        self._rows = {}         # B -> arange(B), the row slots of a forecast's forward
         self.hyper = np.ascontiguousarray(hyper, dtype=np.float64)
         self.dtype = np.dtype(dtype).type
         lay = layout
@@ -144,6 +146,7 @@ class CPUBackend:
         # benchmarks and curiosity; not saved)
         self.stats = np.zeros(3, dtype=np.int64)
         self._set_arrays(arrays, copy=False)
+        self._pack()
 
     # -- internals ----------------------------------------------------------------------
     def _alloc_workspace(self):
@@ -198,24 +201,43 @@ class CPUBackend:
                       np.zeros((Nc, k2, L, self.A), dtype=self.dtype),
                       np.full(Nc, -1, dtype=np.int64),
                       self._ver)
-        self._no_cache = (self.cache[0][:0], self.cache[1][:0], self.cache[2][:0], self._ver)
+
+    def _pack(self):
+        """Move every array the kernels keep into the two arenas (arena.py) and
+        point this backend's names at their views there: the same shapes and
+        values, but a kernel call passes ``F`` and ``I`` instead of each array.
+        Called after anything that allocates (construction, resize, load)."""
+        a = self.a
+        floats = dict(kp=self.kp, km=self.km, kv=self.kv, grad=self.grad, state=a["state"],
+                      entry=a["entry"], win_u=a["win_u"], win_y=a["win_y"],
+                      c_st=self.cache[0], c_act=self.cache[1], c_st0=self.cache[0][:0],
+                      c_act0=self.cache[1][:0],
+                      **{f"ws{i}": w for i, w in enumerate(self.ws)})
+        ints = dict(opt_step=a["opt_step"], win_len=a["win_len"], count=a["count"],
+                    koff=self.koff, cfg=self.cfg, c_ver=self.cache[2], ver=self._ver,
+                    stats=self.stats, c_ver0=self.cache[2][:0])
+        self.F, self.I, v = arena.pack(floats, ints, self.dtype)
+        self.kp, self.km, self.kv, self.grad = v["kp"], v["km"], v["kv"], v["grad"]
+        for k in ("state", "entry", "win_u", "win_y", "opt_step", "win_len", "count"):
+            a[k] = v[k]
+        self.koff, self.cfg, self._ver, self.stats = v["koff"], v["cfg"], v["ver"], v["stats"]
+        self.ws = tuple(v[f"ws{i}"] for i in range(len(self.ws)))
+        self.cache = (v["c_st"], v["c_act"], v["c_ver"], self._ver)
 
     # -- contract -----------------------------------------------------------------------
     def step_calls(self, series, U, Y, offsets):
-        a = self.a
-        out = np.empty((U.shape[0], self.layout.n_outputs), dtype=self.dtype)
-        kernels.step_calls(series, U, Y, offsets, self.kp, self.km, self.kv,
-                           a["opt_step"], self.hyper, self.grad, a["state"], a["entry"],
-                           a["win_u"], a["win_y"], a["win_len"], a["count"], self.koff, self.cfg,
-                           self.ws, self.cache, self.stats, out,
+        R = U.shape[0]
+        out = np.empty((R, self.layout.n_outputs), dtype=self.dtype)
+        kernels.step_calls(series, U, Y, offsets, out, self.F, self.I, self.hyper,
                            # a call lists distinct slots: at most n_series rows each
-                           _threads(min(U.shape[0], a["count"].shape[0])),
-                           True if self.k1 == self.k2 else None)
+                           None if R <= SERIAL_ROWS else _threads(min(R, self.a["count"].shape[0])),
+                           self._fuse)
         return out
 
     def resize(self, n_series):
         self.a.update(grow_series_arrays(self.a, self.layout, n_series, self.k2, self.dtype))
         self._alloc_cache()             # fresh cache rows are invalid: windows re-run once
+        self._pack()
 
     def host_arrays(self):
         out = dict(self.a)
@@ -223,20 +245,31 @@ class CPUBackend:
         return {k: out[k] for k in ALL_ARRAYS}
 
     def load_arrays(self, arrays):
-        self._set_arrays(arrays, copy=True)
+        self._set_arrays(arrays, copy=False)       # pack() copies them into the arenas
+        self._pack()
 
     def host_counts(self):
         return self.a["count"]
 
     def forward(self, state, U):
         new_state = np.array(state, dtype=self.dtype, copy=True, order="C")
-        U = np.ascontiguousarray(U, dtype=self.dtype)
+        return self._forward_own(new_state, np.ascontiguousarray(U, dtype=self.dtype)), new_state
+
+    def forward_live(self, series, U):
+        """``forward(get_states(series), U)[0]``: one copy of the states, not two."""
+        return self._forward_own(self.a["state"][series], U)
+
+    def _forward_own(self, state, U):
+        """Forward rows of U (B, I) from ``state`` (B, L, S, H), a C-contiguous copy
+        of this dtype that the kernel advances in place."""
         B = U.shape[0]
+        rows = self._rows.get(B)
+        if rows is None:
+            rows = self._rows[B] = np.arange(B, dtype=np.int64)
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
-        forward_rows(0, B, np.arange(B, dtype=np.int64), U, new_state, self.kp, self.koff,
-                       self.cfg, self.ws[5], out, self.a["win_len"], self.a["entry"],
-                       self._no_cache, _threads(B))
-        return out, new_state
+        forward_rows(0, B, rows, U, state, out, self.F, self.I, False,
+                     None if B <= SERIAL_ROWS else _threads(B))
+        return out
 
     def get_states(self, series):
         return self.a["state"][series]

@@ -274,6 +274,9 @@ class CUDABackend:
         self._step_forward(d_idx, 0, 0, B, d_U, d_U, d_yhat, d_state, 0)
         return d_yhat.copy_to_host(), d_state.copy_to_host()
 
+    def forward_live(self, series, U):
+        return self.forward(self.get_states(series), U)[0]
+
     def get_states(self, series):
         lay = self.layout
         B = int(series.shape[0])
