@@ -27,11 +27,12 @@ import functools
 import hashlib
 import pathlib
 
-import numba
 # _CacheLocator and CacheImpl._locator_classes are Numba's (0.68) extension
 # point for cache locators: the base class of its own locators and the list
 # it tries, in order, for each cached function.
 from numba.core.caching import CacheImpl, _CacheLocator
+
+from streamlstm.backends.specialize import njit
 
 _BACKENDS = pathlib.Path(__file__).resolve().parent
 _PACKAGE = _BACKENDS.parent
@@ -143,5 +144,6 @@ CacheImpl._locator_classes = [BackendSourcesLocator, *_NUMBA_LOCATORS]
 
 def cached_njit(**options):
     """``numba.njit(cache=True, **options)`` for backend functions: cached on
-    disk, the cache entry stamped with all backend sources (module doc)."""
-    return numba.njit(cache=True, **options)
+    disk, the cache entry stamped with all backend sources (module doc), one
+    specialization per argument types (specialize.py)."""
+    return njit(cache=True, **options)

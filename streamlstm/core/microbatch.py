@@ -1,7 +1,8 @@
 """Micro-batching rows that arrive one at a time into as few ``step`` calls as
 possible without changing a single bit of the result (``OnlineRNN.step_rows``)."""
 import numpy as np
-from numba import njit
+
+from streamlstm.backends.specialize import njit
 
 
 @njit(cache=True)

@@ -21,9 +21,8 @@ combination written in place.  The cache entries here are stamped with this file
 """
 from __future__ import annotations
 
-from numba import njit
-
 from streamlstm.backends.cache import stamp_with
+from streamlstm.backends.specialize import njit
 from streamlstm.forecast import experts, features, intervals
 from streamlstm.forecast.intervals import Band
 

@@ -72,8 +72,8 @@ arrays: one call per arriving row pays Numba's dispatch per argument.)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from streamlstm.backends.specialize import njit
 from streamlstm.errors import CheckpointError, InputError
 
 LEVEL_ALPHA = 0.2        # smoothing weight of the ``level`` expert
@@ -346,8 +346,9 @@ def combine_live(slots, fnet, hist, ser, reg, seasons, par, out, weights):
         for j in range(h):
             _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet[b, j], f)
             out[b, j] = _combine(reg[s, min(j, H - 1)], f, w)
-            if keep:
-                weights[b, j] = w
+            if keep:                    # a loop: a slice copy compiles Numba's shape-error text
+                for k in range(K):
+                    weights[b, j, k] = w[k]
 
 
 _F8, _I8 = np.dtype(np.float64), np.dtype(np.int64)

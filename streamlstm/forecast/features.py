@@ -50,8 +50,8 @@ import math
 import numbers
 
 import numpy as np
-from numba import njit
 
+from streamlstm.backends.specialize import njit
 from streamlstm.core.checks import check_int
 from streamlstm.errors import InputError
 

@@ -59,8 +59,8 @@ from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from streamlstm.backends.specialize import njit
 from streamlstm.core.checks import check_number
 from streamlstm.errors import CheckpointError, InputError
 

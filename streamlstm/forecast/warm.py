@@ -5,9 +5,10 @@ Numba specializes on types, not sizes, so stepping a two-unit twin with the same
 cell, layers, dtype, backend, features, experts and intervals through learning
 and a multi-step forecast compiles exactly the code the model will run.  The CPU
 driver comes in specializations chosen by argument types (backends/cpu/kernels.py):
-serial (calls of at most 4 rows, or one thread) or parallel, each with or without
-the fused k1 = k2 window; a one-series stream needs only the smallest, about
-half the code (bench/compile_time.py).
+small calls (at most 3 rows: serial, one row at a time) or larger ones (the
+parallel launchers and the four-series blocks), each with or without the fused
+k1 = k2 window; a one-series stream needs only the smallest, about half the code
+(bench/compile_time.py).
 """
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from streamlstm.backends.specialize import njit
 from streamlstm.errors import InputError
 
 BAD_ROW_CHOICES = ("error", "skip")

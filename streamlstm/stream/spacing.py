@@ -10,7 +10,8 @@ or by jitter.  A series with a single row has no spacing (NaN).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from streamlstm.backends.specialize import njit
 
 KEEP = 8
 

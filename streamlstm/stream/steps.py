@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from streamlstm.backends.specialize import njit
 
 # The metrics per step, in the last-but-one axis of ``per`` and ``overall``; the
 # last axis is River's running-mean state (weight n, mean).

@@ -160,9 +160,11 @@ def _cache_row_start(n, st, entry, win_len, cache, L, S, H):
 
 @cached_njit(**FAST)
 def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, out,
-                  win_len, entry, cache):
+                  win_len, entry, cache, quad):
     """Rows lo:hi: advance state[slots[r]] by one step on U[r]; out[r] = y_hat.
-    Rows go four at a time through stack_forward4 (acts4 (4, L, A) scratch).
+    Rows go four at a time through stack_forward4 (acts4 (4, L, A) scratch);
+    ``quad`` None compiles the row-at-a-time path only (a small call: see
+    forward_rows).  A row's bits are the same either way.
     With the activation cache on, activations and states go to the slot's cache
     row instead (see _cache_row_start) so that the update can skip the re-run."""
     L, S, H = cfg[C_L], cfg[C_S], cfg[C_H]
@@ -190,7 +192,7 @@ def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, out,
                 a3 = c_act[n3, w3]
         else:
             a0, a1, a2, a3 = acts4[0], acts4[1], acts4[2], acts4[3]
-        if m == 4:
+        if quad is not None and m == 4:
             stack_forward4(U[r], U[r + 1], U[r + 2], U[r + 3], state[n0], state[n1],
                            state[n2], state[n3], a0, a1, a2, a3, kp, koff, cfg)
         else:
@@ -222,7 +224,7 @@ def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
         r0 = lo + (R * b) // nb
         r1 = lo + (R * (b + 1)) // nb
         _forward_rows(r0, r1, slots, U, state, kp, koff, cfg, ws_a[b], out,
-                      win_len, entry, cache)
+                      win_len, entry, cache, True)
 
 
 @cached_njit(**EXACT)
@@ -231,7 +233,10 @@ def forward_rows(lo, hi, slots, U, state, out, F, I, use_cache, n_threads):
     forecast's copy); the model's other arrays come from the arenas ``F``,
     ``I`` (arena.py).  ``use_cache``: keep the activation cache (a step) or
     leave it alone (a forecast).  Parallel only when the work pays for the
-    launch."""
+    launch.  ``n_threads`` None marks a small call (at most
+    launcher.SERIAL_ROWS = 3 rows, never a block of four): it compiles a
+    serial, row-at-a-time specialization without the parallel launcher and
+    the four-series blocks."""
     kp, koff, cfg = view1(F, I, F_KP), view2(I, I, I_KOFF), view1(I, I, I_CFG)
     ws_a, win_len, entry = view4(F, I, F_WS5), view1(I, I, I_WIN_LEN), view4(F, I, F_ENTRY)
     if use_cache:
@@ -243,12 +248,12 @@ def forward_rows(lo, hi, slots, U, state, out, F, I, use_cache, n_threads):
     R = hi - lo
     nb = min(ws_a.shape[0], (R + 3) // 4)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
-    serial = True
-    if n_threads is not None:            # None: compiled without the parallel launcher
-        if nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
-            _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
-                              win_len, entry, cache)
-            serial = False
-    if serial:
+    if n_threads is None:                # a small call (Numba prunes by the type)
         _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0], out,
-                      win_len, entry, cache)
+                      win_len, entry, cache, None)
+    elif nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
+        _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
+                          win_len, entry, cache)
+    else:
+        _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0], out,
+                      win_len, entry, cache, True)

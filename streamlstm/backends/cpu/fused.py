@@ -17,13 +17,14 @@ from streamlstm.backends.cpu.update import copy_state, window_row
 
 
 @cached_njit(**FAST_NRT)
-def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
-                 state, entry, win_u, win_y, win_len, count, ws):
+def _fused_chunk(ch, lanes_, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
+                 state, entry, win_u, win_y, win_len, count, ws, quad):
     """Chunk ch of a fused window (see fused_window) on workspace slot ``slot``:
     for each group of four of its series (ascending slots) run the k1 rows
     forward from the live state (= the entry state) with the current weights,
     writing the forecasts, then back-propagate every series in slot order into
-    the chunk's partial gradient, then leave the arrays exactly as the k1
+    the partial gradient of its lane ``slot`` = ch % lanes_ (zeroed by the
+    lane's first chunk, as update._update_chunk), then leave the arrays exactly as the k1
     per-call steps and the update would."""
     ws_st, ws_a, ws_vec, ws_g, ws_da, ws_f = ws
     H, L, S, I, O = cfg[C_H], cfg[C_L], cfg[C_S], cfg[C_I], cfg[C_O]
@@ -31,7 +32,11 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
     D = due.shape[0]
     j0 = ch * GRAD_CHUNK
     j1 = min(D, j0 + GRAD_CHUNK)
+    slot = ch % lanes_
     gp = ws_g[slot]
+    if M > 0 and ch < lanes_:
+        for p in range(gp.shape[0]):
+            gp[p] = kp.dtype.type(0)
     nan = kp.dtype.type(np.nan)
     rows = np.zeros(4, dtype=np.int64)         # rows to run per group position
     for g0 in range(j0, j1, 4):
@@ -48,7 +53,8 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
         for s in range(4):
             rows[s] = k1 if s < m else 0
         for t in range(k1):
-            window_row(t, rows, m, due[g0:g0 + m], win_u, ws_st[slot], ws_a[slot], kp, koff, cfg)
+            window_row(t, rows, m, due[g0:g0 + m], win_u, ws_st[slot], ws_a[slot], kp, koff, cfg,
+                       quad)
             for s in range(m):
                 head(ws_st[slot, s, t + 1, L - 1, 0], kp, cfg, out[offsets[c + t] + pos[g0 + s]])
         for s in range(m):                      # backward and window move, in slot order
@@ -66,24 +72,13 @@ def _fused_chunk(ch, slot, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, kof
             count[n] += k1
 
 
-@cached_njit(**EXACT)
-def _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
-                koff, cfg, state, entry, win_u, win_y, win_len, count, ws):
-    gp = ws[3][lane]
-    if M > 0:
-        for p in range(gp.shape[0]):
-            gp[p] = kp.dtype.type(0)
-    for ch in range(lane, n_chunks, lanes_):
-        _fused_chunk(ch, lane, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff, cfg,
-                     state, entry, win_u, win_y, win_len, count, ws)
-
-
 @cached_njit(parallel=True, **EXACT)
 def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
                      cfg, state, entry, win_u, win_y, win_len, count, ws):
     for lane in prange(lanes_):
-        _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp,
-                    koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+        for ch in range(lane, n_chunks, lanes_):
+            _fused_chunk(ch, lanes_, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
+                         cfg, state, entry, win_u, win_y, win_len, count, ws, True)
 
 
 @cached_njit(**EXACT)
@@ -140,16 +135,17 @@ def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gra
     n_chunks = (B + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     lanes_ = min(ws_g.shape[0], n_chunks)      # as update_due
-    serial = True
-    if n_threads is not None:            # None: compiled without the parallel launcher
-        if lanes_ > 1 and n_threads > 1:
-            _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
-                             kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
-            serial = False
-    if serial:
-        for lane in range(lanes_):
-            _fused_lane(lane, lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
-                        kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+    if n_threads is None:                # a small call: serial, no four-series blocks
+        for ch in range(n_chunks):
+            _fused_chunk(ch, lanes_, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
+                         cfg, state, entry, win_u, win_y, win_len, count, ws, None)
+    elif lanes_ > 1 and n_threads > 1:
+        _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
+                         kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
+    else:
+        for ch in range(n_chunks):
+            _fused_chunk(ch, lanes_, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
+                         cfg, state, entry, win_u, win_y, win_len, count, ws, True)
     if M > 0:
         sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache)
     return True

@@ -24,10 +24,37 @@ from streamlstm.backends.cpu.arena import (F_CACT, F_CST, F_ENTRY, F_GRAD, F_KM,
                                            F_WS4, F_WS5, I_CFG, I_COUNT, I_CVER, I_KOFF,
                                            I_OPT_STEP, I_STATS, I_VER, I_WIN_LEN, view1, view2,
                                            view3, view4, view5, view6)
-from streamlstm.backends.cpu.config import C_K1, EXACT
+from streamlstm.backends.cpu.config import C_K1, EXACT, FAST_NRT
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu.fused import fused_window
 from streamlstm.backends.cpu.update import update_due
+
+
+@cached_njit(**FAST_NRT)
+def sort_slots(a, n_slots):
+    """Sorts the distinct slot numbers ``a`` (each < n_slots) ascending, in place:
+    by insertion for a few, else by marking them in an n_slots table.  (Not
+    np.sort: that compiles Numba's whole quicksort, about 1 s of a first run.)"""
+    n = a.shape[0]
+    if n <= 32:
+        for i in range(1, n):
+            v = a[i]
+            j = i - 1
+            while j >= 0 and a[j] > v:
+                a[j + 1] = a[j]
+                j -= 1
+            a[j + 1] = v
+        return
+    mark = np.empty(n_slots, dtype=np.int64)
+    for s in range(n_slots):
+        mark[s] = 0
+    for i in range(n):
+        mark[a[i]] = 1
+    i = 0
+    for s in range(n_slots):
+        if mark[s] != 0:
+            a[i] = s
+            i += 1
 
 
 @cached_njit(**EXACT)
@@ -38,8 +65,9 @@ def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse):
     fresh k1 = k2 lockstep window, the same computed series-major
     (fused_window).  ``n_threads`` is numba.get_num_threads() of the caller
     (read in Python: calling it here would keep the driver out of the on-disk
-    cache); 1 keeps everything serial, and None compiles a driver without the
-    parallel launchers at all.  ``fuse``: None compiles a driver without
+    cache); 1 keeps everything serial, and None marks small calls (at most
+    launcher.SERIAL_ROWS = 3 rows each): a driver compiled without the parallel
+    launchers and without the four-series blocks.  ``fuse``: None compiles a driver without
     fused_window (a model with k1 != k2 never takes it), True tries it.
     (Numba prunes a branch on ``arg is None`` by the argument's type before it
     compiles anything, so a one-series stream compiles about half the code:
@@ -88,7 +116,8 @@ def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse):
                 due_buf[nd] = n
                 nd += 1
         if nd > 0:
-            due = np.sort(due_buf[:nd])
+            due = due_buf[:nd]
+            sort_slots(due, win_len.shape[0])
             update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                        entry, win_u, win_y, win_len, ws, cache, stats, n_threads)
         c += 1

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from streamlstm.backends.cpu.config import GRAD_CHUNK, GRAD_LANES, N_CFG
+from streamlstm.backends.cpu.config import GRAD_LANES, N_CFG
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu import arena, kernels
 from streamlstm.errors import CheckpointError
@@ -97,24 +97,24 @@ def kernel_layout(layout: Layout, dtype):
     return koff, ho, size, GHp, perm
 
 
-#: Calls of at most this many rows run serially whatever the thread count: one
-#: forward block (forward_rows takes (R + 3) // 4 of them) and at most
-#: GRAD_CHUNK due series, i.e. one gradient lane.
-SERIAL_ROWS = min(4, GRAD_CHUNK)
+#: Calls of at most this many rows are "small": they run serially whatever the
+#: thread count (one forward block, one gradient lane) and never fill a block of
+#: four series, so they take the kernels' small-call specialization (n_threads
+#: None): compiled without the parallel launchers and the four-series blocks -
+#: what a one-series stream needs, about half the code (bench/compile_time.py).
+SERIAL_ROWS = 3
 
 
 def _threads(rows):
     """The thread count to hand a kernel call of at most ``rows`` rows per call:
-    None for a call that runs serially anyway (or one thread), which selects the
-    kernels' serial specialization - compiled without the parallel launchers,
-    so a one-series stream compiles about half the code - and skips
-    ``numba.get_num_threads()`` (about 1 us: it takes a lock) on the one-row
-    path a stream calls per arrival.  Results never depend on the thread count
-    (docs/spec.md section 6; tests/test_cpu_backend.py)."""
+    None for a small call (SERIAL_ROWS), which selects the small-call
+    specialization and skips ``numba.get_num_threads()`` (about 1 us: it
+    takes a lock) on the one-row path a stream calls per arrival.  Results
+    never depend on the thread count nor on the specialization (docs/spec.md
+    section 6; tests/test_cpu_backend.py)."""
     if rows <= SERIAL_ROWS:
         return None
-    n = numba.get_num_threads()
-    return None if n == 1 else n
+    return numba.get_num_threads()
 
 
 class CPUBackend:

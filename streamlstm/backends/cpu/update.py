@@ -25,14 +25,15 @@ def copy_state(dst, src, L, S, H):
 
 
 @cached_njit(**FAST)
-def window_row(t, rows, m, group, win_u, st, act, kp, koff, cfg):
+def window_row(t, rows, m, group, win_u, st, act, kp, koff, cfg, quad):
     """Row t of the windows of a group of up to four series (``group``, m of
     them, at positions 0..m-1 of a workspace slot): each position s with
     rows[s] > t steps st[s, t+1] = st[s, t] on win_u[group[s], t], activations
     into act[s, t] - the four in step (one stack_forward4) when all four run
-    this row.  rows has four entries (0 past m)."""
+    this row (``quad`` None compiles no such block: a small call's groups have
+    at most three).  rows has four entries (0 past m)."""
     L, S, H = cfg[C_L], cfg[C_S], cfg[C_H]
-    if rows[0] > t and rows[1] > t and rows[2] > t and rows[3] > t:
+    if quad is not None and rows[0] > t and rows[1] > t and rows[2] > t and rows[3] > t:
         for s in range(4):
             copy_state(st[s, t + 1], st[s, t], L, S, H)
         stack_forward4(win_u[group[0], t], win_u[group[1], t], win_u[group[2], t],
@@ -55,10 +56,11 @@ def _rows(n, s, slot, ws_x, c_x, c_ver, ver):
 
 
 @cached_njit(**FAST_NRT)
-def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
-                  entry, win_u, win_y, win_len, ws, cache):
-    """Chunk ch of the sorted due list, on workspace slot (= lane) ``slot``: for
-    each of its series re-run the window from the entry state (weights before
+def _update_chunk(ch, lanes_, due, mcnt, M, Mf, kp, koff, cfg,
+                  entry, win_u, win_y, win_len, ws, cache, quad):
+    """Chunk ch of the sorted due list, on lane ``slot`` = ch % lanes_ (its
+    workspace slot and partial gradient, which the lane's first chunk zeroes;
+    a lane's chunks must come in ascending order): for each of its series re-run the window from the entry state (weights before
     the update; four series at a time), back-propagate into the lane's partial
     gradient ws_g[slot] (series in ascending order), then move the window
     (SPEC 4: d = max(0, w + k1 - k2) oldest rows leave, the entry state becomes
@@ -71,7 +73,11 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
     D = due.shape[0]
     j0 = ch * GRAD_CHUNK
     j1 = min(D, j0 + GRAD_CHUNK)
+    slot = ch % lanes_
     gp = ws_g[slot]
+    if M > 0 and ch < lanes_:
+        for p in range(gp.shape[0]):
+            gp[p] = kp.dtype.type(0)
     tf = np.zeros(4, dtype=np.int64)           # rows to re-run per group position
     for g0 in range(j0, j1, 4):
         m = min(4, j1 - g0)
@@ -89,7 +95,8 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                 copy_state(ws_st[slot, s, 0], entry[n], L, S, H)
                 tmax = max(tmax, tf[s])
         for t in range(tmax):
-            window_row(t, tf, m, due[g0:g0 + m], win_u, ws_st[slot], ws_a[slot], kp, koff, cfg)
+            window_row(t, tf, m, due[g0:g0 + m], win_u, ws_st[slot], ws_a[slot], kp, koff, cfg,
+                       quad)
         for s in range(m):                      # backward and window move, in slot order
             n = due[g0 + s]
             T = win_len[n]
@@ -114,26 +121,15 @@ def _update_chunk(ch, slot, due, mcnt, M, Mf, kp, koff, cfg,
                 win_len[n] = T - d
 
 
-@cached_njit(**EXACT)
-def _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
-                 entry, win_u, win_y, win_len, ws, cache):
-    """Lane ``lane`` of an update: chunks lane, lane + lanes_, ... in order,
-    into the lane's partial gradient."""
-    gp = ws[3][lane]
-    if M > 0:
-        for p in range(gp.shape[0]):
-            gp[p] = kp.dtype.type(0)
-    for ch in range(lane, n_chunks, lanes_):
-        _update_chunk(ch, lane, due, mcnt, M, Mf, kp, koff, cfg,
-                      entry, win_u, win_y, win_len, ws, cache)
-
-
 @cached_njit(parallel=True, **EXACT)
 def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                       entry, win_u, win_y, win_len, ws, cache):
-    for lane in prange(lanes_):            # one parallel region per update
-        _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
-                     entry, win_u, win_y, win_len, ws, cache)
+    """The lanes in parallel (one parallel region per update), each its chunks
+    lane, lane + lanes_, ... in order."""
+    for lane in prange(lanes_):
+        for ch in range(lane, n_chunks, lanes_):
+            _update_chunk(ch, lanes_, due, mcnt, M, Mf, kp, koff, cfg,
+                          entry, win_u, win_y, win_len, ws, cache, True)
 
 
 @cached_njit(**EXACT)
@@ -141,7 +137,8 @@ def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                entry, win_u, win_y, win_len, ws, cache, stats, n_threads):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
-    clipping and the optimizer step (only if M > 0)."""
+    clipping and the optimizer step (only if M > 0).  ``n_threads`` None: a
+    small call, serial and without four-series blocks (forward.forward_rows)."""
     k1 = cfg[C_K1]
     D = due.shape[0]
     mcnt = np.empty(D, dtype=np.int64)
@@ -165,15 +162,18 @@ def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
     n_chunks = (D + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     lanes_ = min(ws_g.shape[0], n_chunks)      # chunk ch -> lane ch % lanes_
-    serial = True
-    if n_threads is not None:            # None: compiled without the parallel launcher
-        if lanes_ > 1 and n_threads > 1:
-            _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
-                              entry, win_u, win_y, win_len, ws, cache)
-            serial = False
-    if serial:
-        for lane in range(lanes_):
-            _update_lane(lane, lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
-                         entry, win_u, win_y, win_len, ws, cache)
+    # Serially the chunks run in order (each lane's in ascending order: the same
+    # sums as the parallel lanes).
+    if n_threads is None:                # a small call (Numba prunes by the type)
+        for ch in range(n_chunks):
+            _update_chunk(ch, lanes_, due, mcnt, M, Mf, kp, koff, cfg,
+                          entry, win_u, win_y, win_len, ws, cache, None)
+    elif lanes_ > 1 and n_threads > 1:
+        _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
+                          entry, win_u, win_y, win_len, ws, cache)
+    else:
+        for ch in range(n_chunks):
+            _update_chunk(ch, lanes_, due, mcnt, M, Mf, kp, koff, cfg,
+                          entry, win_u, win_y, win_len, ws, cache, True)
     if M > 0:
         sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache)
