@@ -171,6 +171,36 @@ def test_slot_order_does_not_matter():
     assert_arrays_equal(a, b)
 
 
+@pytest.mark.parametrize("cell,k1,k2", [("lstm", 3, 3), ("gru", 2, 4), ("lstm", 1, 8)])
+def test_compile_time_switches_change_no_bit(cell, k1, k2, monkeypatch):
+    """The driver's specializations (launcher._modes: rows one at a time, blocks
+    of four series, serial or parallel) compute the same bits: the same calls
+    forced through each agree with the specialization the sizes pick."""
+    N, T = 9, 12
+    rng = np.random.default_rng(8)
+    U, Y = rng.normal(size=(T, N, 2)), rng.normal(size=(T, N, 2))
+    Y[rng.random(Y.shape) < 0.1] = np.nan
+    perms = [rng.permutation(N)[:1 + t % N] for t in range(T)]   # subsets, shuffled
+
+    def go(modes):
+        if modes is not None:
+            monkeypatch.setattr(cpu_mod, "_modes", lambda rows: modes)
+        net = make("cpu", n_series=N, cell=cell, n_layers=2, k1=k1, k2=k2)
+        out = [net.run(U[:6], Y[:6])]
+        for t in range(6, T):
+            out.append(net.step(U[t, perms[t]], Y[t, perms[t]], series=perms[t]))
+        yhat, state = net.predict(U[0])            # the forecast path (forward_rows)
+        out += [yhat, state, net.predict(U[1, :2], series=[4, 1])[0]]
+        monkeypatch.undo()
+        return np.concatenate([o.reshape(-1) for o in out]), net
+
+    ref, net_ref = go(None)
+    for modes in [(None, None), (None, True), (2, True)]:
+        got, net = go(modes)
+        np.testing.assert_array_equal(got, ref)
+        assert_arrays_equal(net, net_ref)
+
+
 def _many_series_run(n_threads, k1, k2):
     """Enough series for the parallel forward and many gradient chunks and lanes."""
     N, T = 1500, 9

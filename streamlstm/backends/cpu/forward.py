@@ -201,6 +201,8 @@ def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, out,
                 stack_forward1(U[r + 1], state[n1], a1, kp, koff, cfg)
             if m > 2:
                 stack_forward1(U[r + 2], state[n2], a2, kp, koff, cfg)
+            if m > 3:
+                stack_forward1(U[r + 3], state[n3], a3, kp, koff, cfg)
         for j in range(m):
             n = slots[r + j]
             st = state[n]
@@ -228,15 +230,15 @@ def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
 
 
 @cached_njit(**EXACT)
-def forward_rows(lo, hi, slots, U, state, out, F, I, use_cache, n_threads):
+def forward_rows(lo, hi, slots, U, state, out, F, I, use_cache, n_threads, quad):
     """Rows lo:hi of one call from ``state`` (the live state in the arena, or a
     forecast's copy); the model's other arrays come from the arenas ``F``,
     ``I`` (arena.py).  ``use_cache``: keep the activation cache (a step) or
     leave it alone (a forecast).  Parallel only when the work pays for the
-    launch.  ``n_threads`` None marks a small call (at most
-    launcher.SERIAL_ROWS = 3 rows, never a block of four): it compiles a
-    serial, row-at-a-time specialization without the parallel launcher and
-    the four-series blocks."""
+    launch.  Compile-time switches (Numba prunes ``arg is None`` branches by
+    the argument's type): ``n_threads`` None compiles no parallel launcher
+    (serial), ``quad`` None no four-series blocks (rows one at a time: calls
+    of at most three rows never fill a block).  launcher._modes picks them."""
     kp, koff, cfg = view1(F, I, F_KP), view2(I, I, I_KOFF), view1(I, I, I_CFG)
     ws_a, win_len, entry = view4(F, I, F_WS5), view1(I, I, I_WIN_LEN), view4(F, I, F_ENTRY)
     if use_cache:
@@ -248,12 +250,12 @@ def forward_rows(lo, hi, slots, U, state, out, F, I, use_cache, n_threads):
     R = hi - lo
     nb = min(ws_a.shape[0], (R + 3) // 4)
     work = R * cfg[C_L] * cfg[C_G] * cfg[C_H] * (cfg[C_H] + cfg[C_I])
-    if n_threads is None:                # a small call (Numba prunes by the type)
+    if n_threads is None:
         _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0], out,
-                      win_len, entry, cache, None)
+                      win_len, entry, cache, quad)
     elif nb > 1 and n_threads > 1 and work >= PAR_FORWARD_WORK:
         _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
                           win_len, entry, cache)
     else:
         _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, ws_a[0], out,
-                      win_len, entry, cache, True)
+                      win_len, entry, cache, quad)

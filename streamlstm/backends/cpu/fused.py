@@ -83,7 +83,8 @@ def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, 
 
 @cached_njit(**EXACT)
 def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad, state,
-                 entry, win_u, win_y, win_len, count, koff, cfg, ws, cache, stats, n_threads):
+                 entry, win_u, win_y, win_len, count, koff, cfg, ws, cache, stats, n_threads,
+                 quad):
     """Run calls c .. c+k1-1 series-major if they form one fresh lockstep window:
     k1 = k2, every call lists the same slots in the same order, and every listed
     slot starts an empty window (count a multiple of k1) from a live state equal
@@ -135,17 +136,17 @@ def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, gra
     n_chunks = (B + GRAD_CHUNK - 1) // GRAD_CHUNK
     ws_g = ws[3]
     lanes_ = min(ws_g.shape[0], n_chunks)      # as update_due
-    if n_threads is None:                # a small call: serial, no four-series blocks
+    if n_threads is None:                # serial (switches as update.update_due)
         for ch in range(n_chunks):
             _fused_chunk(ch, lanes_, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
-                         cfg, state, entry, win_u, win_y, win_len, count, ws, None)
+                         cfg, state, entry, win_u, win_y, win_len, count, ws, quad)
     elif lanes_ > 1 and n_threads > 1:
         _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out,
                          kp, koff, cfg, state, entry, win_u, win_y, win_len, count, ws)
     else:
         for ch in range(n_chunks):
             _fused_chunk(ch, lanes_, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
-                         cfg, state, entry, win_u, win_y, win_len, count, ws, True)
+                         cfg, state, entry, win_u, win_y, win_len, count, ws, quad)
     if M > 0:
         sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache)
     return True

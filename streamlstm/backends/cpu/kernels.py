@@ -58,16 +58,16 @@ def sort_slots(a, n_slots):
 
 
 @cached_njit(**EXACT)
-def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse):
+def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse, quad):
     """C consecutive ``step`` calls (SPEC 3): call c steps rows offsets[c]:offsets[c+1].
     Per call: forward every row (weights before the update), append (u, y) to
     each window, then one update if any listed series is due - or, for a whole
     fresh k1 = k2 lockstep window, the same computed series-major
     (fused_window).  ``n_threads`` is numba.get_num_threads() of the caller
     (read in Python: calling it here would keep the driver out of the on-disk
-    cache); 1 keeps everything serial, and None marks small calls (at most
-    launcher.SERIAL_ROWS = 3 rows each): a driver compiled without the parallel
-    launchers and without the four-series blocks.  ``fuse``: None compiles a driver without
+    cache); None compiles a driver without the parallel launchers (serial).
+    ``quad`` None compiles no four-series blocks (calls of at most three rows
+    never fill one; launcher._modes picks both).  ``fuse``: None compiles a driver without
     fused_window (a model with k1 != k2 never takes it), True tries it.
     (Numba prunes a branch on ``arg is None`` by the argument's type before it
     compiles anything, so a one-series stream compiles about half the code:
@@ -95,13 +95,13 @@ def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse):
         if fuse is not None:
             if fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad,
                             state, entry, win_u, win_y, win_len, count, koff, cfg, ws, cache,
-                            stats, n_threads):
+                            stats, n_threads, quad):
                 c += k1
                 continue
         lo, hi = offsets[c], offsets[c + 1]
         R = hi - lo
         stats[0] += R
-        forward_rows(lo, hi, series, U, state, out, F, I, True, n_threads)
+        forward_rows(lo, hi, series, U, state, out, F, I, True, n_threads, quad)
         nd = 0
         for r in range(lo, hi):
             n = series[r]
@@ -119,5 +119,5 @@ def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse):
             due = due_buf[:nd]
             sort_slots(due, win_len.shape[0])
             update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
-                       entry, win_u, win_y, win_len, ws, cache, stats, n_threads)
+                       entry, win_u, win_y, win_len, ws, cache, stats, n_threads, quad)
         c += 1

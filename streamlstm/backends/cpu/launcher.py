@@ -97,24 +97,29 @@ def kernel_layout(layout: Layout, dtype):
     return koff, ho, size, GHp, perm
 
 
-#: Calls of at most this many rows are "small": they run serially whatever the
-#: thread count (one forward block, one gradient lane) and never fill a block of
-#: four series, so they take the kernels' small-call specialization (n_threads
-#: None): compiled without the parallel launchers and the four-series blocks -
-#: what a one-series stream needs, about half the code (bench/compile_time.py).
-SERIAL_ROWS = 3
+#: The kernels' compile-time switches (kernels.step_calls), by the rows a call
+#: has: calls of at most SMALL_ROWS rows never fill a block of four series, so
+#: they take rows one at a time (``quad`` None) - what a one-series stream needs,
+#: about half the code of a first run (bench/compile_time.py); calls of fewer
+#: than PARALLEL_ROWS rows run serially (``n_threads`` None: no parallel launcher
+#: compiled - a parallel region costs ~10 us to launch, and each launcher
+#: compiles its whole subtree again); larger calls get the thread count.
+SMALL_ROWS = 3
+PARALLEL_ROWS = 64
 
 
-def _threads(rows):
-    """The thread count to hand a kernel call of at most ``rows`` rows per call:
-    None for a small call (SERIAL_ROWS), which selects the small-call
-    specialization and skips ``numba.get_num_threads()`` (about 1 us: it
-    takes a lock) on the one-row path a stream calls per arrival.  Results
-    never depend on the thread count nor on the specialization (docs/spec.md
-    section 6; tests/test_cpu_backend.py)."""
-    if rows <= SERIAL_ROWS:
-        return None
-    return numba.get_num_threads()
+def _modes(rows):
+    """(n_threads, quad) for kernel calls of at most ``rows`` rows per call (see
+    SMALL_ROWS).  A small call skips ``numba.get_num_threads()`` (about 1 us: it
+    takes a lock) on the one-row path a stream calls per arrival.  Results never
+    depend on the thread count nor on the switches (docs/spec.md section 6;
+    tests/test_cpu_backend.py)."""
+    if rows <= SMALL_ROWS:
+        return None, None
+    if rows < PARALLEL_ROWS:
+        return None, True
+    n = numba.get_num_threads()
+    return (None if n == 1 else n), True
 
 
 class CPUBackend:
@@ -228,10 +233,10 @@ class CPUBackend:
     def step_calls(self, series, U, Y, offsets):
         R = U.shape[0]
         out = np.empty((R, self.layout.n_outputs), dtype=self.dtype)
+        # a call lists distinct slots: at most n_series rows each
+        n_threads, quad = _modes(min(R, self.a["count"].shape[0]))
         kernels.step_calls(series, U, Y, offsets, out, self.F, self.I, self.hyper,
-                           # a call lists distinct slots: at most n_series rows each
-                           None if R <= SERIAL_ROWS else _threads(min(R, self.a["count"].shape[0])),
-                           self._fuse)
+                           n_threads, self._fuse, quad)
         return out
 
     def resize(self, n_series):
@@ -267,8 +272,8 @@ class CPUBackend:
         if rows is None:
             rows = self._rows[B] = np.arange(B, dtype=np.int64)
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
-        forward_rows(0, B, rows, U, state, out, self.F, self.I, False,
-                     None if B <= SERIAL_ROWS else _threads(B))
+        n_threads, quad = _modes(B)
+        forward_rows(0, B, rows, U, state, out, self.F, self.I, False, n_threads, quad)
         return out
 
     def get_states(self, series):

@@ -134,11 +134,12 @@ def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
 
 @cached_njit(**EXACT)
 def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
-               entry, win_u, win_y, win_len, ws, cache, stats, n_threads):
+               entry, win_u, win_y, win_len, ws, cache, stats, n_threads, quad):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
     chunked re-run + backward + window moves, chunk sums in chunk order, then
-    clipping and the optimizer step (only if M > 0).  ``n_threads`` None: a
-    small call, serial and without four-series blocks (forward.forward_rows)."""
+    clipping and the optimizer step (only if M > 0).  ``n_threads`` None:
+    serial, ``quad`` None: no four-series blocks (compile-time switches, as
+    forward.forward_rows)."""
     k1 = cfg[C_K1]
     D = due.shape[0]
     mcnt = np.empty(D, dtype=np.int64)
@@ -164,16 +165,16 @@ def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
     lanes_ = min(ws_g.shape[0], n_chunks)      # chunk ch -> lane ch % lanes_
     # Serially the chunks run in order (each lane's in ascending order: the same
     # sums as the parallel lanes).
-    if n_threads is None:                # a small call (Numba prunes by the type)
+    if n_threads is None:
         for ch in range(n_chunks):
             _update_chunk(ch, lanes_, due, mcnt, M, Mf, kp, koff, cfg,
-                          entry, win_u, win_y, win_len, ws, cache, None)
+                          entry, win_u, win_y, win_len, ws, cache, quad)
     elif lanes_ > 1 and n_threads > 1:
         _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                           entry, win_u, win_y, win_len, ws, cache)
     else:
         for ch in range(n_chunks):
             _update_chunk(ch, lanes_, due, mcnt, M, Mf, kp, koff, cfg,
-                          entry, win_u, win_y, win_len, ws, cache, True)
+                          entry, win_u, win_y, win_len, ws, cache, quad)
     if M > 0:
         sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache)
