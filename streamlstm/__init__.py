@@ -7,6 +7,7 @@ from streamlstm.errors import (BackendUnavailableError, CheckpointError, InputEr
                                StreamlstmError)
 from streamlstm.core.online_rnn import OnlineRNN
 from streamlstm.core.optim import SGD, Adam
+from streamlstm.backends import compile_note  # noqa: F401  (registers the first-run note)
 
 __version__ = "0.1.0"
 

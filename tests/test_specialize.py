@@ -5,6 +5,7 @@ import pathlib
 
 import numba
 import numpy as np
+import pytest
 
 from streamlstm.backends import specialize
 
@@ -81,3 +82,38 @@ def test_every_compiled_function_of_the_package_uses_it():
                     isinstance(node.value, ast.Name) and node.value.id == "numba":
                 bad.append(f"{path.relative_to(PACKAGE)}:{node.lineno} uses numba.{node.attr}")
     assert not bad, "use streamlstm.backends.specialize.njit:\n" + "\n".join(bad)
+
+
+def test_only_entry_points_get_a_python_wrapper():
+    """The CPU workers are compiled INNER (no CPython/C wrapper built per
+    specialization); only the driver and the forward, which Python calls, are not."""
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+    entries = {"kernels.step_calls", "forward.forward_rows"}
+    seen = set()
+    for mod in ("kernels", "forward", "update", "backward", "fused", "matvec", "optimizer"):
+        m = importlib.import_module(f"streamlstm.backends.cpu.{mod}")
+        for name, d in vars(m).items():
+            if isinstance(d, CPUDispatcher) and d.py_func.__module__ == m.__name__:
+                inner = d.targetoptions.get("no_cpython_wrapper", False)
+                assert inner == (f"{mod}.{name}" not in entries), f"{mod}.{name}"
+                seen.add(f"{mod}.{name}")
+    assert entries < seen and len(seen) > 30
+
+
+def test_an_inner_function_called_from_python_says_so():
+    @specialize.njit(**specialize.INNER)
+    def inner(x):
+        return x + 1
+
+    @specialize.njit()
+    def entry(x):
+        return inner(x) * 2
+
+    assert entry(1) == 4
+    with pytest.raises(TypeError, match="compiled callers only"):
+        inner(1)
+    with pytest.raises(TypeError, match="compiled callers only"):
+        inner(1.5)                   # nor one that is not compiled yet
+    assert entry(2.0) == 6.0

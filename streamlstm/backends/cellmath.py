@@ -35,6 +35,7 @@ Stable API (the CUDA backend imports it)::
 import math
 
 from streamlstm.backends.cache import cached_njit
+from streamlstm.backends.specialize import INNER
 
 # Fast-math flags of the CPU kernels: FMA contraction only.  Never 'nnan'/'ninf'
 # (NaN target masks must survive) nor 'afn' (approximate exp/tanh).  'reassoc'
@@ -46,13 +47,13 @@ from streamlstm.backends.cache import cached_njit
 FASTMATH = {"contract"}
 
 
-@cached_njit(fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH, **INNER)
 def sigmoid(x, one):
     """1 / (1 + exp(-x)), as torch; exp overflow -> inf -> 0 is the right limit."""
     return one / (one + math.exp(-x))
 
 
-@cached_njit(fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH, **INNER)
 def lstm_cell(ai, af, ag, ao, c, one):
     """SPEC 1, one unit: pre-activations of gates (i, f, g, o) and the old cell
     state -> gate activations, new cell c2, tanh(c2) and new hidden h2."""
@@ -66,7 +67,7 @@ def lstm_cell(ai, af, ag, ao, c, one):
     return i, f, g, o, c2, tc, h2
 
 
-@cached_njit(fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH, **INNER)
 def lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one):
     """Gradients w.r.t. h2 and c2 of one unit -> gradients w.r.t. the four gate
     pre-activations and the old cell state c (reference.lstm_backward)."""
@@ -80,7 +81,7 @@ def lstm_cell_backward(dh2, dc2, i, f, g, o, c, tc, one):
             do * o * (one - o), dc_prev)
 
 
-@cached_njit(fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH, **INNER)
 def lstm_cell_backward_c2(dh2, dc2, i, f, g, o, c, c2, one):
     """lstm_cell_backward from the new cell state c2 instead of tanh(c2), for a
     caller that keeps c2 only (the CUDA window cache, where c2 is also the next
@@ -88,7 +89,7 @@ def lstm_cell_backward_c2(dh2, dc2, i, f, g, o, c, c2, one):
     return lstm_cell_backward(dh2, dc2, i, f, g, o, c, math.tanh(c2), one)
 
 
-@cached_njit(fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH, **INNER)
 def gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one):
     """SPEC 1, one unit: input parts (W_i* x + b_i*) and hidden parts
     (W_h* h + b_h*) of (r, z, n) and the old h -> r, z, n and the new h2."""
@@ -99,7 +100,7 @@ def gru_cell(gir, giz, gin, ghr, ghz, ghn, h, one):
     return r, z, n, h2
 
 
-@cached_njit(fastmath=FASTMATH)
+@cached_njit(fastmath=FASTMATH, **INNER)
 def gru_cell_backward(dh2, r, z, n, ghn, h, one):
     """Gradient w.r.t. h2 of one unit -> (dar, daz, dan) for the input-side
     pre-activations, dhn = dan * r for the hidden-side n pre-activation

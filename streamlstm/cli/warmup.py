@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from streamlstm.backends import compile_note
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
 
 
@@ -27,7 +28,9 @@ def warmup(cell, dtype, backend):
         for d in dtype or ("float64",):
             # with and without feature columns: the two input shapes a run can have
             # (and the prediction intervals' kernels, on by default in a run)
-            secs = sum(MultiSeriesForecaster(cell=c, dtype=d, backend=backend, features=f,
-                                             coverage=0.9).compile_kernels(every=True)
-                       for f in (None, ["feature"]))
+            click.echo(f"{c}/{d} on {backend}: compiling ...")
+            with compile_note.quiet():
+                secs = sum(MultiSeriesForecaster(cell=c, dtype=d, backend=backend, features=f,
+                                                 coverage=0.9).compile_kernels(every=True)
+                           for f in (None, ["feature"]))
             click.echo(f"{c}/{d} on {backend}: compiled and cached ({secs:.1f} s)")

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamlstm.backends.specialize import njit
+from streamlstm.backends.specialize import INNER, njit
 from streamlstm.errors import CheckpointError, InputError
 
 LEVEL_ALPHA = 0.2        # smoothing weight of the ``level`` expert
@@ -129,14 +129,14 @@ def season_lengths(periods):
     return tuple(out)
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _season_ago(hist, s, t, j, P):
     """The value a whole number of periods ``P`` before row ``t + j`` (NaN if none)."""
     back = t + j - P * ((j + P) // P)     # the target's row minus whole seasons
     return hist[s, back % hist.shape[1]] if back >= 0 else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _seasonal_diff(hist, s, t, j, P):
     """The last value plus the change over the same ``j + 1`` rows whole seasons
     earlier (NaN when those rows are not all in ``hist``)."""
@@ -148,7 +148,7 @@ def _seasonal_diff(hist, s, t, j, P):
     return hist[s, (t - 1) % L] + hist[s, (t + j - k * P) % L] - hist[s, a % L]
 
 
-@njit(cache=True)
+@njit(cache=True)      # (not INNER: tests/test_experts.py checks it from Python)
 def _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet, f):
     """Forecasts by every expert of the value ``j + 1`` rows after the ``t`` rows
     of series ``s`` seen so far (into ``f``); ``m`` seasonal experts per season."""
@@ -170,7 +170,7 @@ def _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet, f):
         col += m
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _take_seasons(ser, s, t, y, seasons, alpha, gamma):
     """Holt-Winters (additive, no trend) of each season takes row ``t``'s value
     ``y``: the first season fills the profile, its mean starts the level."""
@@ -201,7 +201,7 @@ def _take_seasons(ser, s, t, y, seasons, alpha, gamma):
         off += 1 + P
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _take_cycle(hist, ser, s, t, rho_acf, min_acf):
     """Fold row ``t``'s change into the lagged products of series ``s`` (its value
     already in ``hist``) and redetect the cycle."""
@@ -231,7 +231,7 @@ def _take_cycle(hist, ser, s, t, rho_acf, min_acf):
     ser[s, S_CYCLE] = P
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _weights(reg_sj, f, w):
     """ML-Poly weights of the experts with a forecast in ``f`` (into ``w``)."""
     K = f.size
@@ -252,7 +252,7 @@ def _weights(reg_sj, f, w):
             w[k] = 1.0 / n if f[k] == f[k] else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _combine(reg_sj, f, w):
     _weights(reg_sj, f, w)
     c = 0.0
@@ -264,7 +264,7 @@ def _combine(reg_sj, f, w):
     return c if any_ else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _score(reg_sj, f, c, y, rho):
     """Update one step's regrets with the target ``y`` of the combination ``c``."""
     if c != c:

@@ -51,7 +51,7 @@ import numbers
 
 import numpy as np
 
-from streamlstm.backends.specialize import njit
+from streamlstm.backends.specialize import INNER, njit
 from streamlstm.core.checks import check_int
 from streamlstm.errors import InputError
 
@@ -70,7 +70,7 @@ N_YSTAT = 7
 X_N, X_MEAN, X_VAR = range(3)
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _clip(v):
     if v > CLIP:
         return CLIP
@@ -79,13 +79,13 @@ def _clip(v):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _floor(s, ref):
     f = TINY * max(1.0, abs(ref))
     return s if s > f else f
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _level_scale(ystat_row):
     """(center, s): the smoothed level one step ahead (level + trend) and the
     RMS of values around it; s <= 0 while fewer than 2 values were seen."""
@@ -97,7 +97,7 @@ def _level_scale(ystat_row):
     return m, _floor(math.sqrt(ystat_row[Y_VAR]), m)
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _change_scale(ystat_row, last):
     """RMS of the one-step changes (``last``: the series' last value, the floor's
     reference); <= 0 while none was seen."""
@@ -106,7 +106,7 @@ def _change_scale(ystat_row, last):
     return _floor(math.sqrt(ystat_row[Y_DSQ]), last)
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _target_map(own_row, ystat_row, diff):
     """(level, s): raw = level + s * scaled for the series' next value (s <= 0:
     not enough history yet: no target, and the forecast is ``level``).
@@ -117,7 +117,7 @@ def _target_map(own_row, ystat_row, diff):
     return _level_scale(ystat_row)
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _ew(n, mean, var, v, alpha_min):
     """Adaptive EW mean/variance (West): weight max(1/n, alpha_min), so the plain
     mean/variance until 1/alpha_min values, exponentially weighted after.  Once
@@ -140,7 +140,7 @@ def _ew(n, mean, var, v, alpha_min):
     return n, mean, var
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _inputs(u, hist_row, own_row, ystat_row, xstat_row, x_row, pos, lags, periods, diff,
             n_x_first):
     """Fill one input row ``u`` (I,) from a series' feature state before this row.
@@ -189,7 +189,7 @@ def _inputs(u, hist_row, own_row, ystat_row, xstat_row, x_row, pos, lags, period
         u[n_x_first + f] = v
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _update_x(xstat_row, x_row, alpha_min):
     for f in range(x_row.shape[0]):
         xv = x_row[f]
@@ -201,7 +201,7 @@ def _update_x(xstat_row, x_row, alpha_min):
         xstat_row[f, X_VAR] = v
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _push_y(hist_row, own_row, ystat_row, y, alpha_min, trend):
     """Fold an observed (finite) or missing (NaN) value into the series' state
     (``own_row``) and into the scaler in use (``ystat_row``: the same row, or
@@ -226,7 +226,7 @@ def _push_y(hist_row, own_row, ystat_row, y, alpha_min, trend):
     own_row[Y_LEVEL] = y
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _holt(ystat_row, y, alpha_min, trend):
     """Holt's linear smoothing in error-correction form with the adaptive weight
     a = max(1/n, alpha_min), trend gain a^2 (Brown's double exponential smoothing):

@@ -60,7 +60,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from streamlstm.backends.specialize import njit
+from streamlstm.backends.specialize import INNER, njit
 from streamlstm.core.checks import check_number
 from streamlstm.errors import CheckpointError, InputError
 
@@ -117,7 +117,7 @@ def initial_q(coverage):
     return z * math.sqrt(math.pi / 2.0)
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _bounds(trk, pool, s, j, f):
     """The band issued now for step j of slot s around forecast f."""
     if not (trk[s, j, COUNT] >= MIN_SCORED) or f != f:
@@ -129,7 +129,7 @@ def _bounds(trk, pool, s, j, f):
     return f + sc * ql, f + sc * qh
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _score(trk, pool, s, j, y, f, lo, hi, a_side, eta, eta_pool, window, out):
     """Score one forecast ``f`` (issued with band lo..hi) against its target ``y``
     and update step j's trackers and scale; writes covered/width/Winkler to out."""

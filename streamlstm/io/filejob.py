@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from streamlstm.backends import compile_note
 from streamlstm.stream.policy import DataError, Policy
 from streamlstm.io.dirlock import DirectoryLock
 from streamlstm.io.sinks import ForecastFile, PartStore, out_format
@@ -298,7 +299,8 @@ class FileJob:
         m = runner.model
         with self.progress.note_if_slow(f"compiling the {m.cell}/{m.dtype} kernels for the "
                                         f"{m.backend} backend (first run only: Numba caches "
-                                        f"them; `streamlstm warmup` compiles ahead)"):
+                                        f"them; `streamlstm warmup` compiles ahead)"), \
+                compile_note.quiet():
             m.compile_kernels()
         sources_meta = {k: {"path": os.fspath(s.name), "fingerprint": fps[k]} for k, s in srcs.items()}
         out = _Outputs(cfg, ckfile, state, runner, sources_meta, self._fault)

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from streamlstm.backends.specialize import njit
+from streamlstm.backends.specialize import INNER, njit
 
 # The metrics per step, in the last-but-one axis of ``per`` and ``overall``; the
 # last axis is River's running-mean state (weight n, mean).
@@ -38,7 +38,7 @@ K_MAE, K_MSE, K_SMAPE, K_NAIVE = range(4)
 N_METRICS = 4
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _mean_update(table, k, x):
     """``river.stats.Mean.update(x)`` on the state ``table[k] = (n, mean)``."""
     n = table[k, 0] + 1.0
@@ -46,7 +46,7 @@ def _mean_update(table, k, x):
     table[k, 1] += (1.0 / n) * (x - table[k, 1])
 
 
-@njit(cache=True)
+@njit(cache=True, **INNER)
 def _score(table, y, f, p):
     """River's per-row terms of MAE, MSE, SMAPE (and the naive MAE)."""
     e = abs(y - f)

@@ -39,6 +39,7 @@ float32 to float64).  Fast-math is FMA contraction only (see cellmath.FASTMATH:
 re-association would make the bits depend on where LLVM inlined a function).
 """
 from streamlstm.backends.cellmath import FASTMATH
+from streamlstm.backends.specialize import INNER
 
 # Due series per gradient chunk, and at most how many lanes (partial gradient
 # sums) an update spreads its chunks over: chunk c goes to lane c % lanes, each
@@ -59,9 +60,12 @@ PAR_FORWARD_WORK = 1 << 18
 # FAST workers are compiled without Numba's reference counting (_nrt=False),
 # whose atomic increments on every array view cost more than the arithmetic of
 # a step; FAST_NRT ones allocate or return array views, so they keep it.
+# Only step_calls and forward_rows are called from Python: everything else is
+# compiled INNER (specialize.py: no Python entry point built for it).
 EXACT = dict(error_model="numpy")
-FAST = dict(error_model="numpy", fastmath=FASTMATH, _nrt=False)
-FAST_NRT = dict(error_model="numpy", fastmath=FASTMATH)
+EXACT_INNER = dict(EXACT, **INNER)
+FAST = dict(error_model="numpy", fastmath=FASTMATH, _nrt=False, **INNER)
+FAST_NRT = dict(error_model="numpy", fastmath=FASTMATH, **INNER)
 
 # Indices into the int64 ``cfg`` vector built by launcher.CPUBackend.
 (C_I, C_H, C_O, C_L, C_G, C_S, C_LSTM, C_K1, C_K2, C_A, C_HO, C_P, C_GHP, C_KP) = range(14)

@@ -14,7 +14,7 @@ from streamlstm.backends.cpu.arena import (F_CACT, F_CACT0, F_CST, F_CST0, F_ENT
                                            view1, view2, view4, view5)
 from streamlstm.backends.cellmath import gru_cell, lstm_cell
 from streamlstm.backends.cpu.config import C_G, C_GHP, C_H, C_HO, C_I, C_L, C_LSTM, C_O, C_S, \
-    EXACT, FAST, PAR_FORWARD_WORK
+    EXACT, EXACT_INNER, FAST, PAR_FORWARD_WORK
 from streamlstm.backends.cpu.matvec import dot, mv1, mv4, vin, vout
 from streamlstm.backends.cpu.simd import lanes, vsplat
 
@@ -216,7 +216,7 @@ def _forward_rows(lo, hi, slots, U, state, kp, koff, cfg, acts4, out,
         r += m
 
 
-@cached_njit(parallel=True, **EXACT)
+@cached_njit(parallel=True, **EXACT_INNER)
 def _forward_rows_par(lo, hi, nb, slots, U, state, kp, koff, cfg, ws_a, out,
                       win_len, entry, cache):
     """_forward_rows over nb blocks of rows in parallel (block b uses scratch slot b).

@@ -10,7 +10,8 @@ from numba import prange
 
 from streamlstm.backends.cache import cached_njit
 from streamlstm.backends.cpu.backward import window_backward
-from streamlstm.backends.cpu.config import C_H, C_I, C_K1, C_K2, C_L, C_O, C_S, EXACT, FAST_NRT, GRAD_CHUNK
+from streamlstm.backends.cpu.config import C_H, C_I, C_K1, C_K2, C_L, C_O, C_S, EXACT_INNER, FAST_NRT, \
+    GRAD_CHUNK
 from streamlstm.backends.cpu.forward import head
 from streamlstm.backends.cpu.optimizer import sum_lanes_and_step
 from streamlstm.backends.cpu.update import copy_state, window_row
@@ -72,7 +73,7 @@ def _fused_chunk(ch, lanes_, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, k
             count[n] += k1
 
 
-@cached_njit(parallel=True, **EXACT)
+@cached_njit(parallel=True, **EXACT_INNER)
 def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, out, kp, koff,
                      cfg, state, entry, win_u, win_y, win_len, count, ws):
     for lane in prange(lanes_):
@@ -81,7 +82,7 @@ def _fused_lanes_par(lanes_, n_chunks, due, pos, mcnt, M, Mf, c, offsets, U, Y, 
                          cfg, state, entry, win_u, win_y, win_len, count, ws, True)
 
 
-@cached_njit(**EXACT)
+@cached_njit(**EXACT_INNER)
 def fused_window(c, offsets, series, U, Y, out, kp, km, kv, opt_step, hyper, grad, state,
                  entry, win_u, win_y, win_len, count, koff, cfg, ws, cache, stats, n_threads,
                  quad):

@@ -8,11 +8,11 @@ import math
 import numpy as np
 
 from streamlstm.backends.cache import cached_njit
-from streamlstm.backends.cpu.config import EXACT
+from streamlstm.backends.cpu.config import EXACT_INNER
 from streamlstm.core.optim import H_BETA1, H_BETA2, H_CLIP, H_EPS, H_KIND, H_LR, H_MOMENTUM, H_WD, KIND_SGD
 
 
-@cached_njit(**EXACT)
+@cached_njit(**EXACT_INNER)
 def _sum_squares(g):
     """||g||^2 accumulated in float64 over 8 interleaved partial sums (explicit,
     so the order is fixed without fast-math re-association, and it vectorises)."""
@@ -29,7 +29,7 @@ def _sum_squares(g):
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 
 
-@cached_njit(**EXACT)
+@cached_njit(**EXACT_INNER)
 def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
     """optim.apply_update in Numba (SPEC 4): clip_grad_norm_, then torch's SGD or
     Adam.  No fast-math here: the optimizer follows torch operation for operation."""
@@ -84,7 +84,7 @@ def apply_update(theta, grad, opt_m, opt_v, opt_step, hyper):
         theta[p] -= step_size * (m / denom)        # param.addcdiv_(exp_avg, denom, -step_size)
 
 
-@cached_njit(**EXACT)
+@cached_njit(**EXACT_INNER)
 def sum_lanes_and_step(lanes_, ws_g, grad, kp, km, kv, opt_step, hyper, cache):
     """The end of an update that saw targets: grad = the partial gradients of
     lanes 0..lanes_-1 of ws_g added in lane order (so the threads change no

@@ -11,7 +11,8 @@ from numba import prange
 
 from streamlstm.backends.cache import cached_njit
 from streamlstm.backends.cpu.backward import window_backward
-from streamlstm.backends.cpu.config import C_H, C_K1, C_K2, C_L, C_S, EXACT, FAST, FAST_NRT, GRAD_CHUNK
+from streamlstm.backends.cpu.config import C_H, C_K1, C_K2, C_L, C_S, EXACT_INNER, FAST, FAST_NRT, \
+    GRAD_CHUNK
 from streamlstm.backends.cpu.forward import stack_forward1, stack_forward4
 from streamlstm.backends.cpu.optimizer import sum_lanes_and_step
 
@@ -121,7 +122,7 @@ def _update_chunk(ch, lanes_, due, mcnt, M, Mf, kp, koff, cfg,
                 win_len[n] = T - d
 
 
-@cached_njit(parallel=True, **EXACT)
+@cached_njit(parallel=True, **EXACT_INNER)
 def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                       entry, win_u, win_y, win_len, ws, cache):
     """The lanes in parallel (one parallel region per update), each its chunks
@@ -132,7 +133,7 @@ def _update_lanes_par(lanes_, n_chunks, due, mcnt, M, Mf, kp, koff, cfg,
                           entry, win_u, win_y, win_len, ws, cache, True)
 
 
-@cached_njit(**EXACT)
+@cached_njit(**EXACT_INNER)
 def update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
                entry, win_u, win_y, win_len, ws, cache, stats, n_threads, quad):
     """SPEC 4 for the due series ``due`` (sorted ascending): loss normaliser M,
