@@ -7,6 +7,8 @@ tiny (I=2, H<=5, O<=2, N<=7); the launch tunables are patched tiny in
 conftest.py so that these still span several blocks, grid-stride rounds,
 gradient segments and chunks.
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -217,6 +219,60 @@ def test_deterministic_and_independent_of_launch_configuration(tiny_launch_confi
     assert c._impl._rb == 6 and c._impl._chunk_rows() > 5
     c.run(U, Y)
     assert_bitwise(a.arrays(), c.arrays())
+
+
+def test_clip_coefficient_is_the_fixed_order_norm_for_any_block_size(monkeypatch):
+    """update_prepare's clip coefficient from its shared lanes is that of the
+    fixed-order sum (config.NORM_LANES), whatever the block size (to 1e-12: a
+    GPU may contract the squares' sum into fused multiply-adds).  Under the
+    simulator the allocation of shared arrays is slowed down, so that every
+    thread of a block asks for the lanes before the first has them: the race
+    that conftest's ``thread_safe_shared_arrays`` closes (without it, threads
+    sum lanes of their own and this fails at once; the launch-configuration test
+    above failed about 1 run in 10)."""
+    import time
+
+    from numba import cuda
+    from numba.core import config
+
+    from streamlstm.backends.cuda import kernels
+    from streamlstm.backends.cuda.args import Optim
+    from streamlstm.backends.cuda.optimizer import N_UPD, U_APPLY, U_COEF
+
+    if config.ENABLE_CUDASIM:
+        from numba.cuda.simulator import kernelapi
+
+        class SlowNumpy:
+            def __getattr__(self, name):
+                return getattr(np, name)
+
+            def empty(self, *args, **kw):
+                time.sleep(0.01)         # lets the block's other threads run
+                return np.empty(*args, **kw)
+
+        monkeypatch.setattr(kernelapi, "np", SlowNumpy())
+    lanes = 256
+    k = kernels.kernels("float64", "lstm", lanes, 2)
+    grad = np.random.default_rng(15).normal(size=1000)
+    sq = [0.0] * lanes
+    for p in range(grad.shape[0]):
+        sq[p % lanes] += float(grad[p]) * float(grad[p])
+    tot = 0.0
+    for v in sq:
+        tot += v
+    clip = 0.5
+    want = min(1.0, clip / (math.sqrt(tot) + 1e-6))
+    for threads in (7, 16, 32):
+        opt = Optim(opt_m=cuda.to_device(np.zeros(1)), opt_v=cuda.to_device(np.zeros(1)),
+                    opt_step=cuda.to_device(np.zeros(1, dtype=np.int64)),
+                    hyper=cuda.to_device(Adam(lr=0.01).hyper(clip)),
+                    upd=cuda.to_device(np.zeros(N_UPD)))
+        k.launch("update_prepare", 1, threads, grad=cuda.to_device(grad), opt=opt,
+                 M=cuda.to_device(np.array([3], dtype=np.int64)))
+        upd = opt.upd.copy_to_host()
+        assert upd[U_APPLY] == 1.0, threads
+        assert math.isclose(upd[U_COEF], want, rel_tol=1e-12), (threads, upd[U_COEF], want)
+        assert opt.opt_step.copy_to_host()[0] == 1
 
 
 def test_forward_does_not_depend_on_call_mates():
