@@ -185,6 +185,7 @@ def test_compile_time_switches_change_no_bit(cell, k1, k2, monkeypatch):
     def go(modes):
         if modes is not None:
             monkeypatch.setattr(cpu_mod, "_modes", lambda rows: modes)
+            monkeypatch.setattr(cpu_mod, "SMALL_ROWS", 0)     # every call asks _modes
         net = make("cpu", n_series=N, cell=cell, n_layers=2, k1=k1, k2=k2)
         out = [net.run(U[:6], Y[:6])]
         for t in range(6, T):

@@ -234,7 +234,10 @@ class CPUBackend:
         R = U.shape[0]
         out = np.empty((R, self.layout.n_outputs), dtype=self.dtype)
         # a call lists distinct slots: at most n_series rows each
-        n_threads, quad = _modes(min(R, self.a["count"].shape[0]))
+        if R <= SMALL_ROWS:             # the one-row path a stream calls: no call here
+            n_threads = quad = None
+        else:
+            n_threads, quad = _modes(min(R, self.a["count"].shape[0]))
         kernels.step_calls(series, U, Y, offsets, out, self.F, self.I, self.hyper,
                            n_threads, self._fuse, quad)
         return out
@@ -272,7 +275,10 @@ class CPUBackend:
         if rows is None:
             rows = self._rows[B] = np.arange(B, dtype=np.int64)
         out = np.empty((B, self.layout.n_outputs), dtype=self.dtype)
-        n_threads, quad = _modes(B)
+        if B <= SMALL_ROWS:
+            n_threads = quad = None
+        else:
+            n_threads, quad = _modes(B)
         forward_rows(0, B, rows, U, state, out, self.F, self.I, False, n_threads, quad)
         return out
 
