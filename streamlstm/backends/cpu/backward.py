@@ -89,7 +89,7 @@ def _bw_sums(T, cst, wu, dA, hg, kp, koff, cfg, gp):
         D_i = dA[k, 0]
         D_h = dA[k, hs]
         if k == 0:
-            outer_acc(gp, mo, GHp, D_i, wu, T)
+            outer_acc(gp, mo, GHp, D_i, wu[:, :], T)   # typed 'A' as the two below: one outer_acc
         else:
             outer_acc(gp, mo, GHp, D_i, cst[1:, k - 1, 0], T)
         outer_acc(gp, mo + nin * GHp, GHp, D_h, cst[:, k, 0], T)
