@@ -328,6 +328,13 @@ class OnlineRNN:
                    else group_rows(series, self._impl.host_counts(), self.k1))
         return self._impl.step_calls(series, U, Y, offsets)
 
+    def cpu_kernel_args(self):
+        """The CPU backend's ``kernel_args()`` (its arenas, for a compiled caller
+        that steps or forecasts one row itself: forecast/onerow.py), or None on
+        another backend.  Ask again for every call (the arrays change on growth)."""
+        kernel_args = getattr(self._impl, "kernel_args", None)
+        return None if kernel_args is None else kernel_args()
+
     def call_groups(self, series):
         """Where ``step_rows`` would split ``series`` (R,) into calls: offsets
         (C+1,) int64.  Callers that do work between calls (rollouts that need the

@@ -180,11 +180,8 @@ class _SingleSeries:
             if math.isinf(v):
                 raise InputError(f"feature {f!r} is infinite ({v}); pass finite values "
                                  f"(NaN or leaving it out marks it absent)")
-        X = self._row(xnum, grow=True)
-        if getattr(self, "coverage", None) is None and getattr(self, "experts", None) is None:
-            self._core.learn_slots(self._SLOT, np.array([y]), X)
-        else:   # the same learning, plus what the experts' weights and the intervals score
-            self._core.predict_learn_slots(self._SLOT, np.array([y]), X)
+        # forecast, learn, and (when on) score the experts' and the intervals' forecasts
+        self._core.predict_learn_slots(self._SLOT, np.array([y]), self._row(xnum, grow=True))
         self._n_learned += 1
 
     def _forecast_one(self, horizon, X):

@@ -438,12 +438,24 @@ class SeriesFeatures:
         T = np.empty(R)
         level = np.empty(R)
         scale = np.empty(R)
+        learn_rows(slots, y, X, *self.kernel_arrays(), U, T, level, scale)
+        return U, T, level, scale
+
+    def kernel_arrays(self):
+        """The arguments of ``learn_rows`` between ``X`` and ``U``, in its order."""
         a = self.a
         g = self.g if self.glob else a          # unused without global scaling
-        learn_rows(slots, y, X, a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"],
-                   g["ystat"], g["xstat"], self.glob, self.lags, self.periods, self.diff,
-                   self.trend, self.alpha_min, self.n_x_first, U, T, level, scale)
-        return U, T, level, scale
+        return (a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"], g["ystat"],
+                g["xstat"], self.glob, self.lags, self.periods, self.diff, self.trend,
+                self.alpha_min, self._n_x_first)
+
+    def next_arrays(self):
+        """The live state and settings ``onerow.next_row`` reads for a series' next
+        inputs (as ``next_inputs`` does, without copies)."""
+        a = self.a
+        g = self.g if self.glob else a
+        return (a["hist"], a["ystat"], a["xstat"], a["pos"], g["ystat"], g["xstat"],
+                self.glob, self.lags, self.periods, self.diff, self._n_x_first)
 
     def _with_scalers(self, snap):
         """Add the scalers each row of ``snap`` uses: ``sy``/``sx``, its own rows,

@@ -242,6 +242,14 @@ class CPUBackend:
                            n_threads, self._fuse, quad)
         return out
 
+    def kernel_args(self):
+        """``(F, I, hyper, fuse, state)``: what a compiled caller outside the backend
+        (forecast/onerow.py) hands ``kernels.step_calls`` (a one-row call: no
+        parallel launcher, no four-series blocks) and ``forward.forward_rows``,
+        and the live states (N, L, S, H) a forecast copies.  Valid until the next
+        ``resize`` or ``load_arrays``: ask again for every call."""
+        return self.F, self.I, self.hyper, self._fuse, self.a["state"]
+
     def resize(self, n_series):
         self.a.update(grow_series_arrays(self.a, self.layout, n_series, self.k2, self.dtype))
         self._alloc_cache()             # fresh cache rows are invalid: windows re-run once
