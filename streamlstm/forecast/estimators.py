@@ -585,7 +585,7 @@ class LSTMRegressor(_SingleSeries, base.Regressor):
     def learn_one(self, x, y):
         if self._core is None:
             self._core = self._new_core(lags=(1,) if self.autoregressive else (),
-                                        differencing=False)
+                                        differencing=False, coverage=None, experts=None)
         self._learn_row(_target(y), _numeric(x))
 
     def predict_one(self, x):

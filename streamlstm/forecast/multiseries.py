@@ -28,7 +28,7 @@ from streamlstm.forecast.features import (SeriesFeatures, check_features, check_
                                           check_periods, to_raw)
 from streamlstm.forecast.experts import ExpertState, check_experts
 from streamlstm.forecast import combined, onerow
-from streamlstm.forecast.intervals import Band, IntervalState, check_coverage
+from streamlstm.forecast.intervals import IntervalState, check_coverage
 from streamlstm.forecast.warm import compile_twins
 from streamlstm.forecast.rows import (FAST_ROWS, check_batch, fast_batch, frame_rows,
                                      norm_id)
@@ -43,9 +43,6 @@ DEFAULT_LR = 1e-2
 CHUNK_ROWS = 1 << 16
 # learn_many shows a progress bar on its own from this many rows (on a terminal).
 PROGRESS_ROWS = 200_000
-# onerow's band and weight arguments of a model without intervals / experts (never written)
-_NO_LO, _NO_HI, _NO_SCORES = np.empty((1, 1)), np.empty((1, 1)), np.empty((1, 1, 3))
-_NO_WEIGHTS = np.empty((0, 0, 0))
 
 
 class MultiSeriesForecaster:
@@ -179,7 +176,7 @@ class MultiSeriesForecaster:
         ex = check_experts(type(self).__name__, experts)
         self.experts = ex
         self._ex = None if ex is None else ExpertState(self._periods, self._horizon)
-        self._scratch = None    # onerow's scratch arrays (_onerow_scratch)
+        self._onerow = onerow.OneRow()
 
     # -- slots --------------------------------------------------------------------------
     @property
@@ -285,54 +282,16 @@ class MultiSeriesForecaster:
 
     def predict_learn_slots(self, slots, y, X, interval=False):
         """``predict_learn`` on int64 ``slots`` from ``slots_of`` (validated rows)."""
-        if slots.shape[0] == 1 and self._horizon == 1:
-            net = self._net.cpu_kernel_args()
-            if net is not None:     # one arriving value: one compiled call (onerow.py)
-                return self._learn_one_row(slots, y, X, net, interval)
+        if slots.shape[0] == 1 and self._horizon == 1 and (done := self._onerow.learn(
+                self._feats, self._net, self._ex, self._iv, slots, y, X, interval)) is not None:
+            return done             # one arriving value in one compiled call (onerow.py)
         out = self._predict_learn(slots, y, X, self._horizon)
-        return self._combine_and_band(slots, y, out, interval)
-
-    def _combine_and_band(self, slots, y, out, interval):
-        """The experts' combination (in place) and the intervals' bands of the
-        network's forecasts ``out`` (R, H) of rows just learned."""
         if self._ex is not None:   # combined in place (and banded) in one compiled call
             return combined.update(self._ex, self._iv, slots, y, out, interval)
         if self._iv is None:
             return out
         band = self._iv.update(slots, y, out)
         return band if interval else out
-
-    def _onerow_scratch(self):
-        """Scratch arrays of ``onerow``'s kernels (zeros where no input column is
-        ever written), kept while the input width stays."""
-        sc = self._scratch
-        I = self._feats.n_inputs
-        if sc is None or sc[0].shape[1] != I:
-            dt = self._net.numpy_dtype
-            sc = self._scratch = (np.zeros((1, I)), np.empty(1), np.empty(1), np.empty(1),
-                                  np.zeros((1, I), dtype=dt), np.empty((1, 1), dtype=dt),
-                                  np.empty((1, self._net.layout.n_outputs), dtype=dt))
-        return sc
-
-    def _learn_one_row(self, slots, y, X, net, interval):
-        """``predict_learn_slots`` of one row at horizon 1 in one compiled call."""
-        U, T, level, scale, Un, Tn, out = self._onerow_scratch()
-        fnet = np.empty((1, 1))
-        iv = self._iv
-        if iv is None:
-            lo, hi, scores, iv_arrays = _NO_LO, _NO_HI, _NO_SCORES, None
-        else:
-            lo, hi, scores = iv.outputs(1, 1, keep=interval)
-            iv_arrays = iv.kernel_arrays()
-        ex_arrays = None if self._ex is None else self._ex.kernel_arrays()
-        status = onerow.learn_row(slots, y, X, self._feats.kernel_arrays(), net, ex_arrays,
-                                  iv_arrays, U, T, level, scale, Un, Tn, out, fnet, lo, hi,
-                                  scores)
-        if status != onerow.OK:    # the features are learned; the network's clear error
-            yhat = self._net.step_rows(slots, U.copy(), T[:, None].copy())
-            fnet = to_raw(np.ascontiguousarray(yhat[:, 0], dtype=np.float64), level, scale)
-            return self._combine_and_band(slots, y, fnet[:, None], interval)
-        return Band(fnet, lo, hi, scores) if interval else fnet
 
     def widen_horizon(self, horizon):
         """Forecast (and track intervals for) ``horizon`` steps from now on, if more
@@ -381,9 +340,8 @@ class MultiSeriesForecaster:
         net = self._net
         if not all_finite(U):
             return net.step_rows(slots, U, T)
-        dt = net.numpy_dtype
-        return net.step_rows_trusted(slots, np.ascontiguousarray(U, dtype=dt),
-                                     np.ascontiguousarray(T, dtype=dt))
+        return net.step_rows_trusted(slots, *(np.ascontiguousarray(a, dtype=net.numpy_dtype)
+                                              for a in (U, T)))
 
     def _get_state(self, slots):
         return self._net.states_trusted(slots)
@@ -459,17 +417,9 @@ class MultiSeriesForecaster:
 
     def _forecast_slots(self, slots, h, Xf):
         """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
-        if h == 1 and slots.shape[0] == 1:
-            net = self._net.cpu_kernel_args()
-            if net is not None:     # one series' next value: one compiled call (onerow.py)
-                U, _, level, scale, Un, _, out = self._onerow_scratch()
-                fc = np.empty((1, 1))
-                ex = self._ex
-                if onerow.next_row(slots, Xf[:, 0], self._feats.next_arrays(), net,
-                                   None if ex is None else ex.live_arrays(),
-                                   _NO_WEIGHTS if ex is None else ex.no_weights,
-                                   U, level, scale, Un, out, fc) == onerow.OK:
-                    return fc
+        if h == 1 and slots.shape[0] == 1 and (fc := self._onerow.next(
+                self._feats, self._net, self._ex, slots, Xf[:, 0])) is not None:
+            return fc               # one series' next value in one compiled call (onerow.py)
         if self._ex is None:
             return self._network_forecast(slots, h, Xf)
         if h == 1:   # to raw units and combined in one compiled call

@@ -32,12 +32,14 @@ from streamlstm.backends.cpu import kernels
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.specialize import njit
 from streamlstm.forecast import combined, experts, features, intervals
+from streamlstm.forecast.intervals import Band
 
 stamp_with(__file__, [__file__, combined.__file__, experts.__file__, features.__file__,
                       intervals.__file__, *cache.source_files()])
 
-ONE_CALL = np.array([0, 1], dtype=np.int64)      # one row = one call of the network
-ROW0 = np.zeros(1, dtype=np.int64)               # forward_rows' row slot of a forecast
+# The band and weight arguments of a model without intervals / experts (never written).
+_NO_LO, _NO_HI, _NO_SCORES = np.empty((1, 1)), np.empty((1, 1)), np.empty((1, 1, 3))
+_NO_WEIGHTS = np.empty((0, 0, 0))
 
 # learn_row's result: the row was learned, or its network input came out of the
 # features non-finite (the features are updated, nothing else: the caller hands
@@ -72,7 +74,12 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
         Un[0, i] = U[0, i]
     Tn[0, 0] = T[0]
     F, I, hyper, fuse, _state = net
-    kernels.step_calls(slots, Un, Tn, ONE_CALL, out, F, I, hyper, None, fuse, None)
+    # made here, not module constants: Numba types a global array as read-only, and
+    # step_calls would compile again for that type
+    one_call = np.empty(2, dtype=np.int64)              # one row = one call
+    one_call[0] = 0
+    one_call[1] = 1
+    kernels.step_calls(slots, Un, Tn, one_call, out, F, I, hyper, None, fuse, None)
     yhat = np.empty(1)
     yhat[0] = out[0, 0]
     fnet[0, 0] = features.to_raw(yhat, level, scale)[0]
@@ -111,10 +118,72 @@ def next_row(slots, X, feats, net, ex, weights, U, level, scale, Un, out, fc):
         Un[0, i] = U[0, i]
     F, I, _hyper, _fuse, state = net
     st = state[s:s + 1].copy()
-    forward_rows(0, 1, ROW0, Un, st, out, F, I, False, None, None)
+    row0 = np.zeros(1, dtype=np.int64)                  # the copy's row (see learn_row)
+    forward_rows(0, 1, row0, Un, st, out, F, I, False, None, None)
     yhat = np.empty(1)
     yhat[0] = out[0, 0]
     fc[0, 0] = features.to_raw(yhat, level, scale)[0]
     if ex is not None:
         experts.combine_live(slots, fc, *ex, fc, weights)
     return OK
+
+
+class OneRow:
+    """A model's one-row path: its scratch arrays, and the calls that hand the
+    kernels above the arrays of the model's states (``MultiSeriesForecaster``:
+    ``predict_learn_slots`` and ``forecast_slots`` of one row or series)."""
+
+    def __init__(self):
+        self._scratch = None
+
+    def _arrays(self, feats, net):
+        """Scratch (U, T, level, scale, Un, Tn, out), kept while the input width
+        stays (zeros where no input column is ever written)."""
+        sc = self._scratch
+        n_in = feats.n_inputs
+        if sc is None or sc[0].shape[1] != n_in:
+            dt = net.numpy_dtype
+            sc = self._scratch = (np.zeros((1, n_in)), np.empty(1), np.empty(1), np.empty(1),
+                                  np.zeros((1, n_in), dtype=dt), np.empty((1, 1), dtype=dt),
+                                  np.empty((1, net.layout.n_outputs), dtype=dt))
+        return sc
+
+    def learn(self, feats, net, ex, iv, slots, y, X, interval):
+        """``predict_learn_slots`` of one row at horizon 1: the forecast (1, 1), or
+        the ``Band`` with ``interval``; None on a backend other than the CPU's
+        (nothing done: the caller takes the general path)."""
+        args = net.cpu_kernel_args()
+        if args is None:
+            return None
+        U, T, level, scale, Un, Tn, out = self._arrays(feats, net)
+        fnet = np.empty((1, 1))
+        if iv is None:
+            lo, hi, scores, iv_arrays = _NO_LO, _NO_HI, _NO_SCORES, None
+        else:
+            lo, hi, scores = iv.outputs(1, 1, keep=interval)
+            iv_arrays = iv.kernel_arrays()
+        status = learn_row(slots, y, X, feats.kernel_arrays(), args,
+                           None if ex is None else ex.kernel_arrays(), iv_arrays,
+                           U, T, level, scale, Un, Tn, out, fnet, lo, hi, scores)
+        if status != OK:
+            # The features have learned the row, as on the general path; the network's
+            # checked call refuses the non-finite input with its clear error.
+            net.step_rows(slots, U.copy(), T[:, None].copy())
+            raise AssertionError("OnlineRNN.step_rows accepted a non-finite input")
+        return Band(fnet, lo, hi, scores) if interval else fnet
+
+    def next(self, feats, net, ex, slots, X):
+        """``forecast_slots(slots, 1)`` of one series, ``X`` (1, F) its next raw
+        features: (1, 1), or None (another backend, or a non-finite input: the
+        general path, with its clear error)."""
+        args = net.cpu_kernel_args()
+        if args is None:
+            return None
+        U, _, level, scale, Un, _, out = self._arrays(feats, net)
+        fc = np.empty((1, 1))
+        if next_row(slots, X, feats.next_arrays(), args,
+                    None if ex is None else ex.live_arrays(),
+                    _NO_WEIGHTS if ex is None else ex.no_weights,
+                    U, level, scale, Un, out, fc) != OK:
+            return None
+        return fc
