@@ -37,8 +37,7 @@ from streamlstm.forecast.intervals import Band
 stamp_with(__file__, [__file__, combined.__file__, experts.__file__, features.__file__,
                       intervals.__file__, *cache.source_files()])
 
-# The band and weight arguments of a model without intervals / experts (never written).
-_NO_LO, _NO_HI, _NO_SCORES = np.empty((1, 1)), np.empty((1, 1)), np.empty((1, 1, 3))
+# The weights argument of a model without experts (never written).
 _NO_WEIGHTS = np.empty((0, 0, 0))
 
 # learn_row's result: the row was learned, or its network input came out of the
@@ -56,6 +55,14 @@ def _finite(U):
 
 
 @njit(cache=True)
+def _band_outputs(lo, hi, scores):
+    """The caller's band arrays, or (None: it does not keep them) scratch ones."""
+    if lo is None:
+        return np.empty((1, 1)), np.empty((1, 1)), np.empty((1, 1, 3))
+    return lo, hi, scores
+
+
+@njit(cache=True)
 def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, fnet,
               lo, hi, scores):
     """One row (``slots``, ``y``, ``X`` of length 1) through the features
@@ -64,9 +71,9 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     ``ExpertState.kernel_arrays()``, or None) and the intervals (``iv``:
     ``IntervalState.kernel_arrays()``, or None).  Writes the row's forecast
     (combined if ``ex``) in ``fnet`` (1, 1) and, with ``iv``, its band and
-    scores in ``lo``, ``hi``, ``scores``.  ``U``, ``T``, ``level``, ``scale``
-    (float64), ``Un``, ``Tn``, ``out`` (the network's dtype) are scratch.
-    Returns OK or NOT_FINITE."""
+    scores in ``lo``, ``hi``, ``scores`` (or, None, in scratch arrays).  ``U``,
+    ``T``, ``level``, ``scale`` (float64), ``Un``, ``Tn``, ``out`` (the
+    network's dtype) are scratch.  Returns OK or NOT_FINITE."""
     features.learn_rows(slots, y, X, *feats, U, T, level, scale)
     if not _finite(U):
         return NOT_FINITE
@@ -87,9 +94,9 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
         if iv is None:
             experts.update_rows(slots, y, fnet, *ex, fnet)
         else:
-            combined.update_rows(slots, y, fnet, *ex, *iv, lo, hi, scores)
+            combined.update_rows(slots, y, fnet, *ex, *iv, *_band_outputs(lo, hi, scores))
     elif iv is not None:
-        intervals.update_rows(slots, y, fnet, *iv, lo, hi, scores)
+        intervals.update_rows(slots, y, fnet, *iv, *_band_outputs(lo, hi, scores))
     return OK
 
 
@@ -157,13 +164,11 @@ class OneRow:
             return None
         U, T, level, scale, Un, Tn, out = self._arrays(feats, net)
         fnet = np.empty((1, 1))
-        if iv is None:
-            lo, hi, scores, iv_arrays = _NO_LO, _NO_HI, _NO_SCORES, None
-        else:
-            lo, hi, scores = iv.outputs(1, 1, keep=interval)
-            iv_arrays = iv.kernel_arrays()
+        # the band's arrays only when they are returned (else the kernel's scratch)
+        lo, hi, scores = iv.outputs(1, 1, keep=True) if interval else (None, None, None)
         status = learn_row(slots, y, X, feats.kernel_arrays(), args,
-                           None if ex is None else ex.kernel_arrays(), iv_arrays,
+                           None if ex is None else ex.kernel_arrays(),
+                           None if iv is None else iv.kernel_arrays(),
                            U, T, level, scale, Un, Tn, out, fnet, lo, hi, scores)
         if status != OK:
             # The features have learned the row, as on the general path; the network's
