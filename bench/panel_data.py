@@ -10,7 +10,10 @@ the packages), so the bench needs the packages installed, not their APIs:
 * statsmodels: co2, sunspots, elnino, nile, elec_equip, macrodata, grunfeld;
 * pmdarima: taylor, wineind, woolyrnq, lynx, heartrate (numeric literals in its
   ``datasets/*.py``, read with ``ast``) and msft (``data/msft.tar.gz``);
-* sktime: seatbelts, solar, PBS.
+* sktime: seatbelts, solar.
+
+``holdout()`` lists nine more (pmdarima, sktime, statsmodels) that no default was
+chosen on: ``accuracy.py --holdout``.
 
 A dataset whose package is missing is skipped with a note (``bash bench/stats_env.sh``
 installs all of them).  Long series are capped to their last ``cap`` values.
@@ -234,11 +237,58 @@ def panel():
     ]
 
 
-def select(names=None):
-    ds = panel()
+def uschange(column):
+    """A column of sktime's Uschange (quarterly % changes of US macro series)."""
+    def load(cap):
+        rows = _read_csv(package_dir("sktime") / "datasets" / "data" / "Uschange" / "Uschange.csv")
+        return _cap(_floats(r[column] for r in rows), cap)
+    return load
+
+
+def holdout():
+    """Real series kept OUT of the panel: no default was chosen on them.  They
+    check that what the panel chose holds on series nobody tuned for
+    (``accuracy.py --holdout``).  Mostly short (36 to 212 values): where online
+    weights have the least evidence."""
+    S = "series"
+    return [
+        Dataset("austres", "quarterly Australian residents, trend", 4, 4,
+                "pmdarima datasets/austres.py", pmdarima_series("austres"), S,
+                freq="QS", start="1971-04-01"),
+        Dataset("ausbeer", "quarterly beer production, season", 4, 4,
+                "pmdarima datasets/ausbeer.py", pmdarima_series("ausbeer"), S,
+                freq="QS", start="1956-01-01"),
+        Dataset("shampoo", "monthly shampoo sales, 3 years", 12, 6,
+                "sktime data/ShampooSales", sktime_column("ShampooSales", "Sales"), S,
+                freq="MS", start="1991-01-01"),
+        Dataset("pbs", "monthly prescriptions, trend + season", 12, 12,
+                "sktime data/PBS_dataset", sktime_column("PBS_dataset", "Scripts"), S,
+                freq="MS", start="1991-07-01"),
+        Dataset("us_consumption", "quarterly % change of US consumption", 4, 4,
+                "sktime data/Uschange", uschange("Consumption"), S,
+                freq="QS", start="1970-01-01"),
+        Dataset("us_unemployment", "quarterly change of US unemployment", 4, 4,
+                "sktime data/Uschange", uschange("Unemployment"), S,
+                freq="QS", start="1970-01-01"),
+        Dataset("danish_lrm", "quarterly log real money, Denmark", 4, 4,
+                "statsmodels danish_data", statsmodels_column("danish_data", "data.csv", "lrm"),
+                S, freq="QS", start="1974-01-01"),
+        Dataset("de_interest", "quarterly German interest rate", 4, 4,
+                "statsmodels interest_inflation",
+                statsmodels_column("interest_inflation", "E6.csv", "R"), S,
+                freq="QS", start="1972-04-01"),
+        Dataset("de_inflation", "quarterly German inflation", 4, 4,
+                "statsmodels interest_inflation",
+                statsmodels_column("interest_inflation", "E6.csv", "Dp"), S,
+                freq="QS", start="1972-04-01"),
+    ]
+
+
+def select(names=None, held_out=False):
+    ds = holdout() if held_out else panel()
     if not names:
         return ds
-    by = {d.name.split(" ")[0].lower(): d for d in ds}
+    by = {d.name.split(" ")[0].lower(): d for d in panel() + holdout()}
     unknown = [n for n in names if n.lower() not in by]
     if unknown:
         raise SystemExit(f"unknown datasets {unknown}; known: {', '.join(by)}")
