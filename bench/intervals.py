@@ -110,10 +110,11 @@ def scores(y, lo, hi, h, alpha, common):
     return out
 
 
-def panel_series():
-    """name -> (rows, h) of the panel's single series whose package is installed."""
+def panel_series(held_out=False):
+    """name -> (rows, h) of the panel's single series whose package is installed
+    (``held_out``: of the held-out series, ``panel_data.holdout``)."""
     out = {}
-    for d in pdata.panel():
+    for d in pdata.holdout() if held_out else pdata.panel():
         if d.form not in ("river", "series"):
             continue
         try:
@@ -171,11 +172,13 @@ def main(argv=None):
     p.add_argument("--datasets", default=",".join(PANEL))
     p.add_argument("--panel", action="store_true",
                    help="every single series of bench/accuracy.py's panel")
+    p.add_argument("--holdout", action="store_true",
+                   help="the held-out series of bench/panel_data.py (no default was chosen on them)")
     p.add_argument("--seed", type=int, default=0, help="the model's seed (default 0)")
     p.add_argument("--out", default=HERE / "out" / "intervals.json")
     a = p.parse_args(argv)
     report = {"versions": {"streamlstm": streamlstm.__version__}, "seed": a.seed, "datasets": {}}
-    jobs = (panel_series() if a.panel
+    jobs = (panel_series(a.holdout) if a.panel or a.holdout
             else {n: (None, PANEL[n]) for n in a.datasets.split(",")})
     for name, (rows, h) in jobs.items():
         report["datasets"][name] = evaluate_dataset(name, h, seed=a.seed, rows=rows)
