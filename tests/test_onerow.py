@@ -134,3 +134,19 @@ def test_a_non_finite_network_input_gets_the_same_clear_error_on_both_paths():
         except InputError as e:
             outcomes.append(str(e))
     assert outcomes[0] == outcomes[1]
+
+
+def test_warmup_compiles_the_one_row_calls(monkeypatch):
+    """``compile_kernels(every=True)`` (``streamlstm warmup``) asks for one-row
+    learning and a one-series ``forecast(1)``, so a River forecaster's first values
+    find them compiled (the reference backend: the calls are asked, nothing slow)."""
+    asked = []
+    for name in ("learn", "next"):
+        orig = getattr(onerow.OneRow, name)
+        monkeypatch.setattr(onerow.OneRow, name,
+                            lambda self, *a, _o=orig, _n=name: asked.append(_n) or _o(self, *a))
+    MultiSeriesForecaster(hidden_size=2, coverage=0.9, backend="reference").compile_kernels()
+    assert asked.count("learn") == 0          # a run's twins call with several rows
+    MultiSeriesForecaster(hidden_size=2, coverage=0.9, backend="reference").compile_kernels(
+        every=True)
+    assert asked.count("learn") >= 1 and asked.count("next") >= 1
