@@ -212,12 +212,15 @@ def _take_cycle(hist, ser, s, t, rho_acf, min_acf):
     if d0 != d0:
         return
     M = CYCLE_LAGS + 1
-    for l in range(M):
+    i = t % L                     # hist's slot of row t - l, stepped back without a modulo
+    for l in range(M):            # (an integer division per lag was most of this loop)
         ser[s, S_ACF + l] *= rho_acf
+        im = i - 1 if i > 0 else L - 1        # the slot of row t - l - 1
         if t - l - 1 >= 0:
-            d = hist[s, (t - l) % L] - hist[s, (t - l - 1) % L]
+            d = hist[s, i] - hist[s, im]
             if d == d:
                 ser[s, S_ACF + l] += d0 * d
+        i = im
     best, P = 0.0, 0
     a0 = ser[s, S_ACF]
     if a0 > 0.0:
