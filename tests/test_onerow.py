@@ -47,6 +47,10 @@ def _bits(v):
     {"scaling": "global", "trend": False},
     {"features": ["f", "g"]},
     {"k1": 4, "k2": 4},                                     # a fused window (k1 = k2)
+    {"horizon": 3},                                         # rollouts before each row
+    {"horizon": 4, "features": ["f"], "coverage": None},
+    {"horizon": 2, "scaling": "global", "trend": False, "experts": None},
+    {"horizon": 3, "dtype": "float32", "cell": "gru"},
 ])
 def test_one_row_calls_equal_the_general_path(kw):
     kw = {"hidden_size": 6, "k1": 1, "k2": 5, "seasonality": 12, "lags": (1, 12),
@@ -70,14 +74,15 @@ def test_one_row_calls_equal_the_general_path(kw):
             for g, w in zip(got, want):
                 assert _bits(g) == _bits(w), t
         if t % 3 == 0:
-            xs = rng.normal(size=(1, F)) if F else None
-            for series in (sid, "a"):
-                assert _bits(fast.forecast(1, series, xs)[series]) == \
-                    _bits(slow.forecast(1, series, xs)[series]), t
-            if kw["coverage"] is not None:
-                got = fast.forecast(1, sid, xs, interval=True)[sid]
-                want = slow.forecast(1, sid, xs, interval=True)[sid]
-                assert [_bits(v) for v in got] == [_bits(v) for v in want], t
+            for h in (1, 5):            # the next value; a rollout past the model's horizon
+                xs = rng.normal(size=(h, F)) if F else None
+                for series in (sid, "a"):
+                    assert _bits(fast.forecast(h, series, xs)[series]) == \
+                        _bits(slow.forecast(h, series, xs)[series]), (t, h)
+                if kw["coverage"] is not None:
+                    got = fast.forecast(h, sid, xs, interval=True)[sid]
+                    want = slow.forecast(h, sid, xs, interval=True)[sid]
+                    assert [_bits(v) for v in got] == [_bits(v) for v in want], (t, h)
     if kw["experts"] is not None:
         assert fast.weights() == slow.weights()
     _assert_same_state(fast, slow)
@@ -107,6 +112,41 @@ def test_river_forecaster_takes_the_one_row_path_with_the_same_bits():
     assert _bits(out_fast) == _bits(out_slow)
     assert _bits(fast.forecast_interval(1)) == _bits(slow.forecast_interval(1))
     assert fast.weights_ == slow.weights_
+    _assert_same_state(fast._core, slow._core)
+
+
+def test_river_evaluate_at_a_horizon_takes_the_one_row_path_with_the_same_bits(monkeypatch):
+    """River's ``evaluate`` loop at horizon 3 on AirlinePassengers (monthly datetimes:
+    the period is inferred, and each ``forecast(3, xs)`` rolls on through the one-step
+    gap): every ``learn_one`` (horizon 4 by then) and every forecast is one compiled
+    call, with the general path's bits, bands and weights."""
+    from river import datasets
+    pairs = list(datasets.AirlinePassengers())
+    fast, slow = streamlstm.LSTMForecaster(), streamlstm.LSTMForecaster()
+    counts = {"learn_row": 0, "forecast_row": 0}
+    for name in counts:
+        kernel = getattr(onerow, name)
+
+        def counted(*a, _k=kernel, _n=name):
+            status = _k(*a)
+            counts[_n] += status == onerow.OK
+            return status
+        monkeypatch.setattr(onerow, name, counted)
+    h = 3
+    for x, y in pairs[:h]:
+        fast.learn_one(y, x)
+        slow.learn_one(y, x)
+    _general(slow._core)
+    for k in range(h, len(pairs) - h):
+        x, y = pairs[k]
+        xs = [a[0] for a in pairs[k + 1:k + 1 + h]]
+        assert _bits(fast.forecast(h, xs)) == _bits(slow.forecast(h, xs)), k
+        assert _bits(fast.forecast_interval(h, xs)) == _bits(slow.forecast_interval(h, xs)), k
+        fast.learn_one(y, x)
+        slow.learn_one(y, x)
+    n = len(pairs) - 2 * h
+    assert counts["forecast_row"] == 2 * n and counts["learn_row"] >= n
+    assert fast._core.horizon == h + 1 and fast.weights_ == slow.weights_
     _assert_same_state(fast._core, slow._core)
 
 
@@ -141,7 +181,7 @@ def test_warmup_compiles_the_one_row_calls(monkeypatch):
     learning and a one-series ``forecast(1)``, so a River forecaster's first values
     find them compiled (the reference backend: the calls are asked, nothing slow)."""
     asked = []
-    for name in ("learn", "next"):
+    for name in ("learn", "forecast"):
         orig = getattr(onerow.OneRow, name)
         monkeypatch.setattr(onerow.OneRow, name,
                             lambda self, *a, _o=orig, _n=name: asked.append(_n) or _o(self, *a))
@@ -149,4 +189,4 @@ def test_warmup_compiles_the_one_row_calls(monkeypatch):
     assert asked.count("learn") == 0          # a run's twins call with several rows
     MultiSeriesForecaster(hidden_size=2, coverage=0.9, backend="reference").compile_kernels(
         every=True)
-    assert asked.count("learn") >= 1 and asked.count("next") >= 1
+    assert asked.count("learn") >= 1 and asked.count("forecast") >= 1

@@ -282,8 +282,8 @@ class MultiSeriesForecaster:
 
     def predict_learn_slots(self, slots, y, X, interval=False):
         """``predict_learn`` on int64 ``slots`` from ``slots_of`` (validated rows)."""
-        if slots.shape[0] == 1 and self._horizon == 1 and (done := self._onerow.learn(
-                self._feats, self._net, self._ex, self._iv, slots, y, X, interval)) is not None:
+        if slots.shape[0] == 1 and (done := self._onerow.learn(self._feats, self._net,
+                self._ex, self._iv, self._horizon, slots, y, X, interval)) is not None:
             return done             # one arriving value in one compiled call (onerow.py)
         out = self._predict_learn(slots, y, X, self._horizon)
         if self._ex is not None:   # combined in place (and banded) in one compiled call
@@ -417,9 +417,9 @@ class MultiSeriesForecaster:
 
     def _forecast_slots(self, slots, h, Xf):
         """(B, h) forecasts for slots, ``Xf`` (B, h, F) raw future features."""
-        if h == 1 and slots.shape[0] == 1 and (fc := self._onerow.next(
-                self._feats, self._net, self._ex, slots, Xf[:, 0])) is not None:
-            return fc               # one series' next value in one compiled call (onerow.py)
+        if slots.shape[0] == 1 and (fc := self._onerow.forecast(
+                self._feats, self._net, self._ex, slots, Xf)) is not None:
+            return fc               # one series' forecasts in one compiled call (onerow.py)
         if self._ex is None:
             return self._network_forecast(slots, h, Xf)
         if h == 1:   # to raw units and combined in one compiled call

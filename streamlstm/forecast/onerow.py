@@ -40,10 +40,12 @@ stamp_with(__file__, [__file__, experts.__file__, features.__file__,
 # The weights argument of a model without experts (never written).
 _NO_WEIGHTS = np.empty((0, 0, 0))
 
-# learn_row's result: the row was learned, or its network input came out of the
-# features non-finite (the features are updated, nothing else: the caller hands
-# the input to the checked ``OnlineRNN.step_rows``, which raises its clear error)
-OK, NOT_FINITE = 0, 1
+# The kernels' results: done; or the network's input came out of the features
+# non-finite while learning (the features are updated, nothing else: the caller
+# hands the input to the checked ``OnlineRNN.step_rows``, which raises its clear
+# error); or it did in a rollout, before anything changed (the caller takes the
+# general path, whose checked call raises).
+OK, NOT_FINITE, ROLLOUT_NOT_FINITE = 0, 1, 2
 
 
 @njit(cache=True)
@@ -55,11 +57,57 @@ def _finite(U):
 
 
 @njit(cache=True)
-def _band_outputs(lo, hi, scores):
-    """The caller's band arrays, or (None: it does not keep them) scratch ones."""
+def _band_shape(lo, hi, scores, H):
+    """The caller's band arrays, or (None: it does not keep them) scratch ones of
+    ``H`` steps."""
     if lo is None:
-        return np.empty((1, 1)), np.empty((1, 1)), np.empty((1, 1, 3))
+        return np.empty((1, H)), np.empty((1, H)), np.empty((1, H, 3))
     return lo, hi, scores
+
+
+@njit(cache=True)
+def _rollout(s, X, held, feats, net, fc, U, level, scale, Un, out, fold):
+    """``MultiSeriesForecaster._rollout`` of the one series ``s``: ``fc.shape[1]``
+    forecasts (into ``fc`` (1, h)) from copies of its feature state and network
+    state, each fed back; ``X`` (1, h, F) the raw features of each step, or with
+    ``held`` ``X[:, 0]`` at every step; ``fold``: the first step's features are
+    folded into the copied scalers first (the rollout before learning a row).
+    ``feats`` as ``learn_row``'s.  Returns OK or ROLLOUT_NOT_FINITE (nothing of
+    the model changed either way)."""
+    hist, ystat, xstat, _xlast, pos, gy, gx, glob, lags, periods, diff, _trend, \
+        alpha_min, n_x_first = feats
+    # SeriesFeatures.snapshot: copies of the series' rows, and the scalers it uses
+    # (its own rows, or copies of the model-wide ones)
+    hist_c = hist[s:s + 1].copy()
+    ystat_c = ystat[s:s + 1].copy()
+    xstat_c = xstat[s:s + 1].copy()
+    pos_c = pos[s:s + 1].copy()
+    if glob:
+        sy = gy[0:1].copy()
+        sx = gx[0:1].copy()
+    else:
+        sy = ystat_c
+        sx = xstat_c
+    if fold and X.shape[2] > 0:
+        features.fold_x_rows(sx, X[:, 0], alpha_min)
+    F, I, _hyper, _fuse, state = net
+    st = state[s:s + 1].copy()
+    row0 = np.zeros(1, dtype=np.int64)                  # the copy's row (see learn_row)
+    yhat = np.empty(1)
+    for j in range(fc.shape[1]):
+        Xj = X[:, 0] if held else X[:, j]
+        features.rollout_inputs(hist_c, ystat_c, sy, sx, Xj, pos_c, lags, periods, diff,
+                                n_x_first, U, level, scale)
+        if not _finite(U):
+            return ROLLOUT_NOT_FINITE
+        for i in range(U.shape[1]):
+            Un[0, i] = U[0, i]
+        forward_rows(0, 1, row0, Un, st, out, F, I, False, None, None)
+        yhat[0] = out[0, 0]
+        v = features.to_raw(yhat, level, scale)
+        fc[0, j] = v[0]
+        features.rollout_push(hist_c, ystat_c, sy, pos_c, v)
+    return OK
 
 
 @njit(cache=True)
@@ -69,11 +117,22 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     (``feats``: ``SeriesFeatures.kernel_arrays()``), the network (``net``:
     ``OnlineRNN.cpu_kernel_args()``), then the experts (``ex``:
     ``ExpertState.kernel_arrays()``, or None) and the intervals (``iv``:
-    ``IntervalState.kernel_arrays()``, or None).  Writes the row's forecast
-    (combined if ``ex``) in ``fnet`` (1, 1) and, with ``iv``, its band and
-    scores in ``lo``, ``hi``, ``scores`` (or, None, in scratch arrays).  ``U``,
-    ``T``, ``level``, ``scale`` (float64), ``Un``, ``Tn``, ``out`` (the
-    network's dtype) are scratch.  Returns OK or NOT_FINITE."""
+    ``IntervalState.kernel_arrays()``, or None).  Writes the row's forecasts
+    (combined if ``ex``) in ``fnet`` (1, H): with H > 1, first the rollout of
+    steps 1..H-1 from the state before the row (``_rollout``, the features held),
+    then step 0 from learning it; with ``iv``, the bands and scores in ``lo``,
+    ``hi``, ``scores`` (or, None, in scratch arrays).  ``U``, ``T``, ``level``,
+    ``scale`` (float64), ``Un``, ``Tn``, ``out`` (the network's dtype) are
+    scratch.  Returns OK, NOT_FINITE or ROLLOUT_NOT_FINITE."""
+    H = fnet.shape[1]
+    if H > 1:       # the rollout needs the weights in force before this row's update
+        X3 = np.empty((1, 1, X.shape[1]))       # (the layout forecast_row's rollouts get)
+        for f in range(X.shape[1]):
+            X3[0, 0, f] = X[0, f]
+        status = _rollout(slots[0], X3, True, feats, net, fnet, U, level, scale, Un, out,
+                          True)
+        if status != OK:
+            return status
     features.learn_rows(slots, y, X, *feats, U, T, level, scale)
     if not _finite(U):
         return NOT_FINITE
@@ -90,13 +149,26 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     yhat = np.empty(1)
     yhat[0] = out[0, 0]
     fnet[0, 0] = features.to_raw(yhat, level, scale)[0]
-    # combined.update_rows's two calls (forecast/combined.py), made from here: one level less for Numba
-    # to optimize again (~0.5 s of a first run)
+    # combined.update_rows's two calls (forecast/combined.py), made from here: one
+    # level less for Numba to optimize again (~0.5 s of a first run)
     if ex is not None:
         experts.update_rows(slots, y, fnet, *ex, fnet)
     if iv is not None:
-        intervals.update_rows(slots, y, fnet, *iv, *_band_outputs(lo, hi, scores))
+        intervals.update_rows(slots, y, fnet, *iv, *_band_shape(lo, hi, scores, H))
     return OK
+
+
+@njit(cache=True)
+def forecast_row(slots, X, feats, net, ex, weights, U, level, scale, Un, out, fc):
+    """``forecast_slots(slots, h)`` of the one series ``slots[0]``, h =
+    ``fc.shape[1]`` > 1: the network's rollout from copies of its state
+    (``_rollout``, ``X`` (1, h, F) the raw features of each step), then combined by
+    the experts (``ex``, ``weights`` as ``next_row``'s).  Returns OK or
+    ROLLOUT_NOT_FINITE (nothing written that matters: the general path then)."""
+    status = _rollout(slots[0], X, False, feats, net, fc, U, level, scale, Un, out, False)
+    if status == OK and ex is not None:
+        experts.combine_live(slots, fc, *ex, fc, weights)
+    return status
 
 
 @njit(cache=True)
@@ -154,21 +226,25 @@ class OneRow:
                                   np.empty((1, net.layout.n_outputs), dtype=dt))
         return sc
 
-    def learn(self, feats, net, ex, iv, slots, y, X, interval):
-        """``predict_learn_slots`` of one row at horizon 1: the forecast (1, 1), or
-        the ``Band`` with ``interval``; None on a backend other than the CPU's
-        (nothing done: the caller takes the general path)."""
+    def learn(self, feats, net, ex, iv, horizon, slots, y, X, interval):
+        """``predict_learn_slots`` of one row: the forecasts (1, ``horizon``), or the
+        ``Band`` with ``interval``; None on a backend other than the CPU's, or when
+        a rollout's input is not finite (nothing done: the caller takes the
+        general path)."""
         args = net.cpu_kernel_args()
         if args is None:
             return None
         U, T, level, scale, Un, Tn, out = self._arrays(feats, net)
-        fnet = np.empty((1, 1))
+        fnet = np.empty((1, horizon))
         # the band's arrays only when they are returned (else the kernel's scratch)
-        lo, hi, scores = iv.outputs(1, 1, keep=True) if interval else (None, None, None)
+        lo, hi, scores = (iv.outputs(1, horizon, keep=True) if interval
+                          else (None, None, None))
         status = learn_row(slots, y, X, feats.kernel_arrays(), args,
                            None if ex is None else ex.kernel_arrays(),
                            None if iv is None else iv.kernel_arrays(),
                            U, T, level, scale, Un, Tn, out, fnet, lo, hi, scores)
+        if status == ROLLOUT_NOT_FINITE:
+            return None
         if status != OK:
             # The features have learned the row, as on the general path; the network's
             # checked call refuses the non-finite input with its clear error.
@@ -176,18 +252,22 @@ class OneRow:
             raise AssertionError("OnlineRNN.step_rows accepted a non-finite input")
         return Band(fnet, lo, hi, scores) if interval else fnet
 
-    def next(self, feats, net, ex, slots, X):
-        """``forecast_slots(slots, 1)`` of one series, ``X`` (1, F) its next raw
-        features: (1, 1), or None (another backend, or a non-finite input: the
-        general path, with its clear error)."""
+    def forecast(self, feats, net, ex, slots, X):
+        """``forecast_slots(slots, h)`` of one series, ``X`` (1, h, F) the raw
+        features of the steps: (1, h), or None (another backend, or a non-finite
+        input: the general path, with its clear error)."""
         args = net.cpu_kernel_args()
         if args is None:
             return None
         U, _, level, scale, Un, _, out = self._arrays(feats, net)
-        fc = np.empty((1, 1))
-        if next_row(slots, X, feats.next_arrays(), args,
-                    None if ex is None else ex.live_arrays(),
-                    _NO_WEIGHTS if ex is None else ex.no_weights,
-                    U, level, scale, Un, out, fc) != OK:
-            return None
-        return fc
+        h = X.shape[1]
+        fc = np.empty((1, h))
+        live = None if ex is None else ex.live_arrays()
+        weights = _NO_WEIGHTS if ex is None else ex.no_weights
+        if h == 1:      # from the live state, as the general path's next forecast
+            status = next_row(slots, X[:, 0], feats.next_arrays(), args, live, weights,
+                              U, level, scale, Un, out, fc)
+        else:
+            status = forecast_row(slots, X, feats.kernel_arrays(), args, live, weights,
+                                  U, level, scale, Un, out, fc)
+        return fc if status == OK else None
