@@ -112,7 +112,7 @@ def _rollout(s, X, held, feats, net, fc, U, level, scale, Un, out, fold):
 
 @njit(cache=True)
 def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, fnet,
-              lo, hi, scores):
+              lo, hi, scores, roll):
     """One row (``slots``, ``y``, ``X`` of length 1) through the features
     (``feats``: ``SeriesFeatures.kernel_arrays()``), the network (``net``:
     ``OnlineRNN.cpu_kernel_args()``), then the experts (``ex``:
@@ -123,9 +123,11 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     then step 0 from learning it; with ``iv``, the bands and scores in ``lo``,
     ``hi``, ``scores`` (or, None, in scratch arrays).  ``U``, ``T``, ``level``,
     ``scale`` (float64), ``Un``, ``Tn``, ``out`` (the network's dtype) are
-    scratch.  Returns OK, NOT_FINITE or ROLLOUT_NOT_FINITE."""
+    scratch.  ``roll``: None when H = 1 (a compile-time switch: a model of horizon
+    1 compiles no rollout), else True.  Returns OK, NOT_FINITE or
+    ROLLOUT_NOT_FINITE."""
     H = fnet.shape[1]
-    if H > 1:       # the rollout needs the weights in force before this row's update
+    if roll is not None:    # the rollout needs the weights in force before the update
         X3 = np.empty((1, 1, X.shape[1]))       # (the layout forecast_row's rollouts get)
         for f in range(X.shape[1]):
             X3[0, 0, f] = X[0, f]
@@ -242,7 +244,8 @@ class OneRow:
         status = learn_row(slots, y, X, feats.kernel_arrays(), args,
                            None if ex is None else ex.kernel_arrays(),
                            None if iv is None else iv.kernel_arrays(),
-                           U, T, level, scale, Un, Tn, out, fnet, lo, hi, scores)
+                           U, T, level, scale, Un, Tn, out, fnet, lo, hi, scores,
+                           None if horizon == 1 else True)
         if status == ROLLOUT_NOT_FINITE:
             return None
         if status != OK:

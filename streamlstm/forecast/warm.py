@@ -27,7 +27,7 @@ def compile_twins(model, every=False):
     driver with four-series blocks; a call of at most three rows, or of 64 or
     more, compiles its own specialization when it first comes).  ``every=True``
     compiles every driver specialization, for horizons 1 and 2, and the one-row
-    calls of ``forecast/onerow.py`` (a River forecaster's path).  Nothing of
+    calls of ``forecast/onerow.py`` (a River forecaster's path) at both.  Nothing of
     ``model`` changes.  Returns the seconds it took (the compile time on a cold
     cache, milliseconds on a warm one)."""
     t0 = time.perf_counter()
@@ -55,14 +55,15 @@ def compile_twins(model, every=False):
                 X = np.zeros((len(ids), F)) if F else None
                 band = twin.predict_learn(ids, y, X, interval=interval)
                 twin.forecast(2, interval=interval)
-                if every and horizon == 1 and width == widths[0]:
-                    # one arriving value and its next forecast (forecast/onerow.py):
+                if every and width == widths[0]:
+                    # one arriving value and one series' forecasts (forecast/onerow.py):
                     # what a River forecaster or a stream of one row per call runs
                     # (with bands asked for, as a stream asks, and not, as learn_one)
                     for banded in {False, interval}:
                         twin.predict_learn(ids[:1], y[:1], None if X is None else X[:1],
                                            interval=banded)
-                    twin.forecast(1, ids[0], interval=interval)
+                    for h in (1, 2):
+                        twin.forecast(h, ids[0], interval=interval)
     if interval:     # and the runner's coverage tally
         CoverageTally(twin.horizon).update(band.scores)
     return time.perf_counter() - t0
