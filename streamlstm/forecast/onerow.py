@@ -1,20 +1,23 @@
 """One arriving value per compiled call: the per-arrival path of the forecasters.
 
-A River forecaster's ``learn_one`` and ``forecast(1)``, and a stream's one-row
-``predict_learn`` on a model of horizon 1, each touch four states for one row:
-the series' features (``features.py``), the network (the CPU backend's
-``kernels.step_calls`` / ``forward_rows``), the experts' weights
-(``experts.py``) and the interval trackers (``intervals.py``).  Driven from
-Python that is four to six Numba dispatches per row, each with its own
-argument checks, fresh arrays and dtype conversions - about half of what a
-value cost (bench/hotpath.py).
+A River forecaster's ``learn_one`` and ``forecast(h)``, and a stream's one-row
+``predict_learn``, each touch four states for one row: the series' features
+(``features.py``), the network (the CPU backend's ``kernels.step_calls`` /
+``forward_rows``), the experts' weights (``experts.py``) and the interval
+trackers (``intervals.py``); at a horizon H > 1 the network is also rolled
+forward H steps on copies of the state.  Driven from Python that is four to six
+Numba dispatches per row, and four more per rollout step, each with its own
+argument checks, fresh arrays and dtype conversions: a quarter of what a value
+cost at horizon 1 (31 -> 23 us with the defaults), three quarters at horizon 12
+(209 -> 48 us; bench/README.md, "One compiled call per arriving value").
 
-``learn_row`` and ``next_row`` make exactly the calls ``MultiSeriesForecaster``
-makes on that path, in the same order on the same arrays, inside one compiled
-function each: the same bits (``tests/test_onerow.py`` runs both paths side by
-side, every piece of state compared), one dispatch.  They apply when the
-network runs on the CPU backend (``OnlineRNN.cpu_kernel_args``) and the call has
-one row; every other call takes the general path.
+``learn_row``, ``next_row`` and ``forecast_row`` make exactly the calls
+``MultiSeriesForecaster`` makes on that path, in the same order on the same
+arrays (copies where it copies), inside one compiled function each: the same
+bits (``tests/test_onerow.py`` runs both paths side by side, every piece of
+state compared), one dispatch.  They apply when the network runs on the CPU
+backend (``OnlineRNN.cpu_kernel_args``) and the call has one row (or one
+series); every other call takes the general path.
 
 Each state hands its arrays over through its own public ``*_arrays`` method, so
 this module names no other module's private parts.  The cache entries are
@@ -50,6 +53,7 @@ OK, NOT_FINITE, ROLLOUT_NOT_FINITE = 0, 1, 2
 
 @njit(cache=True)
 def _finite(U):
+    """Whether the one input row ``U`` (1, I) is finite."""
     for i in range(U.shape[1]):
         if not math.isfinite(U[0, i]):
             return False
