@@ -263,3 +263,23 @@ def test_forecasts_are_aligned_to_the_datetimes_in_xs():
     for t in range(30):
         off.learn_one(50.0 + 5 * math.sin(t / 4), at[t])
     assert off.forecast(3, xs=at[31:34]) == off.forecast(3)
+
+
+def test_a_regressor_pickled_with_an_expert_state_keeps_its_predictions():
+    """Before the one-row path, ``LSTMRegressor``'s core carried experts it never
+    scored (its forecasts were the network's alone); one unpickled from then keeps
+    learning that way, bit for bit the same as a regressor without them."""
+    old, new = small(streamlstm.LSTMRegressor), small(streamlstm.LSTMRegressor)
+    # what such a pickle holds: the core as it was built then (experts on, the default)
+    old._core = old._new_core(lags=(), differencing=False)
+    assert old._core.experts is not None
+    xs = [{"a": math.sin(t / 3.0), "b": t % 5} for t in range(80)]
+    ys = [math.cos(t / 4.0) + 0.1 * (t % 7) for t in range(80)]
+    for t, (x, y) in enumerate(zip(xs, ys)):
+        if t == 40:
+            old = pickle.loads(pickle.dumps(old))
+        if t:                           # (before any value, only a built core has a slot)
+            assert old.predict_one(x) == new.predict_one(x), t
+        old.learn_one(x, y)
+        new.learn_one(x, y)
+    assert old._core.experts is not None and new._core.experts is None

@@ -180,8 +180,14 @@ class _SingleSeries:
             if math.isinf(v):
                 raise InputError(f"feature {f!r} is infinite ({v}); pass finite values "
                                  f"(NaN or leaving it out marks it absent)")
-        # forecast, learn, and (when on) score the experts' and the intervals' forecasts
-        self._core.predict_learn_slots(self._SLOT, np.array([y]), self._row(xnum, grow=True))
+        X = self._row(xnum, grow=True)
+        core = self._core
+        if core.experts is not None and getattr(self, "experts", None) is None:
+            # an LSTMRegressor pickled before its core dropped the experts it never
+            # scored: learn as it did then (its forecasts are the network's alone)
+            core.learn_slots(self._SLOT, np.array([y]), X)
+        else:   # forecast, learn, and (when on) score the experts' and intervals' forecasts
+            core.predict_learn_slots(self._SLOT, np.array([y]), X)
         self._n_learned += 1
 
     def _forecast_one(self, horizon, X):
