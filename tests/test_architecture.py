@@ -103,9 +103,13 @@ def _defined_private_names(tree):
 #   place that knows (its comment says so);
 # - Numba's struct proxies (``context.make_array(...)``) give their LLVM value by
 #   ``_getvalue()``, the spelling of Numba's own extending guide (the "interval"
-#   example); backends/cpu/arena.py builds array views that way.
+#   example); backends/cpu/arena.py builds array views that way;
+# - ``os._exit`` is the documented way for a forked child to leave without
+#   running its parent's atexit handlers and buffers (forecast/warm.py's
+#   compile child).
 THIRD_PARTY = {"streamlstm.stream.metrics": {"_mean", "_from_state"},
-               "streamlstm.backends.cpu.arena": {"_getvalue"}}
+               "streamlstm.backends.cpu.arena": {"_getvalue"},
+               "streamlstm.forecast.warm": {"_exit"}}
 
 
 def _third_party_constant(node, module):

@@ -25,12 +25,14 @@ files (``forecast/combined.py``) declares them with ``stamp_with`` before its
 """
 import functools
 import hashlib
+import os
 import pathlib
 
 # _CacheLocator and CacheImpl._locator_classes are Numba's (0.68) extension
 # point for cache locators: the base class of its own locators and the list
-# it tries, in order, for each cached function.
-from numba.core.caching import CacheImpl, _CacheLocator
+# it tries, in order, for each cached function; CompileResultCacheImpl (the
+# CacheImpl of @njit functions) names a function's files by its locator.
+from numba.core.caching import CacheImpl, CompileResultCacheImpl, _CacheLocator
 
 from streamlstm.backends.specialize import njit
 
@@ -140,6 +142,15 @@ class BackendSourcesLocator(_CacheLocator):
 
 _NUMBA_LOCATORS = tuple(c for c in CacheImpl._locator_classes if c is not BackendSourcesLocator)
 CacheImpl._locator_classes = [BackendSourcesLocator, *_NUMBA_LOCATORS]
+
+
+def has_index(dispatcher):
+    """Whether Numba's on-disk cache has an index for ``dispatcher``'s function
+    (something of it was compiled and saved in this environment, stale or not):
+    forecast/warm.py tells a first run from a later one by it."""
+    impl = CompileResultCacheImpl(dispatcher.py_func)
+    return os.path.exists(os.path.join(impl.locator.get_cache_path(),
+                                       impl.filename_base + ".nbi"))
 
 
 def cached_njit(**options):

@@ -335,6 +335,15 @@ class OnlineRNN:
         kernel_args = getattr(self._impl, "kernel_args", None)
         return None if kernel_args is None else kernel_args()
 
+    def compile_driver(self, rows):
+        """Compile (or load) the CPU backend's ``step_calls`` for calls of ``rows``
+        rows ahead of the first one (forecast/warm.py); False on another backend."""
+        compile_driver = getattr(self._impl, "compile_driver", None)
+        if compile_driver is None:
+            return False
+        compile_driver(rows)
+        return True
+
     def call_groups(self, series):
         """Where ``step_rows`` would split ``series`` (R,) into calls: offsets
         (C+1,) int64.  Callers that do work between calls (rollouts that need the

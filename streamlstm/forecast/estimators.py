@@ -36,6 +36,7 @@ from streamlstm.errors import InputError
 from streamlstm.forecast.experts import check_experts
 from streamlstm.forecast.intervals import check_coverage
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
+from streamlstm.forecast.warm import compile_in_two
 from streamlstm.core.optim import Adam
 
 __all__ = ["LSTMForecaster", "GRUForecaster", "LSTMRegressor", "MultiSeriesForecaster",
@@ -157,6 +158,7 @@ class _SingleSeries:
             backend=self.backend, dtype=self.dtype, seed=self.seed,
             scale_window=self.scale_window, **kw)
         core.slots_of([0], create=True)          # the one series, slot 0
+        compile_in_two(core, 1)     # a first run: compile on two cores (forecast/warm.py)
         return core
 
     def _row(self, xnum, grow):

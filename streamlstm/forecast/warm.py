@@ -10,15 +10,37 @@ calls of up to 63 rows (serial, blocks of four series) and larger ones (the
 parallel launchers too), each with or without the fused k1 = k2 window; a
 one-series stream needs only the smallest, about half the code
 (bench/compile_time.py).
+
+Numba compiles on one core.  On a first run (a cold cache) ``compile_in_two``
+splits the work between two processes: a forked child compiles the network's
+driver (``step_calls`` with the update, the larger half) and saves it to the
+cache, while this process compiles the forward and the forecast layer; the
+first real calls then load both halves and compile what is left.  Set
+``STREAMLSTM_COMPILE_PROCESSES=1`` to keep it to one process.
 """
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 import time
+import warnings
 
 import numpy as np
 
+from streamlstm.backends import compile_note
+from streamlstm.backends.cache import has_index
 from streamlstm.backends.cpu.launcher import PARALLEL_ROWS
+from streamlstm.backends.cpu.update import update_due
 from streamlstm.forecast.intervals import CoverageTally
+
+#: ``STREAMLSTM_COMPILE_PROCESSES=1`` in the environment: a first run compiles in
+#: one process (``compile_in_two`` does nothing).
+PROCESSES_VAR = "STREAMLSTM_COMPILE_PROCESSES"
+#: the longest ``compile_in_two`` waits for its child once its own half is done
+#: (the child takes about ten seconds on a laptop core).
+CHILD_LIMIT_S = 120.0
 
 
 def compile_twins(model, every=False):
@@ -31,6 +53,7 @@ def compile_twins(model, every=False):
     ``model`` changes.  Returns the seconds it took (the compile time on a cold
     cache, milliseconds on a warm one)."""
     t0 = time.perf_counter()
+    compile_in_two(model, 6)
     F = len(model.features or ())
     interval = model.coverage is not None
     shapes = [(1, 2), (2, 2)] if every else [(2, 2) if model.k1 == model.k2 else (1, 2)]
@@ -42,14 +65,7 @@ def compile_twins(model, every=False):
     for k1, k2 in shapes:
         for width in widths:
             for horizon in horizons:
-                twin = type(model)(cell=model.cell, hidden_size=2, n_layers=model.n_layers,
-                                   k1=k1, k2=k2, optimizer=model.optimizer,
-                                   features=model.features, horizon=horizon,
-                                   backend=model.backend, dtype=model.dtype, lags=model.lags,
-                                   seasonality=model.seasonality,
-                                   differencing=model.differencing, clip_norm=model.clip_norm,
-                                   trend=model.trend, coverage=model.coverage,
-                                   scaling=model.scaling, experts=model.experts)
+                twin = _twin(model, k1, k2, horizon, model.backend)
                 ids = [f"s{i}" for i in range(width)] * 4
                 y = np.linspace(0.0, 1.0, len(ids))
                 X = np.zeros((len(ids), F)) if F else None
@@ -67,3 +83,84 @@ def compile_twins(model, every=False):
     if interval:     # and the runner's coverage tally
         CoverageTally(twin.horizon).update(band.scores)
     return time.perf_counter() - t0
+
+
+def _twin(model, k1, k2, horizon, backend):
+    """A two-unit model like ``model`` (what Numba specializes on) with these."""
+    return type(model)(cell=model.cell, hidden_size=2, n_layers=model.n_layers,
+                       k1=k1, k2=k2, optimizer=model.optimizer, features=model.features,
+                       horizon=horizon, backend=backend, dtype=model.dtype, lags=model.lags,
+                       seasonality=model.seasonality, differencing=model.differencing,
+                       clip_norm=model.clip_norm, trend=model.trend, coverage=model.coverage,
+                       scaling=model.scaling, experts=model.experts)
+
+
+def compile_in_two(model, rows):
+    """On a first run, compile ``model``'s kernels for calls of ``rows`` rows in two
+    processes (module doc): a forked child compiles the network's driver and
+    update and saves them to Numba's cache while this process compiles the
+    forward (a forecast of a CPU twin) and the forecast layer (a twin on the
+    NumPy reference backend: features, experts, intervals); then it waits for
+    the child (at most CHILD_LIMIT_S seconds).  The model's first calls load
+    what the two compiled and compile the rest (the one-row calls).  Nothing of
+    ``model`` changes.
+
+    Returns the seconds it took, or None where it does not apply: a later run
+    (the update is in the cache or already compiled here), a backend other than
+    the CPU, no ``fork`` (not Linux), other Python threads running (a forked
+    child has none of them, and a lock one of them holds would stay held there),
+    or ``STREAMLSTM_COMPILE_PROCESSES=1``.  A child that fails costs only time:
+    this process compiles what it missed."""
+    if (model.backend != "cpu" or not sys.platform.startswith("linux")
+            or threading.active_count() > 1
+            or os.environ.get(PROCESSES_VAR, "").strip() == "1"
+            or update_due.overloads or has_index(update_due)):
+        return None
+    t0 = time.perf_counter()
+    twin = _twin(model, model.k1, model.k2, model.horizon, "cpu")
+    ids = [f"s{i}" for i in range(rows)]
+    twin.slots_of(ids, create=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # fork with threads (3.12+)
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+    if pid == 0:            # the child: compile, save, leave (no atexit, no parent's code)
+        status = 1
+        try:
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            with compile_note.quiet():
+                twin.net.compile_driver(rows)
+            status = 0
+        finally:
+            os._exit(status)
+    try:
+        interval = model.coverage is not None
+        twin.forecast(min(2, model.horizon), ids, interval=interval)   # the forward
+        ref = _twin(model, model.k1, model.k2, model.horizon, "reference")
+        F = len(model.features or ())
+        y = np.linspace(0.0, 1.0, 4 * rows)
+        ref.predict_learn(ids * 4, y, np.zeros((4 * rows, F)) if F else None,
+                          interval=interval)                  # the forecast layer
+        ref.forecast(2, ids, interval=interval)
+    except BaseException:
+        _reap(pid, 0.0)
+        raise
+    _reap(pid, CHILD_LIMIT_S)
+    return time.perf_counter() - t0
+
+
+def _reap(pid, limit_s):
+    """Wait for the child ``pid`` at most ``limit_s`` seconds, then kill it."""
+    deadline = time.monotonic() + limit_s
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.02)

@@ -35,6 +35,7 @@ import numpy as np
 
 from streamlstm.backends.cpu.config import GRAD_LANES, N_CFG
 from streamlstm.backends.cpu.forward import forward_rows
+from streamlstm.backends.cpu.update import update_due
 from streamlstm.backends.cpu import arena, kernels
 from streamlstm.errors import CheckpointError
 from streamlstm.core.layout import ALL_ARRAYS, INDEX_DTYPE, INT_ARRAYS, Layout, grow_series_arrays
@@ -241,6 +242,27 @@ class CPUBackend:
         kernels.step_calls(series, U, Y, offsets, out, self.F, self.I, self.hyper,
                            n_threads, self._fuse, quad)
         return out
+
+    def compile_driver(self, rows):
+        """Compile (or load from the cache) what ``step_calls`` runs for calls of
+        ``rows`` rows: the update first, then the driver around it (with the
+        forward, if another process has not saved it meanwhile).  Each for the
+        argument types the calls pass; nothing runs.  On a first run
+        forecast/warm.py has a second process do this while the first compiles
+        the rest."""
+        if rows <= SMALL_ROWS:
+            n_threads = quad = None
+        else:
+            n_threads, quad = _modes(min(rows, self.a["count"].shape[0]))
+        a, lay, dt = self.a, self.layout, self.dtype
+        update = (np.empty(0, dtype=np.int64), self.kp, self.km, self.kv, a["opt_step"],
+                  self.hyper, self.grad, self.koff, self.cfg, a["entry"], a["win_u"],
+                  a["win_y"], a["win_len"], self.ws, self.cache, self.stats, n_threads, quad)
+        update_due.compile(tuple(numba.typeof(x) for x in update))
+        rows_ = np.empty(0, dtype=np.int64)
+        U, Y = np.empty((0, lay.n_inputs), dt), np.empty((0, lay.n_outputs), dt)
+        driver = (rows_, U, Y, rows_, Y, self.F, self.I, self.hyper, n_threads, self._fuse, quad)
+        kernels.step_calls.compile(tuple(numba.typeof(x) for x in driver))
 
     def kernel_args(self):
         """``(F, I, hyper, fuse, state)``: what a compiled caller outside the backend

@@ -1,0 +1,124 @@
+"""A first run compiles in two processes (forecast/warm.py ``compile_in_two``):
+a forked child compiles the CPU driver and its update into Numba's cache while
+the first process compiles the rest.
+
+* ``OnlineRNN.compile_driver`` compiles exactly the specializations the real
+  calls use (else the child's work would be wasted and the first process would
+  compile them again);
+* on an empty cache, in a fresh process, an ``LSTMForecaster``'s first calls
+  leave the update and the driver to the child (the process itself never
+  compiles them: it loads them), forecast bit for bit what this process
+  forecasts, and ``compile_in_two`` stands aside where it should.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+from streamlstm import LSTMForecaster
+from streamlstm.backends.cpu import kernels
+from streamlstm.backends.cpu.update import update_due
+from streamlstm.core.online_rnn import OnlineRNN
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERIES = [float(np.sin(0.3 * t) + 0.05 * t) for t in range(40)]
+
+
+@pytest.fixture(scope="module")
+def uncached_driver():
+    """The driver compiled afresh in this process (not loaded from the cache), so
+    that compiling it types its callee, the update, for the arguments the real
+    calls pass it: a loaded driver brings its update along without typing it."""
+    return numba.njit(kernels.step_calls.py_func)
+
+
+@pytest.mark.parametrize("k1,k2,rows", [(4, 4, 1), (1, 8, 6), (2, 4, 70)])
+def test_compile_driver_compiles_what_the_calls_use(k1, k2, rows, uncached_driver, monkeypatch):
+    monkeypatch.setattr(kernels, "step_calls", uncached_driver)
+    m = OnlineRNN(n_inputs=2, hidden_size=3, n_series=rows, k1=k1, k2=k2)
+    rng = np.random.default_rng(0)
+    for _ in range(2 * k2):
+        m.step_rows(np.arange(rows), rng.normal(size=(rows, 2)), rng.normal(size=(rows, 1)))
+    before = (sorted(map(str, update_due.signatures)), len(uncached_driver.overloads))
+    assert m.compile_driver(rows) is True
+    assert (sorted(map(str, update_due.signatures)), len(uncached_driver.overloads)) == before
+
+
+def test_compile_driver_is_cpu_only():
+    m = OnlineRNN(n_inputs=1, hidden_size=2, backend="reference")
+    assert m.compile_driver(1) is False
+
+
+FIRST_RUN = r'''
+import json, os, threading
+from numba.core import event as ev
+compiled = []
+class _Listener(ev.Listener):
+    def on_start(self, e):
+        compiled.append(e.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, e):
+        pass
+ev.register("numba:compile", _Listener())
+from streamlstm import LSTMForecaster
+from streamlstm.backends.cache import has_index
+from streamlstm.backends.cpu.update import update_due
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
+from streamlstm.forecast.warm import PROCESSES_VAR, compile_in_two
+
+def core(backend="cpu"):
+    return MultiSeriesForecaster(hidden_size=2, k1=4, k2=4, backend=backend)
+
+out = {"index_before": has_index(update_due)}
+os.environ[PROCESSES_VAR] = "1"
+out["env_1"] = compile_in_two(core(), 1)
+del os.environ[PROCESSES_VAR]
+out["reference"] = compile_in_two(core("reference"), 1)
+stop = threading.Event()
+t = threading.Thread(target=stop.wait)
+t.start()
+out["thread"] = compile_in_two(core(), 1)
+stop.set(); t.join()
+out["compiled_before"] = list(compiled)
+
+m = LSTMForecaster()
+preds = []
+for y in json.loads(SERIES):
+    preds.append(m.forecast(2))
+    m.learn_one(y)
+out["preds"] = [[float(v).hex() for v in p] for p in preds]
+out["compiled"] = compiled
+out["index_after"] = has_index(update_due)
+out["warm"] = compile_in_two(core(), 1)
+print(json.dumps(out))
+'''
+
+
+def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
+    for var in ("STREAMLSTM_COMPILE_PROCESSES", "NUMBA_DISABLE_JIT", "NUMBA_CACHE_LOCATOR_CLASSES"):
+        env.pop(var, None)
+    script = f"SERIES = {json.dumps(json.dumps(SERIES))}\n" + FIRST_RUN
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    # where it stands aside: it returns None and compiles nothing
+    assert out["index_before"] is False
+    assert out["env_1"] is None and out["reference"] is None and out["thread"] is None
+    assert out["compiled_before"] == []
+    # the first calls: the child compiled (and saved) the update and the driver
+    assert "update_due" not in out["compiled"] and "step_calls" not in out["compiled"]
+    assert "forward_rows" in out["compiled"] or "next_row" in out["compiled"]
+    assert out["index_after"] is True
+    assert out["warm"] is None
+    # the same forecasts as this process's model, bit for bit
+    m = LSTMForecaster()
+    preds = []
+    for y in SERIES:
+        preds.append([float(v).hex() for v in m.forecast(2)])
+        m.learn_one(y)
+    assert out["preds"] == preds
