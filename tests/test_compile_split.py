@@ -1,6 +1,7 @@
 """A first run compiles in two processes (forecast/warm.py ``compile_in_two``):
-a forked child compiles the CPU driver and its update into Numba's cache while
-the first process compiles the rest.
+a forked child compiles the CPU driver and its update (and a River
+forecaster's one-value call) into Numba's cache while the first process
+compiles the rest.
 
 * ``OnlineRNN.compile_driver`` compiles exactly the specializations the real
   calls use (else the child's work would be wasted and the first process would
@@ -85,9 +86,11 @@ stop.set(); t.join()
 out["compiled_before"] = list(compiled)
 
 m = LSTMForecaster()
+# one step ahead: forecasting further widens the one-value call (another specialization,
+# which this process compiles itself)
 preds = []
 for y in json.loads(SERIES):
-    preds.append(m.forecast(2))
+    preds.append(m.forecast(1))
     m.learn_one(y)
 out["preds"] = [[float(v).hex() for v in p] for p in preds]
 out["compiled"] = compiled
@@ -110,8 +113,10 @@ def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
     assert out["index_before"] is False
     assert out["env_1"] is None and out["reference"] is None and out["thread"] is None
     assert out["compiled_before"] == []
-    # the first calls: the child compiled (and saved) the update and the driver
-    assert "update_due" not in out["compiled"] and "step_calls" not in out["compiled"]
+    # the first calls: the child compiled (and saved) the update, the driver and
+    # the one-value call around them
+    for name in ("update_due", "step_calls", "learn_row"):
+        assert name not in out["compiled"], name
     assert "forward_rows" in out["compiled"] or "next_row" in out["compiled"]
     assert out["index_after"] is True
     assert out["warm"] is None
@@ -119,6 +124,6 @@ def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
     m = LSTMForecaster()
     preds = []
     for y in SERIES:
-        preds.append([float(v).hex() for v in m.forecast(2)])
+        preds.append([float(v).hex() for v in m.forecast(1)])
         m.learn_one(y)
     assert out["preds"] == preds

@@ -98,7 +98,8 @@ def _twin(model, k1, k2, horizon, backend):
 def compile_in_two(model, rows):
     """On a first run, compile ``model``'s kernels for calls of ``rows`` rows in two
     processes (module doc): a forked child compiles the network's driver and
-    update and saves them to Numba's cache while this process compiles the
+    update (and, for one row, a River forecaster's one-value call: it runs one
+    on its copy of a twin) and saves them to Numba's cache while this process compiles the
     forward (a forecast of a CPU twin) and the forecast layer (a twin on the
     NumPy reference backend: features, experts, intervals); then it waits for
     the child (at most CHILD_LIMIT_S seconds).  The model's first calls load
@@ -119,7 +120,7 @@ def compile_in_two(model, rows):
     t0 = time.perf_counter()
     twin = _twin(model, model.k1, model.k2, model.horizon, "cpu")
     ids = [f"s{i}" for i in range(rows)]
-    twin.slots_of(ids, create=True)
+    slots = twin.slots_of(ids, create=True)
     sys.stdout.flush()
     sys.stderr.flush()
     with warnings.catch_warnings():
@@ -136,6 +137,9 @@ def compile_in_two(model, rows):
             os.dup2(quiet, 2)
             with compile_note.quiet():
                 twin.net.compile_driver(rows)
+                if rows == 1:   # a River forecaster's one-value call (forecast/onerow.py)
+                    twin.predict_learn_slots(slots, np.zeros(1),
+                                             np.zeros((1, len(model.features or ()))))
             status = 0
         finally:
             os._exit(status)
