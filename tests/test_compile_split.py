@@ -85,6 +85,9 @@ out["thread"] = compile_in_two(core(), 1)
 stop.set(); t.join()
 out["compiled_before"] = list(compiled)
 
+note = threading.Timer(3600.0, print)   # a waiting note (the CLI's) does not stop it
+note.daemon = True
+note.start()
 m = LSTMForecaster()
 # one step ahead: forecasting further widens the one-value call (another specialization,
 # which this process compiles itself)
@@ -92,6 +95,7 @@ preds = []
 for y in json.loads(SERIES):
     preds.append(m.forecast(1))
     m.learn_one(y)
+note.cancel()
 out["preds"] = [[float(v).hex() for v in p] for p in preds]
 out["compiled"] = compiled
 out["index_after"] = has_index(update_due)

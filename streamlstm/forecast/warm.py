@@ -108,12 +108,13 @@ def compile_in_two(model, rows):
 
     Returns the seconds it took, or None where it does not apply: a later run
     (the update is in the cache or already compiled here), a backend other than
-    the CPU, no ``fork`` (not Linux), other Python threads running (a forked
-    child has none of them, and a lock one of them holds would stay held there),
+    the CPU, no ``fork`` (not Linux), other Python threads running besides the
+    timers of streamlstm's own "compiling ..." notes (a forked child has none of
+    them, and a lock one of them holds would stay held there),
     or ``STREAMLSTM_COMPILE_PROCESSES=1``.  A child that fails costs only time:
     this process compiles what it missed."""
     if (model.backend != "cpu" or not sys.platform.startswith("linux")
-            or threading.active_count() > 1
+            or _other_threads()
             or os.environ.get(PROCESSES_VAR, "").strip() == "1"
             or update_due.overloads or has_index(update_due)):
         return None
@@ -157,6 +158,13 @@ def compile_in_two(model, rows):
         raise
     _reap(pid, CHILD_LIMIT_S)
     return time.perf_counter() - t0
+
+
+def _other_threads():
+    """Whether threads run here besides the main one and ``threading.Timer``s (the
+    CLI's and compile_note's notes: they wait, then print a line)."""
+    return any(t is not threading.main_thread() and not isinstance(t, threading.Timer)
+               for t in threading.enumerate())
 
 
 def _reap(pid, limit_s):
