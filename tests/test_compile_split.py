@@ -131,3 +131,35 @@ def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
         preds.append([float(v).hex() for v in m.forecast(1)])
         m.learn_one(y)
     assert out["preds"] == preds
+
+
+INTERRUPTED = r'''
+import json, os, signal, threading
+from streamlstm.forecast.multiseries import MultiSeriesForecaster
+from streamlstm.forecast.warm import compile_in_two
+
+def handler(signum, frame):             # the application's handler (the CLI's saves work)
+    with open("handled", "a") as f:
+        f.write(f"{os.getpid()}\n")
+signal.signal(signal.SIGINT, handler)
+# a Ctrl-C a second in: the terminal signals the whole process group, the child too
+ctrl_c = threading.Timer(1.0, os.killpg, (os.getpgrp(), signal.SIGINT))
+ctrl_c.start()
+m = MultiSeriesForecaster(hidden_size=2, k1=4, k2=4)
+took = compile_in_two(m, 1)
+ctrl_c.join()
+m.predict_learn(["a"] * 3, [1.0, 2.0, 3.0])     # the model goes on as usual
+print(json.dumps({"pid": os.getpid(), "took": took}))
+'''
+
+
+def test_a_ctrl_c_ends_the_child_and_runs_only_the_parents_handler(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
+    for var in ("STREAMLSTM_COMPILE_PROCESSES", "NUMBA_DISABLE_JIT", "NUMBA_CACHE_LOCATOR_CLASSES"):
+        env.pop(var, None)
+    p = subprocess.run([sys.executable, "-c", INTERRUPTED], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["took"] is not None                  # it did split
+    assert (tmp_path / "handled").read_text().split() == [str(out["pid"])]

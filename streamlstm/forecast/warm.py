@@ -133,6 +133,8 @@ def compile_in_two(model, rows):
     if pid == 0:            # the child: compile, save, leave (no atexit, no parent's code)
         status = 1
         try:
+            for sig in (signal.SIGINT, signal.SIGTERM):     # not the parent's handlers:
+                signal.signal(sig, signal.SIG_DFL)          # a Ctrl-C just ends the child
             quiet = os.open(os.devnull, os.O_WRONLY)
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
