@@ -163,3 +163,56 @@ def test_a_ctrl_c_ends_the_child_and_runs_only_the_parents_handler(tmp_path):
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["took"] is not None                  # it did split
     assert (tmp_path / "handled").read_text().split() == [str(out["pid"])]
+
+
+AFTER_WARMUP = r'''
+import json
+from numba.core import event as ev
+compiled = []
+class _Listener(ev.Listener):
+    def on_start(self, e):
+        f = e.data["dispatcher"].py_func
+        if f.__module__.startswith("streamlstm."):
+            compiled.append(f.__qualname__)
+    def on_end(self, e):
+        pass
+ev.register("numba:compile", _Listener())
+import numpy as np
+from river import datasets, evaluate, metrics
+import streamlstm
+from streamlstm.cli.app import main
+
+evaluate.evaluate(datasets.AirlinePassengers(), streamlstm.LSTMForecaster(), metrics.MAE(),
+                  horizon=12)
+for m in (streamlstm.LSTMForecaster(), streamlstm.LSTMForecaster(k1=4, k2=4)):
+    for t in range(30):             # the defaults' window, then a fused one (k1 = k2)
+        m.learn_one(float(np.sin(t)))
+        m.forecast(1)
+fused = streamlstm.MultiSeriesForecaster(k1=4, k2=4)
+for t in range(8):
+    fused.predict_learn([f"s{i}" for i in range(6)], np.full(6, np.sin(t)))
+try:
+    main(["run", "--source", EXAMPLE, "--out", "out.csv", "--no-plot"], standalone_mode=False)
+except SystemExit as e:
+    assert not e.code, e.code
+print(json.dumps(compiled))
+'''
+
+
+def test_warmup_in_two_processes_leaves_nothing_to_compile(tmp_path):
+    """``streamlstm warmup`` on an empty cache (two processes: the child compiles
+    the fused window's half), then a fresh process runs River's ``evaluate`` at
+    horizon 12, horizon-1 loops with the default and a fused window, six series
+    with a fused window and the CLI on the example: it compiles nothing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
+    for var in ("STREAMLSTM_COMPILE_PROCESSES", "NUMBA_DISABLE_JIT", "NUMBA_CACHE_LOCATOR_CLASSES"):
+        env.pop(var, None)
+    p = subprocess.run([sys.executable, "-m", "streamlstm", "warmup"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and "compiled and cached" in p.stdout, p.stderr[-3000:]
+    example = os.path.join(ROOT, "examples", "sensor.parquet")
+    script = f"EXAMPLE = {example!r}\n" + AFTER_WARMUP
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == []

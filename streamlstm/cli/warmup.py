@@ -1,9 +1,9 @@
 """``streamlstm warmup``: compile the kernels ahead of time.
 
-The first run of a model configuration compiles its Numba kernels (about a
-minute per cell and dtype on the CPU) and caches them; ``warmup`` does that
-compile now - in a container build step, say - so the first real run starts in
-seconds.  The cache lives where Numba puts it (``__pycache__`` beside the
+The first run of a model configuration compiles its Numba kernels and caches
+them; ``warmup`` compiles every variant a run or a River forecaster may take
+(about a minute per cell and dtype on two cores, in two processes) now - in a
+container build step, say - so the first real run starts in seconds.  The cache lives where Numba puts it (``__pycache__`` beside the
 package, or ``NUMBA_CACHE_DIR``): keep that directory in the image.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import click
 
 from streamlstm.backends import compile_note
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
+from streamlstm.stream.runner import compile_kernels as compile_stream_kernels
 
 
 @click.command()
@@ -34,3 +35,4 @@ def warmup(cell, dtype, backend):
                                                  coverage=0.9).compile_kernels(every=True)
                            for f in (None, ["feature"]))
             click.echo(f"{c}/{d} on {backend}: compiled and cached ({secs:.1f} s)")
+    compile_stream_kernels()        # the run's own (time order, spacing): CPU, any model

@@ -15,8 +15,9 @@ Numba compiles on one core.  On a first run (a cold cache) ``compile_in_two``
 splits the work between two processes: a forked child compiles the network's
 driver (``step_calls`` with the update, the larger half) and saves it to the
 cache, while this process compiles the forward and the forecast layer; the
-first real calls then load both halves and compile what is left.  Set
-``STREAMLSTM_COMPILE_PROCESSES=1`` to keep it to one process.
+first real calls then load both halves and compile what is left.
+``compile_twins(every=True)`` (``streamlstm warmup``) splits the same way, by
+window shape.  Set ``STREAMLSTM_COMPILE_PROCESSES=1`` to keep it to one process.
 """
 from __future__ import annotations
 
@@ -49,14 +50,33 @@ def compile_twins(model, every=False):
     driver with four-series blocks; a call of at most three rows, or of 64 or
     more, compiles its own specialization when it first comes).  ``every=True``
     compiles every driver specialization, for horizons 1 and 2, and the one-row
-    calls of ``forecast/onerow.py`` (a River forecaster's path) at both.  Nothing of
+    calls of ``forecast/onerow.py`` (a River forecaster's path) at both; in two
+    processes where it can (``_can_fork``): a forked child compiles the fused
+    window's (k1 = k2) half while this process compiles the other.  Nothing of
     ``model`` changes.  Returns the seconds it took (the compile time on a cold
     cache, milliseconds on a warm one)."""
     t0 = time.perf_counter()
-    compile_in_two(model, 6)
+    shapes = [(1, 2), (2, 2)] if every else [(2, 2) if model.k1 == model.k2 else (1, 2)]
+    child = None
+    if not every:
+        compile_in_two(model, 6)
+    elif _can_fork(model):
+        child = _fork(lambda: _compile_shapes(model, shapes[1:], every))
+    try:
+        _compile_shapes(model, shapes[:1] if child else shapes, every)
+    except BaseException:
+        if child:
+            _reap(child, 0.0)
+        raise
+    if child:
+        _reap(child, CHILD_LIMIT_S)
+    return time.perf_counter() - t0
+
+
+def _compile_shapes(model, shapes, every):
+    """``compile_twins``'s work for these (k1, k2) ``shapes``."""
     F = len(model.features or ())
     interval = model.coverage is not None
-    shapes = [(1, 2), (2, 2)] if every else [(2, 2) if model.k1 == model.k2 else (1, 2)]
     # rows per call: small, serial with blocks of four, parallel (launcher._modes)
     widths = (2, 6, PARALLEL_ROWS) if every else (6,)
     # horizon > 1 learns call group by call group (one row per call when k1 = 1)
@@ -82,7 +102,6 @@ def compile_twins(model, every=False):
                         twin.forecast(h, ids[0], interval=interval)
     if interval:     # and the runner's coverage tally
         CoverageTally(twin.horizon).update(band.scores)
-    return time.perf_counter() - t0
 
 
 def _twin(model, k1, k2, horizon, backend):
@@ -107,45 +126,24 @@ def compile_in_two(model, rows):
     ``model`` changes.
 
     Returns the seconds it took, or None where it does not apply: a later run
-    (the update is in the cache or already compiled here), a backend other than
-    the CPU, no ``fork`` (not Linux), other Python threads running besides the
-    timers of streamlstm's own "compiling ..." notes (a forked child has none of
-    them, and a lock one of them holds would stay held there),
-    or ``STREAMLSTM_COMPILE_PROCESSES=1``.  A child that fails costs only time:
-    this process compiles what it missed."""
-    if (model.backend != "cpu" or not sys.platform.startswith("linux")
-            or _other_threads()
-            or os.environ.get(PROCESSES_VAR, "").strip() == "1"
-            or update_due.overloads or has_index(update_due)):
+    (the update is in the cache or already compiled here), or where
+    ``_can_fork`` says no.  A child that fails costs only time: this process
+    compiles what it missed."""
+    if not _can_fork(model) or update_due.overloads or has_index(update_due):
         return None
     t0 = time.perf_counter()
     twin = _twin(model, model.k1, model.k2, model.horizon, "cpu")
     ids = [f"s{i}" for i in range(rows)]
     slots = twin.slots_of(ids, create=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)     # fork with threads (3.12+)
-        try:
-            pid = os.fork()
-        except OSError:
-            return None
-    if pid == 0:            # the child: compile, save, leave (no atexit, no parent's code)
-        status = 1
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):     # not the parent's handlers:
-                signal.signal(sig, signal.SIG_DFL)          # a Ctrl-C just ends the child
-            quiet = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(quiet, 1)
-            os.dup2(quiet, 2)
-            with compile_note.quiet():
-                twin.net.compile_driver(rows)
-                if rows == 1:   # a River forecaster's one-value call (forecast/onerow.py)
-                    twin.predict_learn_slots(slots, np.zeros(1),
-                                             np.zeros((1, len(model.features or ()))))
-            status = 0
-        finally:
-            os._exit(status)
+
+    def child_work():
+        twin.net.compile_driver(rows)
+        if rows == 1:       # a River forecaster's one-value call (forecast/onerow.py)
+            twin.predict_learn_slots(slots, np.zeros(1),
+                                     np.zeros((1, len(model.features or ()))))
+    pid = _fork(child_work)
+    if pid is None:
+        return None
     try:
         interval = model.coverage is not None
         twin.forecast(min(2, model.horizon), ids, interval=interval)   # the forward
@@ -160,6 +158,45 @@ def compile_in_two(model, rows):
         raise
     _reap(pid, CHILD_LIMIT_S)
     return time.perf_counter() - t0
+
+
+def _can_fork(model):
+    """Whether compiling ``model``'s kernels may take a second process: not with
+    ``STREAMLSTM_COMPILE_PROCESSES=1``, a backend other than the CPU, no ``fork``
+    (not Linux), or other Python threads running besides the timers of
+    streamlstm's own "compiling ..." notes (a forked child has none of them, and
+    a lock one of them holds would stay held there)."""
+    return (model.backend == "cpu" and sys.platform.startswith("linux")
+            and not _other_threads() and os.environ.get(PROCESSES_VAR, "").strip() != "1")
+
+
+def _fork(work):
+    """Run ``work()`` in a forked child, quiet, that then leaves at once (no atexit
+    handlers, none of this process's code after the fork); returns its pid, or
+    None where ``fork`` fails.  What the child compiles reaches this process
+    only through Numba's cache."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # fork with threads (3.12+)
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+    if pid:
+        return pid
+    status = 1
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):     # not the parent's handlers:
+            signal.signal(sig, signal.SIG_DFL)          # a Ctrl-C just ends the child
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+        with compile_note.quiet():
+            work()
+        status = 0
+    finally:
+        os._exit(status)
 
 
 def _other_threads():

@@ -39,6 +39,16 @@ RUNNER_VERSION = 2   # 2: metrics as arrays (1 pickled them)
 TIME_KINDS = ("datetime", "int", "float")
 
 
+def compile_kernels():
+    """Compile (or load from Numba's cache) the runner's own kernels - the
+    time-order check and the spacing tracker - for both time types a run has
+    (int64: datetimes and integers; float64), as ``streamlstm warmup`` does."""
+    for dtype in (np.int64, np.float64):
+        t = np.zeros(1, dtype=dtype)
+        order_codes(np.zeros(1, dtype=np.int64), t, t.copy(), np.zeros(1, dtype=bool))
+        Spacing().update(np.zeros(1, dtype=np.int64), t, t[:0], np.zeros(0, dtype=bool))
+
+
 def forecaster_class():
     """The many-series forecaster a runner drives (imported on first use)."""
     from streamlstm.forecast.multiseries import MultiSeriesForecaster
