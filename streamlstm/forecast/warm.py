@@ -36,11 +36,12 @@ from streamlstm.backends.cpu.launcher import PARALLEL_ROWS
 from streamlstm.backends.cpu.update import update_due
 from streamlstm.forecast.intervals import CoverageTally
 
-#: ``STREAMLSTM_COMPILE_PROCESSES=1`` in the environment: a first run compiles in
-#: one process (``compile_in_two`` does nothing).
+#: ``STREAMLSTM_COMPILE_PROCESSES=1`` in the environment: a first run and a
+#: warmup compile in one process (``_can_fork`` says no).
 PROCESSES_VAR = "STREAMLSTM_COMPILE_PROCESSES"
-#: the longest ``compile_in_two`` waits for its child once its own half is done
-#: (the child takes about ten seconds on a laptop core).
+#: the longest ``compile_in_two`` and a warmup wait for their child once their own
+#: half is done (the child's half takes about ten and fifty seconds on a laptop
+#: core); a warmup then compiles a half its child did not finish itself.
 CHILD_LIMIT_S = 120.0
 
 
@@ -68,8 +69,8 @@ def compile_twins(model, every=False):
         if child:
             _reap(child, 0.0)
         raise
-    if child:
-        _reap(child, CHILD_LIMIT_S)
+    if child and not _reap(child, CHILD_LIMIT_S):
+        _compile_shapes(model, shapes[1:], every)       # the child failed: its half here
     return time.perf_counter() - t0
 
 
@@ -118,10 +119,10 @@ def compile_in_two(model, rows):
     """On a first run, compile ``model``'s kernels for calls of ``rows`` rows in two
     processes (module doc): a forked child compiles the network's driver and
     update (and, for one row, a River forecaster's one-value call: it runs one
-    on its copy of a twin) and saves them to Numba's cache while this process compiles the
-    forward (a forecast of a CPU twin) and the forecast layer (a twin on the
-    NumPy reference backend: features, experts, intervals); then it waits for
-    the child (at most CHILD_LIMIT_S seconds).  The model's first calls load
+    on its copy of a twin) and saves them to Numba's cache while this process
+    compiles the forward (a forecast of a CPU twin) and the forecast layer (a
+    twin on the NumPy reference backend: features, experts, intervals); then it
+    waits for the child (at most CHILD_LIMIT_S seconds).  The model's first calls load
     what the two compiled and compile the rest (the one-row calls).  Nothing of
     ``model`` changes.
 
@@ -207,11 +208,13 @@ def _other_threads():
 
 
 def _reap(pid, limit_s):
-    """Wait for the child ``pid`` at most ``limit_s`` seconds, then kill it."""
+    """Wait for the child ``pid`` at most ``limit_s`` seconds, then kill it.
+    Returns whether it finished its work (exit status 0)."""
     deadline = time.monotonic() + limit_s
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return
+            return False
         time.sleep(0.02)
+    return os.waitstatus_to_exitcode(done[1]) == 0
