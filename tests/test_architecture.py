@@ -105,11 +105,19 @@ def _defined_private_names(tree):
 #   ``_getvalue()``, the spelling of Numba's own extending guide (the "interval"
 #   example); backends/cpu/arena.py builds array views that way;
 # - ``os._exit`` is the documented way for a forked child to leave without
-#   running its parent's atexit handlers and buffers (forecast/warm.py's
-#   compile child).
+#   running its parent's atexit handlers and buffers (backends/compile_child.py);
+# - Numba has no public "is this signature in the disk cache?" call:
+#   backends/cache.py ``is_cached`` makes the lookup ``Cache.load_overload`` makes
+#   (``_index_key``, ``_cache_file._load_index``), with a fallback should they change;
+# - backends/cache_lock.py replaces Numba's unlocked cache-file save and load
+#   (a race between processes binds a key to another signature's code) with the
+#   same steps under a lock, through the helpers Numba's own save and load use.
 THIRD_PARTY = {"streamlstm.stream.metrics": {"_mean", "_from_state"},
                "streamlstm.backends.cpu.arena": {"_getvalue"},
-               "streamlstm.forecast.warm": {"_exit"}}
+               "streamlstm.backends.compile_child": {"_exit"},
+               "streamlstm.backends.cache": {"_index_key", "_cache_file", "_load_index"},
+               "streamlstm.backends.cache_lock": {"_cache_path", "_load_index", "_save_index",
+                                                  "_load_data", "_save_data", "_data_name"}}
 
 
 def _third_party_constant(node, module):

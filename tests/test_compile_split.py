@@ -45,13 +45,14 @@ def test_compile_driver_compiles_what_the_calls_use(k1, k2, rows, uncached_drive
     for _ in range(2 * k2):
         m.step_rows(np.arange(rows), rng.normal(size=(rows, 2)), rng.normal(size=(rows, 1)))
     before = (sorted(map(str, update_due.signatures)), len(uncached_driver.overloads))
+    assert m.driver_ready(rows) is True
     assert m.compile_driver(rows) is True
     assert (sorted(map(str, update_due.signatures)), len(uncached_driver.overloads)) == before
 
 
 def test_compile_driver_is_cpu_only():
     m = OnlineRNN(n_inputs=1, hidden_size=2, backend="reference")
-    assert m.compile_driver(1) is False
+    assert m.compile_driver(1) is False and m.driver_ready(1) is None
 
 
 FIRST_RUN = r'''
@@ -65,15 +66,17 @@ class _Listener(ev.Listener):
         pass
 ev.register("numba:compile", _Listener())
 from streamlstm import LSTMForecaster
-from streamlstm.backends.cache import has_index
-from streamlstm.backends.cpu.update import update_due
 from streamlstm.forecast.multiseries import MultiSeriesForecaster
-from streamlstm.forecast.warm import PROCESSES_VAR, compile_in_two
+from streamlstm.backends.compile_child import PROCESSES_VAR
+from streamlstm.forecast.warm import compile_in_two
 
-def core(backend="cpu"):
-    return MultiSeriesForecaster(hidden_size=2, k1=4, k2=4, backend=backend)
+def core(backend="cpu", dtype="float64"):     # LSTMForecaster()'s types: TBPTT(1, 8)
+    return MultiSeriesForecaster(hidden_size=2, k1=1, k2=8, backend=backend, dtype=dtype)
 
-out = {"index_before": has_index(update_due)}
+def ready(dtype="float64"):
+    return core(dtype=dtype).net.driver_ready(1)
+
+out = {"ready_before": ready()}
 os.environ[PROCESSES_VAR] = "1"
 out["env_1"] = compile_in_two(core(), 1)
 del os.environ[PROCESSES_VAR]
@@ -98,7 +101,8 @@ for y in json.loads(SERIES):
 note.cancel()
 out["preds"] = [[float(v).hex() for v in p] for p in preds]
 out["compiled"] = compiled
-out["index_after"] = has_index(update_due)
+out["ready_after"] = ready()
+out["float32_ready"] = ready("float32")     # another configuration: its own first run
 out["warm"] = compile_in_two(core(), 1)
 print(json.dumps(out))
 '''
@@ -114,7 +118,7 @@ def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     # where it stands aside: it returns None and compiles nothing
-    assert out["index_before"] is False
+    assert out["ready_before"] is False
     assert out["env_1"] is None and out["reference"] is None and out["thread"] is None
     assert out["compiled_before"] == []
     # the first calls: the child compiled (and saved) the update, the driver and
@@ -122,7 +126,7 @@ def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
     for name in ("update_due", "step_calls", "learn_row"):
         assert name not in out["compiled"], name
     assert "forward_rows" in out["compiled"] or "next_row" in out["compiled"]
-    assert out["index_after"] is True
+    assert out["ready_after"] is True and out["float32_ready"] is False
     assert out["warm"] is None
     # the same forecasts as this process's model, bit for bit
     m = LSTMForecaster()
@@ -142,8 +146,9 @@ def handler(signum, frame):             # the application's handler (the CLI's s
     with open("handled", "a") as f:
         f.write(f"{os.getpid()}\n")
 signal.signal(signal.SIGINT, handler)
-# a Ctrl-C a second in: the terminal signals the whole process group, the child too
-ctrl_c = threading.Timer(1.0, os.killpg, (os.getpgrp(), signal.SIGINT))
+# a Ctrl-C three seconds in (the child compiles from about one second to ten): the
+# terminal signals the whole process group, the child too
+ctrl_c = threading.Timer(3.0, os.killpg, (os.getpgrp(), signal.SIGINT))
 ctrl_c.start()
 m = MultiSeriesForecaster(hidden_size=2, k1=4, k2=4)
 took = compile_in_two(m, 1)
@@ -210,6 +215,7 @@ def test_warmup_in_two_processes_leaves_nothing_to_compile(tmp_path):
     p = subprocess.run([sys.executable, "-m", "streamlstm", "warmup"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and "compiled and cached" in p.stdout, p.stderr[-3000:]
+    assert "second compile process" not in p.stderr     # its child did its half
     example = os.path.join(ROOT, "examples", "sensor.parquet")
     script = f"EXAMPLE = {example!r}\n" + AFTER_WARMUP
     p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,

@@ -30,9 +30,9 @@ import pathlib
 
 # _CacheLocator and CacheImpl._locator_classes are Numba's (0.68) extension
 # point for cache locators: the base class of its own locators and the list
-# it tries, in order, for each cached function; CompileResultCacheImpl (the
-# CacheImpl of @njit functions) names a function's files by its locator.
-from numba.core.caching import CacheImpl, CompileResultCacheImpl, _CacheLocator
+# it tries, in order, for each cached function; FunctionCache is an @njit
+# function's cache and CompileResultCacheImpl names its files (is_cached).
+from numba.core.caching import CacheImpl, CompileResultCacheImpl, FunctionCache, _CacheLocator
 
 from streamlstm.backends.specialize import njit
 
@@ -144,13 +144,23 @@ _NUMBA_LOCATORS = tuple(c for c in CacheImpl._locator_classes if c is not Backen
 CacheImpl._locator_classes = [BackendSourcesLocator, *_NUMBA_LOCATORS]
 
 
-def has_index(dispatcher):
-    """Whether Numba's on-disk cache has an index for ``dispatcher``'s function
-    (something of it was compiled and saved in this environment, stale or not):
-    forecast/warm.py tells a first run from a later one by it."""
-    impl = CompileResultCacheImpl(dispatcher.py_func)
-    return os.path.exists(os.path.join(impl.locator.get_cache_path(),
-                                       impl.filename_base + ".nbi"))
+def is_cached(dispatcher, types):
+    """Whether Numba's on-disk cache holds ``dispatcher``'s function compiled for
+    the argument ``types`` (a tuple of Numba types, as ``dispatcher.compile``
+    takes them) from today's sources.  Reads the cache's index only: loading the
+    code would take a quarter of a second for the driver (forecast/warm.py asks
+    this before its first calls).  Numba has no public call for it; this is the
+    lookup ``Cache.load_overload`` makes (its ``_index_key`` and index file, Numba
+    0.60-0.68).  Should those change, it says whether the function has an index
+    at all (a run that compiled anything of it counts as cached)."""
+    cache = FunctionCache(dispatcher.py_func)
+    try:
+        key = cache._index_key(types, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except (AttributeError, TypeError):
+        impl = CompileResultCacheImpl(dispatcher.py_func)
+        return os.path.exists(os.path.join(impl.locator.get_cache_path(),
+                                           impl.filename_base + ".nbi"))
 
 
 def cached_njit(**options):

@@ -31,6 +31,9 @@ without a leading underscore) keep theirs.
 import numba
 from numba.core import types
 
+# every cached function's files are saved and loaded under a lock (its module doc)
+from streamlstm.backends import cache_lock  # noqa: F401
+
 
 INNER = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 

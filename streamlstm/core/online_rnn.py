@@ -344,6 +344,13 @@ class OnlineRNN:
         compile_driver(rows)
         return True
 
+    def driver_ready(self, rows):
+        """Whether the CPU backend's ``step_calls`` for calls of ``rows`` rows is
+        compiled here or in Numba's cache (nothing compiles or loads); None on
+        another backend."""
+        driver_ready = getattr(self._impl, "driver_ready", None)
+        return None if driver_ready is None else driver_ready(rows)
+
     def call_groups(self, series):
         """Where ``step_rows`` would split ``series`` (R,) into calls: offsets
         (C+1,) int64.  Callers that do work between calls (rollouts that need the

@@ -12,36 +12,27 @@ one-series stream needs only the smallest, about half the code
 (bench/compile_time.py).
 
 Numba compiles on one core.  On a first run (a cold cache) ``compile_in_two``
-splits the work between two processes: a forked child compiles the network's
-driver (``step_calls`` with the update, the larger half) and saves it to the
-cache, while this process compiles the forward and the forecast layer; the
-first real calls then load both halves and compile what is left.
-``compile_twins(every=True)`` (``streamlstm warmup``) splits the same way, by
-window shape.  Set ``STREAMLSTM_COMPILE_PROCESSES=1`` to keep it to one process.
+splits the work between two processes (backends/compile_child.py): a forked
+child compiles the network's driver (``step_calls`` with the update, the larger
+half) and saves it to the cache, while this process compiles the forward and
+the forecast layer; the first real calls then load both halves and compile what
+is left.  ``compile_every`` (``streamlstm warmup``) splits by window shape.
+Set ``STREAMLSTM_COMPILE_PROCESSES=1`` to keep it to one process.
 """
 from __future__ import annotations
 
-import os
-import signal
-import sys
-import threading
 import time
 import warnings
 
 import numpy as np
 
-from streamlstm.backends import compile_note
-from streamlstm.backends.cache import has_index
+from streamlstm.backends import compile_child
 from streamlstm.backends.cpu.launcher import PARALLEL_ROWS
-from streamlstm.backends.cpu.update import update_due
 from streamlstm.forecast.intervals import CoverageTally
 
-#: ``STREAMLSTM_COMPILE_PROCESSES=1`` in the environment: a first run and a
-#: warmup compile in one process (``_can_fork`` says no).
-PROCESSES_VAR = "STREAMLSTM_COMPILE_PROCESSES"
-#: the longest ``compile_in_two`` and a warmup wait for their child once their own
-#: half is done (the child's half takes about ten and fifty seconds on a laptop
-#: core); a warmup then compiles a half its child did not finish itself.
+#: the longest ``compile_in_two`` and ``compile_every`` wait for their child once
+#: their own half is done (the child's half takes about ten and fifty seconds on
+#: a laptop core); ``compile_every`` then compiles a half its child did not finish.
 CHILD_LIMIT_S = 120.0
 
 
@@ -51,26 +42,42 @@ def compile_twins(model, every=False):
     driver with four-series blocks; a call of at most three rows, or of 64 or
     more, compiles its own specialization when it first comes).  ``every=True``
     compiles every driver specialization, for horizons 1 and 2, and the one-row
-    calls of ``forecast/onerow.py`` (a River forecaster's path) at both; in two
-    processes where it can (``_can_fork``): a forked child compiles the fused
-    window's (k1 = k2) half while this process compiles the other.  Nothing of
-    ``model`` changes.  Returns the seconds it took (the compile time on a cold
-    cache, milliseconds on a warm one)."""
+    calls of ``forecast/onerow.py`` (a River forecaster's path) at both
+    (``compile_every``).  Nothing of ``model`` changes.  Returns the seconds it
+    took (the compile time on a cold cache, milliseconds on a warm one)."""
+    if every:
+        return compile_every([model])
     t0 = time.perf_counter()
-    shapes = [(1, 2), (2, 2)] if every else [(2, 2) if model.k1 == model.k2 else (1, 2)]
+    compile_in_two(model, 6)
+    _compile_shapes(model, [(2, 2) if model.k1 == model.k2 else (1, 2)], every)
+    return time.perf_counter() - t0
+
+
+def compile_every(models):
+    """``compile_twins(model, every=True)`` for each of ``models`` (``streamlstm
+    warmup``), in two processes where it can (``compile_child.can_fork``): one
+    forked child compiles the fused window's (k1 = k2) half of every model while
+    this process compiles the other half.  A child that fails or runs past
+    CHILD_LIMIT_S leaves its half to this process, with a RuntimeWarning.
+    Returns the seconds it took."""
+    t0 = time.perf_counter()
+    halves = [(1, 2)], [(2, 2)]
     child = None
-    if not every:
-        compile_in_two(model, 6)
-    elif _can_fork(model):
-        child = _fork(lambda: _compile_shapes(model, shapes[1:], every))
+    if all(m.backend == "cpu" for m in models) and compile_child.can_fork(parallel=True):
+        child = compile_child.fork(
+            lambda: [_compile_shapes(m, halves[1], True) for m in models])
     try:
-        _compile_shapes(model, shapes[:1] if child else shapes, every)
+        for m in models:
+            _compile_shapes(m, halves[0] if child else halves[0] + halves[1], True)
     except BaseException:
         if child:
-            _reap(child, 0.0)
+            compile_child.reap(child, 0.0)
         raise
-    if child and not _reap(child, CHILD_LIMIT_S):
-        _compile_shapes(model, shapes[1:], every)       # the child failed: its half here
+    if child and not compile_child.reap(child, CHILD_LIMIT_S):
+        warnings.warn("streamlstm: the second compile process did not finish; compiling "
+                      "its half in this one", RuntimeWarning, stacklevel=2)
+        for m in models:
+            _compile_shapes(m, halves[1], True)
     return time.perf_counter() - t0
 
 
@@ -127,22 +134,25 @@ def compile_in_two(model, rows):
     ``model`` changes.
 
     Returns the seconds it took, or None where it does not apply: a later run
-    (the update is in the cache or already compiled here), or where
-    ``_can_fork`` says no.  A child that fails costs only time: this process
-    compiles what it missed."""
-    if not _can_fork(model) or update_due.overloads or has_index(update_due):
+    of this configuration (its driver is compiled here or saved in the cache:
+    ``OnlineRNN.driver_ready``), a backend other than the CPU, or where
+    ``compile_child.can_fork`` says no.  A child that fails costs only time: the
+    first calls compile what it missed."""
+    if model.backend != "cpu" or not compile_child.can_fork():
         return None
     t0 = time.perf_counter()
     twin = _twin(model, model.k1, model.k2, model.horizon, "cpu")
     ids = [f"s{i}" for i in range(rows)]
     slots = twin.slots_of(ids, create=True)
+    if twin.net.driver_ready(rows):
+        return None
 
     def child_work():
         twin.net.compile_driver(rows)
         if rows == 1:       # a River forecaster's one-value call (forecast/onerow.py)
             twin.predict_learn_slots(slots, np.zeros(1),
                                      np.zeros((1, len(model.features or ()))))
-    pid = _fork(child_work)
+    pid = compile_child.fork(child_work)
     if pid is None:
         return None
     try:
@@ -155,66 +165,7 @@ def compile_in_two(model, rows):
                           interval=interval)                  # the forecast layer
         ref.forecast(2, ids, interval=interval)
     except BaseException:
-        _reap(pid, 0.0)
+        compile_child.reap(pid, 0.0)
         raise
-    _reap(pid, CHILD_LIMIT_S)
+    compile_child.reap(pid, CHILD_LIMIT_S)
     return time.perf_counter() - t0
-
-
-def _can_fork(model):
-    """Whether compiling ``model``'s kernels may take a second process: not with
-    ``STREAMLSTM_COMPILE_PROCESSES=1``, a backend other than the CPU, no ``fork``
-    (not Linux), or other Python threads running besides the timers of
-    streamlstm's own "compiling ..." notes (a forked child has none of them, and
-    a lock one of them holds would stay held there)."""
-    return (model.backend == "cpu" and sys.platform.startswith("linux")
-            and not _other_threads() and os.environ.get(PROCESSES_VAR, "").strip() != "1")
-
-
-def _fork(work):
-    """Run ``work()`` in a forked child, quiet, that then leaves at once (no atexit
-    handlers, none of this process's code after the fork); returns its pid, or
-    None where ``fork`` fails.  What the child compiles reaches this process
-    only through Numba's cache."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)     # fork with threads (3.12+)
-        try:
-            pid = os.fork()
-        except OSError:
-            return None
-    if pid:
-        return pid
-    status = 1
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):     # not the parent's handlers:
-            signal.signal(sig, signal.SIG_DFL)          # a Ctrl-C just ends the child
-        quiet = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(quiet, 1)
-        os.dup2(quiet, 2)
-        with compile_note.quiet():
-            work()
-        status = 0
-    finally:
-        os._exit(status)
-
-
-def _other_threads():
-    """Whether threads run here besides the main one and ``threading.Timer``s (the
-    CLI's and compile_note's notes: they wait, then print a line)."""
-    return any(t is not threading.main_thread() and not isinstance(t, threading.Timer)
-               for t in threading.enumerate())
-
-
-def _reap(pid, limit_s):
-    """Wait for the child ``pid`` at most ``limit_s`` seconds, then kill it.
-    Returns whether it finished its work (exit status 0)."""
-    deadline = time.monotonic() + limit_s
-    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return False
-        time.sleep(0.02)
-    return os.waitstatus_to_exitcode(done[1]) == 0

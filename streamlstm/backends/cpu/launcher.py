@@ -35,6 +35,7 @@ import numpy as np
 
 from streamlstm.backends.cpu.config import GRAD_LANES, N_CFG
 from streamlstm.backends.cpu.forward import forward_rows
+from streamlstm.backends.cache import is_cached
 from streamlstm.backends.cpu.update import update_due
 from streamlstm.backends.cpu import arena, kernels
 from streamlstm.errors import CheckpointError
@@ -243,13 +244,10 @@ class CPUBackend:
                            n_threads, self._fuse, quad)
         return out
 
-    def compile_driver(self, rows):
-        """Compile (or load from the cache) what ``step_calls`` runs for calls of
-        ``rows`` rows: the update first, then the driver around it (with the
-        forward, if another process has not saved it meanwhile).  Each for the
-        argument types the calls pass; nothing runs.  On a first run
-        forecast/warm.py has a second process do this while the first compiles
-        the rest."""
+    def driver_signatures(self, rows):
+        """``[(update_due, types), (kernels.step_calls, types)]``: the functions
+        calls of ``rows`` rows compile - the update, then the driver around it -
+        each with the argument types those calls pass it."""
         if rows <= SMALL_ROWS:
             n_threads = quad = None
         else:
@@ -258,11 +256,26 @@ class CPUBackend:
         update = (np.empty(0, dtype=np.int64), self.kp, self.km, self.kv, a["opt_step"],
                   self.hyper, self.grad, self.koff, self.cfg, a["entry"], a["win_u"],
                   a["win_y"], a["win_len"], self.ws, self.cache, self.stats, n_threads, quad)
-        update_due.compile(tuple(numba.typeof(x) for x in update))
         rows_ = np.empty(0, dtype=np.int64)
         U, Y = np.empty((0, lay.n_inputs), dt), np.empty((0, lay.n_outputs), dt)
         driver = (rows_, U, Y, rows_, Y, self.F, self.I, self.hyper, n_threads, self._fuse, quad)
-        kernels.step_calls.compile(tuple(numba.typeof(x) for x in driver))
+        return [(update_due, tuple(numba.typeof(x) for x in update)),
+                (kernels.step_calls, tuple(numba.typeof(x) for x in driver))]
+
+    def compile_driver(self, rows):
+        """Compile (or load from the cache) ``driver_signatures(rows)``, in order
+        (the driver with the forward too, if another process has not saved it
+        meanwhile); nothing runs.  On a first run forecast/warm.py has a second
+        process do this while the first compiles the rest."""
+        for dispatcher, types in self.driver_signatures(rows):
+            dispatcher.compile(types)
+
+    def driver_ready(self, rows):
+        """Whether the driver for calls of ``rows`` rows is compiled in this process
+        or saved in Numba's cache (from today's sources); compiles and loads
+        nothing."""
+        dispatcher, types = self.driver_signatures(rows)[-1]
+        return types in dispatcher.overloads or is_cached(dispatcher, types)
 
     def kernel_args(self):
         """``(F, I, hyper, fuse, state)``: what a compiled caller outside the backend
