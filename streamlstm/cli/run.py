@@ -32,6 +32,9 @@ from streamlstm.stream.policy import BAD_ROW_CHOICES, NEW_SERIES_CHOICES, DataEr
 
 # Above this share of skipped rows the end of a run warns (--on-bad-row skip).
 SKIP_WARN_SHARE = 0.10
+# A compile before the rows longer than this is named in the summary and left out
+# of its rate (a first run; a later one loads the kernels in milliseconds).
+COMPILE_SHOWN_S = 0.5
 
 # The model options' defaults are the forecaster's own.
 _FD = {k: p.default for k, p in inspect.signature(MultiSeriesForecaster).parameters.items()}
@@ -385,8 +388,13 @@ def _report(res, cfg, o, plot, job):
             name = cfg.replay if phase == "replay" else cfg.source
             err(f"{'replayed' if phase == 'replay' else 'read'} {n:,} rows of {name}")
     m = runner.metrics
+    # the rate leaves out a first run's compile (it says how long that took)
+    compiling = res.compile_seconds if res.compile_seconds >= COMPILE_SHOWN_S else 0.0
+    rate = sum(res.rows.values()) / max(res.seconds - compiling, 1e-9)
     err(f"{runner.rows_forecast:,} rows forecast, {runner.n_series:,} series, "
-        f"{res.seconds:.1f} s ({sum(res.rows.values()) / max(res.seconds, 1e-9):,.0f} rows/s); "
+        f"{res.seconds:.1f} s ("
+        + (f"{compiling:.1f} s of it compiling, first run only; " if compiling else "")
+        + f"{rate:,.0f} rows/s); "
         f"{m.missing:,} live rows with a missing target (forecast, not scored)"
         + (f", {m.unforecast:,} before their series' first value (no forecast yet)"
            if m.unforecast else ""))

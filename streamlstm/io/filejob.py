@@ -183,6 +183,7 @@ class JobResult:
     already_complete: bool
     out_rows: int | None
     forecast_files: list        # Parquet files holding every written forecast (for plots)
+    compile_seconds: float = 0.0    # of ``seconds``: compiling the kernels before the rows
 
 
 def checkpoint_path(directory):
@@ -301,7 +302,7 @@ class FileJob:
                                         f"{m.backend} backend (first run only: Numba caches "
                                         f"them; `streamlstm warmup` compiles ahead)"), \
                 compile_note.quiet():
-            m.compile_kernels()
+            compile_seconds = m.compile_kernels()
         sources_meta = {k: {"path": os.fspath(s.name), "fingerprint": fps[k]} for k, s in srcs.items()}
         out = _Outputs(cfg, ckfile, state, runner, sources_meta, self._fault)
         self._tmpdir = out.tmpdir
@@ -319,7 +320,8 @@ class FileJob:
             self._restore_signals(old_handlers)
         return JobResult(runner=runner, rows=rows_read, seconds=time.perf_counter() - t0,
                          resumed_at=resumed_at, already_complete=already_complete,
-                         out_rows=out_rows, forecast_files=[f for f in files if os.path.exists(f)])
+                         out_rows=out_rows, forecast_files=[f for f in files if os.path.exists(f)],
+                         compile_seconds=compile_seconds)
 
     def _start(self, ckfile, fps, phases):
         """The runner and read position: from the checkpoint (checked against this
