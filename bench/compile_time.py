@@ -17,7 +17,8 @@ makes:
 A first run compiles in two processes (forecast/warm.py ``compile_in_two``: a
 forked child compiles the driver while the first process compiles the rest),
 so each scenario also runs cold with ``STREAMLSTM_COMPILE_PROCESSES=1`` (one
-process, its own empty cache) for comparison.
+process, its own empty cache) for comparison; and (both scenarios only) ``river``
+on the cache a cold ``cli`` run left, a second configuration's first run.
 
 Per compiled function, Numba's ``numba:compile`` events give the seconds spent
 in it, inclusive (with the callees compiled from inside it) and exclusive (its
@@ -126,11 +127,27 @@ def main(argv=None):
         for name, v in top:
             print(f"| `{name.replace('streamlstm.', '')}` | {v:.2f} | {one['incl'][name]:.2f} |")
         print(f"| all {len(one['excl'])} compiled functions | {sum(one['excl'].values()):.2f} | |")
+    if not a.only:
+        print(after_cli())
     print("\n| scenario | cold (import + calls) | cold, one process | warm | goal |")
     print("|---|---:|---:|---:|---:|")
     for sc, cold, one, warm in rows:
         print(f"| {sc} | {_total(cold):.1f} s | {_total(one):.1f} s | {_total(warm):.1f} s "
               f"| <= {goals[sc]:.0f} s |")
+
+
+def after_cli():
+    """A second configuration's first run: ``river`` on the cache a cold ``cli``
+    run left (other driver specializations: calls of one row, not six), in two
+    processes and in one."""
+    out = {}
+    for processes in (None, 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp) / "numba_cache"
+            run_child("cli", cache, tmp, processes)
+            out[processes] = _total(run_child("river", cache, tmp, processes))
+    return (f"\nriver after a cold cli run in the same cache: {out[None]:.1f} s "
+            f"(one process {out[1]:.1f} s)")
 
 
 def _total(run):
