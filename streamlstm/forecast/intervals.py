@@ -132,17 +132,19 @@ def _bounds(trk, pool, s, j, f):
 @njit(cache=True, **INNER)
 def _score(trk, pool, s, j, y, f, lo, hi, a_side, eta, eta_pool, window, out):
     """Score one forecast ``f`` (issued with band lo..hi) against its target ``y``
-    and update step j's trackers and scale; writes covered/width/Winkler to out."""
+    and update step j's trackers and scale; writes covered/width/Winkler to
+    ``out`` (None: the caller keeps no scores, a compile-time switch)."""
     if lo == lo:
         miss_lo, miss_hi = y < lo, y > hi
-        out[S_COVERED] = 0.0 if (miss_lo or miss_hi) else 1.0
-        out[S_WIDTH] = hi - lo
-        pen = 0.0
-        if miss_lo:
-            pen = (lo - y) / a_side
-        elif miss_hi:
-            pen = (y - hi) / a_side
-        out[S_WINKLER] = hi - lo + pen
+        if out is not None:
+            out[S_COVERED] = 0.0 if (miss_lo or miss_hi) else 1.0
+            out[S_WIDTH] = hi - lo
+            pen = 0.0
+            if miss_lo:
+                pen = (lo - y) / a_side
+            elif miss_hi:
+                pen = (y - hi) / a_side
+            out[S_WINKLER] = hi - lo + pen
     else:   # issued during warm-up: no band; train the trackers as if issued now
         sc = trk[s, j, SCALE]
         miss_lo = y < f + sc * (pool[j, Q_LO] + trk[s, j, Q_LO])
@@ -166,29 +168,42 @@ def _score(trk, pool, s, j, y, f, lo, hi, a_side, eta, eta_pool, window, out):
 def update_rows(slots, y, yhat, trk, pool, pend, pos, a_side, eta, eta_pool, window, lo, hi,
                 scores):
     """Issue the bands of each row's forecasts, then score every pending forecast
-    whose target is the row's value, rows in arrival order (module docstring)."""
+    whose target is the row's value, rows in arrival order (module docstring).
+    The bands go to ``lo``, ``hi`` (R, H) and the scores to ``scores`` (R, H, 3);
+    all three None when the caller keeps neither (the one-row path's learning
+    without a band: a compile-time switch, nothing allocated, the same state)."""
     R, H = yhat.shape
     for r in range(R):
         s = slots[r]
         t = pos[s]
-        for j in range(H):
-            lo[r, j], hi[r, j] = _bounds(trk, pool, s, j, yhat[r, j])
         p = t % H
         yr = y[r]
+        # the bands issued with the row's forecasts, from the trackers as they stand
+        # before it is scored; step j >= 1 waits in its target's slot (t + j) % H,
+        # never this row's slot p (j < H), so it is stored before p is read
+        l0, h0 = _bounds(trk, pool, s, 0, yhat[r, 0])
+        if lo is not None:
+            lo[r, 0], hi[r, 0] = l0, h0
+        for j in range(1, H):
+            lj, hj = _bounds(trk, pool, s, j, yhat[r, j])
+            if lo is not None:
+                lo[r, j], hi[r, j] = lj, hj
+            q = (t + j) % H
+            pend[s, q, j, P_YHAT], pend[s, q, j, P_LO], pend[s, q, j, P_HI] = yhat[r, j], lj, hj
         for j in range(H):
             if j == 0:
-                f, fl, fh = yhat[r, 0], lo[r, 0], hi[r, 0]
+                f, fl, fh = yhat[r, 0], l0, h0
             else:
                 f, fl, fh = pend[s, p, j, P_YHAT], pend[s, p, j, P_LO], pend[s, p, j, P_HI]
                 pend[s, p, j, P_YHAT] = pend[s, p, j, P_LO] = pend[s, p, j, P_HI] = np.nan
-            scores[r, j, 0] = scores[r, j, 1] = scores[r, j, 2] = np.nan
-            if yr == yr and f == f:
-                _score(trk, pool, s, j, yr, f, fl, fh, a_side, eta, eta_pool, window,
-                       scores[r, j])
-        for j in range(1, H):
-            q = (t + j) % H
-            pend[s, q, j, P_YHAT], pend[s, q, j, P_LO], pend[s, q, j, P_HI] = (
-                yhat[r, j], lo[r, j], hi[r, j])
+            if scores is None:
+                if yr == yr and f == f:
+                    _score(trk, pool, s, j, yr, f, fl, fh, a_side, eta, eta_pool, window, None)
+            else:
+                scores[r, j, 0] = scores[r, j, 1] = scores[r, j, 2] = np.nan
+                if yr == yr and f == f:
+                    _score(trk, pool, s, j, yr, f, fl, fh, a_side, eta, eta_pool, window,
+                           scores[r, j])
         pos[s] = t + 1
 
 
@@ -230,9 +245,19 @@ class IntervalState:
         self.a = {"trk": np.zeros((0, H, N_TRK)), "pool": self._fresh_pool(H),
                   "pend": np.full((0, H, H, 3), np.nan), "pos": np.zeros(0, dtype=np.int64)}
         self._scratch = None
+        self._kernel = None     # kernel_arrays(), kept until an array is replaced
 
     def _fresh_pool(self, H):
         return np.tile(np.array([-self.q0, self.q0]), (H, 1))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_kernel"] = None         # a tuple of the arrays: made again on use
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._kernel = None             # (a pickle from before the tuple was kept)
 
     @property
     def n_series(self):
@@ -247,11 +272,18 @@ class IntervalState:
         self.a["trk"] = np.concatenate([self.a["trk"], np.zeros((n - old, H, N_TRK))])
         self.a["pend"] = np.concatenate([self.a["pend"], np.full((n - old, H, H, 3), np.nan)])
         self.a["pos"] = np.concatenate([self.a["pos"], np.zeros(n - old, dtype=np.int64)])
+        self._kernel = None
 
     def kernel_arrays(self):
-        """The state arguments of ``update_rows`` after ``yhat``, in its order."""
-        a = self.a
-        return a["trk"], a["pool"], a["pend"], a["pos"], self.a_side, ETA, ETA_POOL, SCALE_WINDOW
+        """The state arguments of ``update_rows`` after ``yhat``, in its order (one
+        tuple, made again only after ``resize``, ``set_horizon`` or ``load``
+        replace an array: this is on the per-row path)."""
+        k = self._kernel
+        if k is None:
+            a = self.a
+            k = self._kernel = (a["trk"], a["pool"], a["pend"], a["pos"], self.a_side, ETA,
+                                ETA_POOL, SCALE_WINDOW)
+        return k
 
     def outputs(self, R, H, keep):
         """``lo``, ``hi`` (R, H) and ``scores`` (R, H, 3) for ``update_rows``: new
@@ -301,6 +333,7 @@ class IntervalState:
             pend[np.arange(n), tgt % H, :old] = self.a["pend"][np.arange(n), tgt % old]
         self.a["trk"], self.a["pool"], self.a["pend"] = trk, pool, pend
         self.horizon = H
+        self._kernel = None
 
     def load(self, arrays, n, source):
         """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series."""
@@ -312,6 +345,7 @@ class IntervalState:
                                       f"wrong shape; the file is corrupt")
         self.a = {k: np.array(arrays[k], copy=True) for k in self.ARRAYS}
         self.a["pos"] = self.a["pos"].astype(np.int64)
+        self._kernel = None
 
 
 @njit(cache=True)

@@ -61,15 +61,6 @@ def _finite(U):
 
 
 @njit(cache=True)
-def _band_shape(lo, hi, scores, H):
-    """The caller's band arrays, or (None: it does not keep them) scratch ones of
-    ``H`` steps."""
-    if lo is None:
-        return np.empty((1, H)), np.empty((1, H)), np.empty((1, H, 3))
-    return lo, hi, scores
-
-
-@njit(cache=True)
 def _rollout(s, X, held, feats, net, fc, U, level, scale, Un, out, fold):
     """``MultiSeriesForecaster._rollout`` of the one series ``s``: ``fc.shape[1]``
     forecasts (into ``fc`` (1, h)) from copies of its feature state and network
@@ -125,12 +116,11 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     (combined if ``ex``) in ``fnet`` (1, H): with H > 1, first the rollout of
     steps 1..H-1 from the state before the row (``_rollout``, the features held),
     then step 0 from learning it; with ``iv``, the bands and scores in ``lo``,
-    ``hi``, ``scores`` (or, None, in scratch arrays).  ``U``, ``T``, ``level``,
-    ``scale`` (float64), ``Un``, ``Tn``, ``out`` (the network's dtype) are
-    scratch.  ``roll``: None when H = 1 (a compile-time switch: a model of horizon
+    ``hi``, ``scores`` (or, all None, nowhere: nothing allocated).  ``U``, ``T``,
+    ``level``, ``scale`` (float64), ``Un``, ``Tn``, ``out`` (the network's dtype)
+    are scratch.  ``roll``: None when H = 1 (a compile-time switch: a model of horizon
     1 compiles no rollout), else True.  Returns OK, NOT_FINITE or
     ROLLOUT_NOT_FINITE."""
-    H = fnet.shape[1]
     if roll is not None:    # the rollout needs the weights in force before the update
         X3 = np.empty((1, 1, X.shape[1]))       # (the layout forecast_row's rollouts get)
         for f in range(X.shape[1]):
@@ -160,7 +150,7 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     if ex is not None:
         experts.update_rows(slots, y, fnet, *ex, fnet)
     if iv is not None:
-        intervals.update_rows(slots, y, fnet, *iv, *_band_shape(lo, hi, scores, H))
+        intervals.update_rows(slots, y, fnet, *iv, lo, hi, scores)
     return OK
 
 
