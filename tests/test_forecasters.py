@@ -183,7 +183,9 @@ def test_numeric_features_are_inputs_others_ignored_and_may_come_and_go():
 
 
 @pytest.mark.parametrize("step, period", [(dt.timedelta(hours=1), 24), (dt.timedelta(days=1), 7),
-                                          (dt.timedelta(weeks=1), 52), (None, None)])
+                                          (dt.timedelta(weeks=1), 52), (None, None),
+                                          (dt.timedelta(seconds=10), 8640),
+                                          (dt.timedelta(seconds=1), None)])
 def test_seasonality_auto_from_the_datetime_spacing(step, period):
     m = small(hidden_size=4)
     t0 = dt.datetime(2023, 3, 1, tzinfo=dt.timezone.utc)
@@ -193,6 +195,24 @@ def test_seasonality_auto_from_the_datetime_spacing(step, period):
     lags = (1,) if period is None else (1, period - 1, period, period + 1)
     assert m._core.lags == lags
     assert season_from_step(30.4 * 86400) == 12
+
+
+def test_fast_sampled_series_keep_a_small_model():
+    """A day of 10 Hz data is 864,000 steps: "auto" takes no period beyond
+    MAX_AUTO_PERIOD (each step of a period costs ~32 bytes of lags and seasonal
+    experts; before, a 10 Hz series made a 221 MB model at its first value and a
+    1 kHz one ran out of memory).  A River forecaster keeps room for its one
+    series only.  A period given explicitly is still honoured."""
+    t0 = dt.datetime(2023, 3, 1)
+    m = small(hidden_size=4)
+    for t in range(30):
+        m.learn_one(float(t % 7), {"ts": t0 + t * dt.timedelta(milliseconds=100)})
+    assert m.period_ is None and len(m.forecast(2)) == 2
+    assert len(pickle.dumps(m)) < 100_000
+    assert m._core.net.n_series == 1               # room for one series, not 8
+    given = small(hidden_size=4, seasonality=20_000)
+    given.learn_one(1.0)
+    assert given.period_ == 20_000
 
 
 def test_forecaster_in_a_pipeline_with_river_preprocessing():

@@ -40,7 +40,7 @@ from streamlstm.forecast.warm import compile_in_two
 from streamlstm.core.optim import Adam
 
 __all__ = ["LSTMForecaster", "GRUForecaster", "LSTMRegressor", "MultiSeriesForecaster",
-           "season_from_step"]
+           "season_from_step", "MAX_AUTO_PERIOD"]
 
 # Rows held back while ``seasonality="auto"`` waits for a second timestamp.
 _MAX_PENDING = 3
@@ -51,6 +51,11 @@ _MAX_LEAD = 1000
 _MAX_TRACKED = 128
 _DAY = 86400.0
 _CYCLES = (_DAY, 7 * _DAY, 365.25 * _DAY)     # day, week, year
+# The longest period "auto" picks, in steps (a day of 10-second data).  The seasonal
+# lags and experts keep about four values per step of the period: a day of 1-second
+# data would make a model of ~3 MB, of 10 Hz data ~30 MB.  Pass a longer one as
+# ``seasonality`` where it is worth that.
+MAX_AUTO_PERIOD = 10_000
 # The feature row of a model without features: np.array([[]]), made once (the
 # per-call hot path; an array with no elements is never written).
 _NO_FEATURES = np.empty((1, 0))
@@ -58,18 +63,21 @@ _NO_FEATURES = np.empty((1, 0))
 
 def season_from_step(seconds):
     """The seasonal period, in steps, of a series sampled every ``seconds``:
-    the first natural cycle (day, week, year) spanning at least 4 steps.
+    the first natural cycle (day, week, year) spanning at least 4 steps, if it
+    spans at most ``MAX_AUTO_PERIOD`` steps.
 
-    >>> [season_from_step(s) for s in (900, 3600, 86400, 7 * 86400, 30.4 * 86400, 91 * 86400)]
-    [96, 24, 7, 52, 12, 4]
-    >>> season_from_step(365 * 86400) is None
-    True
+    >>> [season_from_step(s) for s in (10, 60, 900, 3600, 86400, 7 * 86400, 30.4 * 86400,
+    ...                                91 * 86400)]
+    [8640, 1440, 96, 24, 7, 52, 12, 4]
+    >>> season_from_step(365 * 86400) is None, season_from_step(1) is None
+    (True, True)
     """
     if not seconds or seconds <= 0 or not math.isfinite(seconds):
         return None
     for cycle in _CYCLES:
         if cycle / seconds >= 4.0 - 1e-9:
-            return int(round(cycle / seconds))
+            period = int(round(cycle / seconds))
+            return period if period <= MAX_AUTO_PERIOD else None
     return None
 
 
@@ -157,7 +165,8 @@ class _SingleSeries:
             clip_norm=self.clip_norm,
             backend=self.backend, dtype=self.dtype, seed=self.seed,
             scale_window=self.scale_window, **kw)
-        core.slots_of([0], create=True)          # the one series, slot 0
+        core.reserve(1)                          # the one series (no room for more)
+        core.slots_of([0], create=True)          # ... in slot 0
         compile_in_two(core, 1)     # a first run: compile on two cores (forecast/warm.py)
         return core
 
@@ -429,8 +438,11 @@ class LSTMForecaster(_RecurrentForecaster):
     k1, k2
         Update the weights every ``k1`` values, backpropagating through the last ``k2``.
     seasonality
-        ``"auto"`` (from the spacing of datetimes in ``x``; none without them),
-        None, or a period in steps.
+        ``"auto"`` (from the spacing of datetimes in ``x``: the day, week or year,
+        the first that spans 4 steps or more, if it spans at most
+        ``MAX_AUTO_PERIOD`` = 10,000 steps; none without datetimes), None, or a
+        period in steps.  Each step of the period costs about 32 bytes per
+        model (its lags and seasonal experts keep ~4 values per step).
     lags
         ``"auto"`` (1, and the period -1, 0, +1 when seasonal) or a tuple of steps back.
     differencing

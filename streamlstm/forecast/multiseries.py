@@ -244,12 +244,21 @@ class MultiSeriesForecaster:
                 self._grow(len(self._ids))
         return np.fromiter((self._slot[v] for v in norm), dtype=np.int64, count=len(norm))
 
+    def reserve(self, n):
+        """Room for ``n`` series, exactly (series added beyond it grow the room
+        geometrically): a model that will only ever hold ``n`` series, such as a
+        River forecaster's one, keeps no room for more."""
+        self._resize(check_int("n", n, 1))
+
     def _grow(self, n):
         """Make room for ``n`` series; capacity grows geometrically so that adding
         series one by one stays linear overall."""
         cap = self._net.n_series
         if n > cap:
-            cap = max(n, int(cap * 1.5) + 8)
+            self._resize(max(n, int(cap * 1.5) + 8))
+
+    def _resize(self, cap):
+        if cap > self._net.n_series:
             self._net.resize(cap)
             self._feats.resize(cap)
             if self._iv is not None:
