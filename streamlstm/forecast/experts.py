@@ -75,6 +75,7 @@ import numpy as np
 
 from streamlstm.backends.specialize import INNER, njit
 from streamlstm.errors import CheckpointError, InputError
+from streamlstm.forecast.kept_args import KeptArgs
 
 LEVEL_ALPHA = 0.2        # smoothing weight of the ``level`` expert
 DISCOUNT_WINDOW = 500    # the regrets of about this many forecasts stay in force
@@ -370,7 +371,7 @@ def _i64(a):
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-class ExpertState:
+class ExpertState(KeptArgs):
     """The per-series expert state of a ``MultiSeriesForecaster`` (module docstring).
 
     >>> st = ExpertState(periods=(), horizon=1)
@@ -387,6 +388,7 @@ class ExpertState:
     """
 
     ARRAYS = ("hist", "ser", "reg", "pend")
+    _KEPT = ("_kernel", "_live_args")     # kernel_arrays(), live_arrays() (kept_args.py)
 
     def __init__(self, periods, horizon, kinds=len(SEASONAL_KINDS)):
         self.periods = tuple(periods)
@@ -398,6 +400,7 @@ class ExpertState:
                              CYCLE_MIN_ACF, self.kinds, SEASON_GAMMA])
         self.a = self._fresh(0, self.horizon)
         self.no_weights = np.empty((0, 0, len(self.names)))   # combine_live: none kept
+        self.forget_args()
 
     @property
     def n_experts(self):
@@ -425,11 +428,17 @@ class ExpertState:
         if n > old:
             new = self._fresh(n - old, self.horizon)
             self.a = {k: np.concatenate([self.a[k], new[k]]) for k in self.ARRAYS}
+            self.forget_args()
 
     def kernel_arrays(self):
-        """The state arguments of ``update_rows`` after ``fnet``, in its order."""
-        a = self.a
-        return a["hist"], a["ser"], a["reg"], a["pend"], self.seasons, self.par
+        """The state arguments of ``update_rows`` after ``fnet``, in its order
+        (kept: kept_args.py)."""
+        k = self._kernel
+        if k is None:
+            a = self.a
+            k = self._kernel = (a["hist"], a["ser"], a["reg"], a["pend"], self.seasons,
+                                self.par)
+        return k
 
     def update(self, slots, y, fnet):
         """The combined forecasts (R, H) of the network's ``fnet`` (R, H), updating
@@ -440,9 +449,13 @@ class ExpertState:
         return out
 
     def live_arrays(self):
-        """The state arguments of ``combine_live`` after ``fnet``, in its order."""
-        a = self.a
-        return a["hist"], a["ser"], a["reg"], self.seasons, self.par
+        """The state arguments of ``combine_live`` after ``fnet``, in its order
+        (kept: kept_args.py)."""
+        k = self._live_args
+        if k is None:
+            a = self.a
+            k = self._live_args = (a["hist"], a["ser"], a["reg"], self.seasons, self.par)
+        return k
 
     def _live(self, slots, fnet, weights):
         fn = _f64(fnet)
@@ -488,6 +501,7 @@ class ExpertState:
             pend[rows, tgt % H, :old] = self.a["pend"][rows, tgt % old]
         self.a["reg"], self.a["pend"] = reg, pend
         self.horizon = H
+        self.forget_args()
 
     def load(self, arrays, n, source):
         """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series.  A
@@ -504,3 +518,4 @@ class ExpertState:
         if kinds != self.kinds:
             self.__init__(self.periods, self.horizon, kinds)
         self.a = {k: np.array(arrays[k], dtype=want[k].dtype, copy=True) for k in self.ARRAYS}
+        self.forget_args()

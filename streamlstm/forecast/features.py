@@ -53,7 +53,8 @@ import numpy as np
 
 from streamlstm.backends.specialize import INNER, njit
 from streamlstm.core.checks import check_int
-from streamlstm.errors import InputError
+from streamlstm.errors import CheckpointError, InputError
+from streamlstm.forecast.kept_args import KeptArgs
 
 CLIP = 8.0           # scaled inputs/targets are clipped to [-CLIP, CLIP]
 WINSOR = 4.0         # scaler updates are winsorized at mean +- WINSOR * s ...
@@ -352,7 +353,7 @@ def check_scaling(scaling, trend):
     return scaling
 
 
-class SeriesFeatures:
+class SeriesFeatures(KeptArgs):
     """Per-series feature state (all float64, one row per slot) and the input layout.
 
     ``hist`` (N, P) last P raw values (NaN = missing); ``ystat`` (N, 7) target
@@ -372,6 +373,7 @@ class SeriesFeatures:
 
     ARRAYS = ("hist", "ystat", "xstat", "xlast", "pos")
     GLOBAL_ARRAYS = ("ystat", "xstat")
+    _KEPT = ("_kernel", "_next")     # kernel_arrays(), next_arrays() (kept_args.py)
 
     def __init__(self, lags, periods, n_features, differencing, window, trend=True,
                  scaling="series"):
@@ -391,6 +393,7 @@ class SeriesFeatures:
         self._n_x_first = max(n, 1)
         self.a = self._fresh(0)
         self.g = self._fresh(1, ("ystat", "xstat")) if self.glob else None
+        self.forget_args()
 
     @property
     def n_x_first(self):
@@ -420,6 +423,7 @@ class SeriesFeatures:
         for k in self.ARRAYS:
             new[k][:m] = old[k]
         self.a = new
+        self.forget_args()
 
     def add_features(self, k):
         """k more feature columns, absent (NaN, scaler empty) in every series so far."""
@@ -429,6 +433,23 @@ class SeriesFeatures:
         n = self.n_series
         self.a["xlast"] = np.concatenate([self.a["xlast"], np.full((n, k), np.nan)], axis=1)
         self.n_features += k
+        self.forget_args()
+
+    def load(self, arrays, global_arrays, n, source):
+        """Restore the per-series arrays ``arrays`` (name -> ndarray) of ``n``
+        series and, with global scaling, the model-wide scaler ``global_arrays``."""
+        for k in self.ARRAYS:
+            if k not in arrays or arrays[k].shape[:1] != (n,):
+                raise CheckpointError(f"{source}: feature state {k!r} is missing or has the "
+                                      f"wrong shape; the file is corrupt")
+        if self.g is not None:            # scaling="global": the model-wide scaler
+            for k, v in self.g.items():
+                if k not in global_arrays or global_arrays[k].shape != v.shape:
+                    raise CheckpointError(f"{source}: global scaler {k!r} is missing or "
+                                          f"has the wrong shape; the file is corrupt")
+            self.g = {k: np.array(global_arrays[k], copy=True) for k in self.g}
+        self.a = {k: np.array(arrays[k], copy=True) for k in self.ARRAYS}
+        self.forget_args()
 
     def learn(self, slots, y, X):
         """Prepare R rows (see ``learn_rows``); returns ``(U, T, level, scale)`` and
@@ -442,20 +463,28 @@ class SeriesFeatures:
         return U, T, level, scale
 
     def kernel_arrays(self):
-        """The arguments of ``learn_rows`` between ``X`` and ``U``, in its order."""
-        a = self.a
-        g = self.g if self.glob else a          # unused without global scaling
-        return (a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"], g["ystat"],
-                g["xstat"], self.glob, self.lags, self.periods, self.diff, self.trend,
-                self.alpha_min, self._n_x_first)
+        """The arguments of ``learn_rows`` between ``X`` and ``U``, in its order
+        (kept: kept_args.py)."""
+        k = self._kernel
+        if k is None:
+            a = self.a
+            g = self.g if self.glob else a          # unused without global scaling
+            k = self._kernel = (a["hist"], a["ystat"], a["xstat"], a["xlast"], a["pos"],
+                                g["ystat"], g["xstat"], self.glob, self.lags, self.periods,
+                                self.diff, self.trend, self.alpha_min, self._n_x_first)
+        return k
 
     def next_arrays(self):
         """The live state and settings ``onerow.next_row`` reads for a series' next
-        inputs (as ``next_inputs`` does, without copies)."""
-        a = self.a
-        g = self.g if self.glob else a
-        return (a["hist"], a["ystat"], a["xstat"], a["pos"], g["ystat"], g["xstat"],
-                self.glob, self.lags, self.periods, self.diff, self._n_x_first)
+        inputs (as ``next_inputs`` does, without copies; kept: kept_args.py)."""
+        k = self._next
+        if k is None:
+            a = self.a
+            g = self.g if self.glob else a
+            k = self._next = (a["hist"], a["ystat"], a["xstat"], a["pos"], g["ystat"],
+                              g["xstat"], self.glob, self.lags, self.periods, self.diff,
+                              self._n_x_first)
+        return k
 
     def _with_scalers(self, snap):
         """Add the scalers each row of ``snap`` uses: ``sy``/``sx``, its own rows,

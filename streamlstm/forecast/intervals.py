@@ -63,6 +63,7 @@ import numpy as np
 from streamlstm.backends.specialize import INNER, njit
 from streamlstm.core.checks import check_number
 from streamlstm.errors import CheckpointError, InputError
+from streamlstm.forecast.kept_args import KeptArgs
 
 ETA = 0.08           # per-series tracker step, in units of the running error scale
 ETA_POOL = 0.01      # step of the trackers shared by all series (per scored error)
@@ -221,7 +222,7 @@ def bounds_of(slots, yhat, trk, pool, lo, hi):
                 lo[b, j] = hi[b, j] = np.nan
 
 
-class IntervalState:
+class IntervalState(KeptArgs):
     """The per-series interval state of a ``MultiSeriesForecaster`` (module docstring).
 
     >>> st = IntervalState(0.9, horizon=1)
@@ -235,6 +236,7 @@ class IntervalState:
     """
 
     ARRAYS = ("trk", "pool", "pend", "pos")
+    _KEPT = ("_kernel",)         # kernel_arrays() (kept_args.py)
 
     def __init__(self, coverage, horizon):
         self.coverage = float(coverage)
@@ -245,19 +247,10 @@ class IntervalState:
         self.a = {"trk": np.zeros((0, H, N_TRK)), "pool": self._fresh_pool(H),
                   "pend": np.full((0, H, H, 3), np.nan), "pos": np.zeros(0, dtype=np.int64)}
         self._scratch = None
-        self._kernel = None     # kernel_arrays(), kept until an array is replaced
+        self.forget_args()
 
     def _fresh_pool(self, H):
         return np.tile(np.array([-self.q0, self.q0]), (H, 1))
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_kernel"] = None         # a tuple of the arrays: made again on use
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._kernel = None             # (a pickle from before the tuple was kept)
 
     @property
     def n_series(self):
@@ -272,12 +265,11 @@ class IntervalState:
         self.a["trk"] = np.concatenate([self.a["trk"], np.zeros((n - old, H, N_TRK))])
         self.a["pend"] = np.concatenate([self.a["pend"], np.full((n - old, H, H, 3), np.nan)])
         self.a["pos"] = np.concatenate([self.a["pos"], np.zeros(n - old, dtype=np.int64)])
-        self._kernel = None
+        self.forget_args()
 
     def kernel_arrays(self):
-        """The state arguments of ``update_rows`` after ``yhat``, in its order (one
-        tuple, made again only after ``resize``, ``set_horizon`` or ``load``
-        replace an array: this is on the per-row path)."""
+        """The state arguments of ``update_rows`` after ``yhat``, in its order
+        (kept: kept_args.py)."""
         k = self._kernel
         if k is None:
             a = self.a
@@ -333,7 +325,7 @@ class IntervalState:
             pend[np.arange(n), tgt % H, :old] = self.a["pend"][np.arange(n), tgt % old]
         self.a["trk"], self.a["pool"], self.a["pend"] = trk, pool, pend
         self.horizon = H
-        self._kernel = None
+        self.forget_args()
 
     def load(self, arrays, n, source):
         """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series."""
@@ -345,7 +337,7 @@ class IntervalState:
                                       f"wrong shape; the file is corrupt")
         self.a = {k: np.array(arrays[k], copy=True) for k in self.ARRAYS}
         self.a["pos"] = self.a["pos"].astype(np.int64)
-        self._kernel = None
+        self.forget_args()
 
 
 @njit(cache=True)

@@ -634,20 +634,10 @@ class MultiSeriesForecaster:
             net_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
             model._net = OnlineRNN.from_checkpoint_parts(meta["net"], net_arrays,
                                                          backend=cfg["backend"], source=source)
-            feat = {k[5:]: v for k, v in arrays.items() if k.startswith("feat.")}
             n = model._net.n_series
-            for k in SeriesFeatures.ARRAYS:
-                if k not in feat or feat[k].shape[:1] != (n,):
-                    raise CheckpointError(f"{source}: feature state {k!r} is missing or has the "
-                                          f"wrong shape; the file is corrupt")
-            model._feats.a = {k: np.array(feat[k], copy=True) for k in SeriesFeatures.ARRAYS}
-            if model._feats.g is not None:            # scaling="global": the model-wide scaler
-                g = {k[6:]: v for k, v in arrays.items() if k.startswith("gfeat.")}
-                for k, v in model._feats.g.items():
-                    if k not in g or g[k].shape != v.shape:
-                        raise CheckpointError(f"{source}: global scaler {k!r} is missing or "
-                                              f"has the wrong shape; the file is corrupt")
-                model._feats.g = {k: np.array(g[k], copy=True) for k in model._feats.g}
+            model._feats.load({k[5:]: v for k, v in arrays.items() if k.startswith("feat.")},
+                              {k[6:]: v for k, v in arrays.items() if k.startswith("gfeat.")},
+                              n, source)
             if model._iv is not None:
                 model._iv.load({k[3:]: v for k, v in arrays.items() if k.startswith("iv.")}, n,
                                source)

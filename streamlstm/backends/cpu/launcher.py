@@ -230,6 +230,8 @@ class CPUBackend:
         self.koff, self.cfg, self._ver, self.stats = v["koff"], v["cfg"], v["ver"], v["stats"]
         self.ws = tuple(v[f"ws{i}"] for i in range(len(self.ws)))
         self.cache = (v["c_st"], v["c_act"], v["c_ver"], self._ver)
+        # kernel_args(), asked for on every one-row call: made here, where the arenas are
+        self._kernel_args = (self.F, self.I, self.hyper, self._fuse, a["state"])
 
     # -- contract -----------------------------------------------------------------------
     def step_calls(self, series, U, Y, offsets):
@@ -283,7 +285,7 @@ class CPUBackend:
         parallel launcher, no four-series blocks) and ``forward.forward_rows``,
         and the live states (N, L, S, H) a forecast copies.  Valid until the next
         ``resize`` or ``load_arrays``: ask again for every call."""
-        return self.F, self.I, self.hyper, self._fuse, self.a["state"]
+        return self._kernel_args
 
     def resize(self, n_series):
         self.a.update(grow_series_arrays(self.a, self.layout, n_series, self.k2, self.dtype))

@@ -1,0 +1,79 @@
+"""The kernel argument tuples the state objects keep for the per-row path
+(forecast/kept_args.py): after every change that replaces an array, the tuple
+handed to the compiled calls holds the new array, never the old one (a stale
+tuple would let the kernels write to a dropped array, or past its end)."""
+import pickle
+
+import numpy as np
+import pytest
+
+import streamlstm
+from streamlstm.forecast.experts import ExpertState
+from streamlstm.forecast.features import SeriesFeatures
+from streamlstm.forecast.intervals import IntervalState
+
+
+def _holds(args, arrays):
+    """Every array of ``arrays`` is in ``args`` (by identity)."""
+    return all(any(a is b for b in args) for a in arrays)
+
+
+@pytest.mark.parametrize("scaling", ["series", "global"])
+def test_series_features_tuples_follow_growth_new_columns_and_restore(scaling):
+    f = SeriesFeatures((1, 3), (4.0,), 1, True, 100, trend=False, scaling=scaling)
+    f.resize(1)
+    k, nxt = f.kernel_arrays(), f.next_arrays()
+    assert f.kernel_arrays() is k and f.next_arrays() is nxt         # kept
+    f.resize(5)
+    assert _holds(f.kernel_arrays(), f.a.values())
+    assert _holds(f.next_arrays(), [f.a[k] for k in ("hist", "ystat", "xstat", "pos")])
+    f.add_features(2)
+    assert f.kernel_arrays()[2].shape[1] == 3 and _holds(f.kernel_arrays(), f.a.values())
+    assert _holds(f.next_arrays(), [f.a["xstat"]])
+    g = {k: v + 1.0 for k, v in (f.g or {}).items()}
+    f.load({k: v.copy() for k, v in f.a.items()}, g, 5, "test")
+    assert _holds(f.kernel_arrays(), f.a.values()) and _holds(f.next_arrays(), [f.a["hist"]])
+    if scaling == "global":
+        assert _holds(f.kernel_arrays(), f.g.values()) and _holds(f.next_arrays(), f.g.values())
+
+
+def test_expert_state_tuples_follow_growth_horizon_restore_and_pickle():
+    st = ExpertState((12,), 1)
+    st.resize(1)
+    k, live = st.kernel_arrays(), st.live_arrays()
+    assert st.kernel_arrays() is k and st.live_arrays() is live
+    st.resize(4)
+    assert _holds(st.kernel_arrays(), st.a.values())
+    assert _holds(st.live_arrays(), [st.a[k] for k in ("hist", "ser", "reg")])
+    st.set_horizon(3)
+    assert st.kernel_arrays()[2].shape[1] == 3 and _holds(st.kernel_arrays(), st.a.values())
+    assert _holds(st.live_arrays(), [st.a["reg"]])
+    st.load({k: v.copy() for k, v in st.a.items()}, 4, "test")
+    assert _holds(st.kernel_arrays(), st.a.values()) and _holds(st.live_arrays(), [st.a["ser"]])
+    st2 = pickle.loads(pickle.dumps(st))
+    assert "_kernel" not in st.__getstate__() and "_live_args" not in st.__getstate__()
+    assert _holds(st2.kernel_arrays(), st2.a.values())
+
+
+def test_interval_state_tuple_follows_growth_horizon_and_restore():
+    st = IntervalState(0.9, 1)
+    st.resize(1)
+    k = st.kernel_arrays()
+    assert st.kernel_arrays() is k
+    st.resize(3)
+    assert _holds(st.kernel_arrays(), st.a.values())
+    st.set_horizon(4)
+    assert st.kernel_arrays()[0].shape[1] == 4 and _holds(st.kernel_arrays(), st.a.values())
+    st.load({k: v.copy() for k, v in st.a.items()}, 3, "test")
+    assert _holds(st.kernel_arrays(), st.a.values())
+    st2 = pickle.loads(pickle.dumps(st))
+    assert _holds(st2.kernel_arrays(), st2.a.values())
+
+
+def test_cpu_kernel_args_follow_growth():
+    m = streamlstm.MultiSeriesForecaster(hidden_size=4)
+    m.predict_learn(["a"], [1.0])
+    assert m.net.cpu_kernel_args()[4].shape[0] == m.net.n_series
+    m.predict_learn([f"s{i}" for i in range(20)], np.arange(20.0))
+    args = m.net.cpu_kernel_args()
+    assert args[4].shape[0] == m.net.n_series >= 21 and args is m.net.cpu_kernel_args()
