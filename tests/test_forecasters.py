@@ -303,3 +303,20 @@ def test_a_regressor_pickled_with_an_expert_state_keeps_its_predictions():
         old.learn_one(x, y)
         new.learn_one(x, y)
     assert old._core.experts is not None and new._core.experts is None
+
+
+def test_a_period_too_long_for_memory_is_a_clear_error_and_loses_nothing():
+    """seasonality=10**12 would need terabytes per series: a clear InputError at
+    the first value (not numpy's MemoryError traceback), no series registered
+    without its room, and the held values kept."""
+    m = small(hidden_size=4, seasonality=10**12)
+    with pytest.raises(InputError, match="not enough memory for 1 series.*seasonal periods: 1e"
+                                         "\\+12.*shorter seasonality"):
+        m.learn_one(1.0)
+    core = streamlstm.MultiSeriesForecaster(hidden_size=4, seasonality=(10**12,))
+    with pytest.raises(InputError, match="no series was added"):
+        core.predict_learn(["a", "b"], [1.0, 2.0])
+    assert core.series_ids == []
+    with pytest.raises(InputError, match="not enough memory"):
+        core.predict_learn(["a"], [1.0])              # a retry fails the same way, cleanly
+    assert core.series_ids == []

@@ -234,14 +234,16 @@ class MultiSeriesForecaster:
                     raise InputError(f"unknown series id {v!r}{where}; this model knows "
                                      f"{len(self._ids)} series: learn from it first")
         else:
-            new = []
+            new, slot = [], {}
             for v in norm:
-                if v not in self._slot:
-                    self._slot[v] = len(self._ids) + len(new)
+                if v not in self._slot and v not in slot:
+                    slot[v] = len(self._ids) + len(new)
                     new.append(v)
             if new:
+                # room first: if it cannot be had, no id is registered without its room
+                self._grow(len(self._ids) + len(new))
+                self._slot.update(slot)
                 self._ids.extend(new)
-                self._grow(len(self._ids))
         return np.fromiter((self._slot[v] for v in norm), dtype=np.int64, count=len(norm))
 
     def reserve(self, n):
@@ -253,18 +255,28 @@ class MultiSeriesForecaster:
     def _grow(self, n):
         """Make room for ``n`` series; capacity grows geometrically so that adding
         series one by one stays linear overall."""
-        cap = self._net.n_series
+        cap = min(part.n_series for part in self._parts_per_series())
         if n > cap:
             self._resize(max(n, int(cap * 1.5) + 8))
 
+    def _parts_per_series(self):
+        return [p for p in (self._net, self._feats, self._iv, self._ex) if p is not None]
+
     def _resize(self, cap):
-        if cap > self._net.n_series:
-            self._net.resize(cap)
-            self._feats.resize(cap)
-            if self._iv is not None:
-                self._iv.resize(cap)
-            if self._ex is not None:
-                self._ex.resize(cap)
+        """Every per-series part to the same room (at least ``cap``): a part left
+        smaller by a failed growth catches up on the next one."""
+        parts = self._parts_per_series()
+        cap = max(cap, *(part.n_series for part in parts))
+        try:
+            for part in parts:
+                if part.n_series < cap:
+                    part.resize(cap)
+        except MemoryError as exc:
+            periods = ", ".join(f"{p:g}" for p in self._periods) or "none"
+            raise InputError(
+                f"not enough memory for {cap:,} series ({exc}; seasonal periods: {periods}, "
+                f"each step of a period keeps ~32 bytes per series): use a shorter "
+                f"seasonality or fewer series; no series was added") from None
 
     # -- learning -----------------------------------------------------------------------
     def predict_learn(self, series_ids, y, X=None, interval=False):
