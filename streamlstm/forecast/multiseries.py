@@ -27,7 +27,7 @@ from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.features import (SeriesFeatures, check_features, check_lags,
                                           check_periods, to_raw)
 from streamlstm.forecast.experts import ExpertState, check_experts
-from streamlstm.forecast import combined, onerow
+from streamlstm.forecast import combined, onerow, room
 from streamlstm.forecast.intervals import IntervalState, check_coverage
 from streamlstm.forecast.warm import compile_twins
 from streamlstm.forecast.rows import (FAST_ROWS, check_batch, fast_batch, frame_rows,
@@ -250,33 +250,18 @@ class MultiSeriesForecaster:
         """Room for ``n`` series, exactly (series added beyond it grow the room
         geometrically): a model that will only ever hold ``n`` series, such as a
         River forecaster's one, keeps no room for more."""
-        self._resize(check_int("n", n, 1))
+        room.resize(self._per_series(), check_int("n", n, 1), self._periods)
 
     def _grow(self, n):
-        """Make room for ``n`` series; capacity grows geometrically so that adding
-        series one by one stays linear overall."""
-        cap = min(part.n_series for part in self._parts_per_series())
+        """Make room for ``n`` series (forecast/room.py); capacity grows
+        geometrically so that adding series one by one stays linear overall."""
+        parts = self._per_series()
+        cap = room.capacity(parts)
         if n > cap:
-            self._resize(max(n, int(cap * 1.5) + 8))
+            room.resize(parts, max(n, int(cap * 1.5) + 8), self._periods)
 
-    def _parts_per_series(self):
+    def _per_series(self):
         return [p for p in (self._net, self._feats, self._iv, self._ex) if p is not None]
-
-    def _resize(self, cap):
-        """Every per-series part to the same room (at least ``cap``): a part left
-        smaller by a failed growth catches up on the next one."""
-        parts = self._parts_per_series()
-        cap = max(cap, *(part.n_series for part in parts))
-        try:
-            for part in parts:
-                if part.n_series < cap:
-                    part.resize(cap)
-        except MemoryError as exc:
-            periods = ", ".join(f"{p:g}" for p in self._periods) or "none"
-            raise InputError(
-                f"not enough memory for {cap:,} series ({exc}; seasonal periods: {periods}, "
-                f"each step of a period keeps ~32 bytes per series): use a shorter "
-                f"seasonality or fewer series; no series was added") from None
 
     # -- learning -----------------------------------------------------------------------
     def predict_learn(self, series_ids, y, X=None, interval=False):
