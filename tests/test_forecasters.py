@@ -320,3 +320,33 @@ def test_a_period_too_long_for_memory_is_a_clear_error_and_loses_nothing():
     with pytest.raises(InputError, match="not enough memory"):
         core.predict_learn(["a"], [1.0])              # a retry fails the same way, cleanly
     assert core.series_ids == []
+
+
+@pytest.mark.parametrize("failing", ["experts", "network"])
+def test_a_growth_refused_for_memory_leaves_the_model_as_it_was(monkeypatch, tmp_path, failing):
+    """Memory running out while the per-series parts grow (here the experts', or
+    the network's arena, the last to grow) puts back the parts grown so far: the
+    model goes on, saves and loads, and continues bit for bit like one that never
+    tried to grow."""
+    from streamlstm.backends.cpu import arena
+    from streamlstm.forecast.experts import ExpertState
+    ids = [f"s{i}" for i in range(20)]
+    a, b = (streamlstm.MultiSeriesForecaster(hidden_size=4, seed=3) for _ in range(2))
+    for m in (a, b):
+        m.predict_learn(["x"], [1.0])
+
+    def no_memory(*args, **kw):
+        raise MemoryError("simulated")
+    with monkeypatch.context() as mp:
+        mp.setattr(ExpertState, "resize", no_memory) if failing == "experts" else \
+            mp.setattr(arena, "pack", no_memory)
+        with pytest.raises(InputError, match="not enough memory"):
+            a.predict_learn(ids, np.arange(20.0))
+    assert a.series_ids == ["x"]
+    a.save(tmp_path / "a.ckpt")
+    c = streamlstm.MultiSeriesForecaster.load(tmp_path / "a.ckpt")
+    for m in (a, b, c):
+        m.predict_learn(["x"], [2.0])
+    got = [m.predict_learn(ids + ["x"], np.arange(21.0)) for m in (a, b, c)]
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_array_equal(got[2], got[1])

@@ -261,7 +261,7 @@ class MultiSeriesForecaster:
             room.resize(parts, max(n, int(cap * 1.5) + 8), self._periods)
 
     def _per_series(self):
-        return [p for p in (self._net, self._feats, self._iv, self._ex) if p is not None]
+        return [p for p in (self._feats, self._iv, self._ex, self._net) if p is not None]
 
     # -- learning -----------------------------------------------------------------------
     def predict_learn(self, series_ids, y, X=None, interval=False):

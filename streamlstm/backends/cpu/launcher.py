@@ -288,9 +288,16 @@ class CPUBackend:
         return self._kernel_args
 
     def resize(self, n_series):
-        self.a.update(grow_series_arrays(self.a, self.layout, n_series, self.k2, self.dtype))
-        self._alloc_cache()             # fresh cache rows are invalid: windows re-run once
-        self._pack()
+        """All or nothing: if memory runs out on the way, the model is as before."""
+        old_a, old_cache = self.a, self.cache
+        self.a = dict(old_a)
+        try:
+            self.a.update(grow_series_arrays(old_a, self.layout, n_series, self.k2, self.dtype))
+            self._alloc_cache()         # fresh cache rows are invalid: windows re-run once
+            self._pack()                # (allocates the arenas before it points anything there)
+        except MemoryError:
+            self.a, self.cache = old_a, old_cache
+            raise
 
     def host_arrays(self):
         out = dict(self.a)
