@@ -21,6 +21,10 @@ of the *experts* ``f_k`` of that series and horizon step:
   ``max(CYCLE_MIN_ACF, 2 / sqrt(n))`` (the usual significance bound) and two
   whole cycles have been seen: a cycle no timestamp announces (sunspots' ~11
   years, lynx trappings' ~10) gets a forecaster too;
+* ``drift``: the last value plus ``h`` times the mean change over the last
+  ``DRIFT_ROWS`` rows (the drift method, over a window: a trending series such
+  as GDP or prices indices, where naive lags behind), once that many rows have
+  been seen (before, a drift from a few changes is mostly noise);
 * for each seasonal period ``P`` the model knows (rounded to whole rows):
 
   - ``seasonal_naive_P``: the value one season before the target;
@@ -83,16 +87,20 @@ CYCLE_LAGS = 64          # the cycle detector looks at periods 2..CYCLE_LAGS
 CYCLE_WINDOW = 1000      # ... in the autocorrelations of about this many changes
 CYCLE_MIN_ACF = 0.2      # ... and takes a period whose autocorrelation exceeds this
 SEASON_GAMMA = 0.2       # smoothing weight of the ``holt_winters_P`` profile
+DRIFT_ROWS = CYCLE_LAGS  # the ``drift`` expert's window (hist keeps that many changes)
 # Columns of ``reg`` and of ``ser``; the parameters of ``update_rows``.
 R_SUM, B_SUM = range(2)
 S_LAST, S_LEVEL, S_CYCLE, S_POS, S_ACF = range(5)
 S_SEASONS = S_ACF + CYCLE_LAGS + 1           # per season: Holt-Winters level, then profile
-P_RHO, P_ALPHA, P_RHO_ACF, P_MIN_ACF, P_KINDS, P_GAMMA = range(6)
-NETWORK, NAIVE, LEVEL, CYCLE = range(4)      # expert columns; seasonal experts follow
-BASE_NAMES = ("network", "naive", "level", "cycle")
+P_RHO, P_ALPHA, P_RHO_ACF, P_MIN_ACF, P_KINDS, P_GAMMA, P_BASE = range(7)
+NETWORK, NAIVE, LEVEL, CYCLE, DRIFT = range(5)   # expert columns; seasonal experts follow
+BASE_NAMES = ("network", "naive", "level", "cycle", "drift")
 # The experts of each season, in column order.  A checkpoint saved before
-# ``seasonal_diff`` and ``holt_winters`` existed resumes with the first kind only.
+# ``seasonal_diff`` and ``holt_winters`` existed resumes with the first kind only;
+# one saved before ``drift`` existed, with the first four base experts.
 SEASONAL_KINDS = ("seasonal_naive", "seasonal_diff", "holt_winters")
+# (base experts, seasonal kinds) of every state layout that was ever saved, newest first
+LAYOUTS = ((len(BASE_NAMES), len(SEASONAL_KINDS)), (4, 3), (4, 1))
 CHOICES = ("auto", None)
 
 
@@ -113,11 +121,12 @@ def check_experts(owner, experts):
     return experts
 
 
-def expert_names(periods, kinds=len(SEASONAL_KINDS)):
-    """Names of the experts of a model with seasonal ``periods`` (in rows), the
-    first ``kinds`` of ``SEASONAL_KINDS`` per season."""
-    return BASE_NAMES + tuple(f"{kind}_{p}" for p in season_lengths(periods)
-                              for kind in SEASONAL_KINDS[:kinds])
+def expert_names(periods, kinds=len(SEASONAL_KINDS), base=len(BASE_NAMES)):
+    """Names of the experts of a model with seasonal ``periods`` (in rows): the
+    first ``base`` of ``BASE_NAMES``, then the first ``kinds`` of
+    ``SEASONAL_KINDS`` per season."""
+    return BASE_NAMES[:base] + tuple(f"{kind}_{p}" for p in season_lengths(periods)
+                                     for kind in SEASONAL_KINDS[:kinds])
 
 
 def season_lengths(periods):
@@ -149,16 +158,30 @@ def _seasonal_diff(hist, s, t, j, P):
     return hist[s, (t - 1) % L] + hist[s, (t + j - k * P) % L] - hist[s, a % L]
 
 
+@njit(cache=True, **INNER)
+def _drift(hist, s, t, j):
+    """The last value plus ``j + 1`` mean changes over the last ``DRIFT_ROWS``
+    rows (NaN before that many changes, or with a missing value at either end)."""
+    L = hist.shape[1]
+    if t - 1 < DRIFT_ROWS:
+        return np.nan
+    last = hist[s, (t - 1) % L]
+    return last + (j + 1) * ((last - hist[s, (t - 1 - DRIFT_ROWS) % L]) / DRIFT_ROWS)
+
+
 @njit(cache=True)      # (not INNER: tests/test_experts.py checks it from Python)
-def _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet, f):
+def _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet, f):
     """Forecasts by every expert of the value ``j + 1`` rows after the ``t`` rows
-    of series ``s`` seen so far (into ``f``); ``m`` seasonal experts per season."""
+    of series ``s`` seen so far (into ``f``); ``nb`` base experts, then ``m``
+    seasonal experts per season."""
     f[NETWORK] = fnet
     f[NAIVE] = ser[s, S_LAST]
     f[LEVEL] = ser[s, S_LEVEL]
     P = int(ser[s, S_CYCLE])
     f[CYCLE] = _season_ago(hist, s, t, j, P) if P >= 2 else np.nan
-    col, off = CYCLE + 1, S_SEASONS
+    if nb > DRIFT:
+        f[DRIFT] = _drift(hist, s, t, j)
+    col, off = nb, S_SEASONS
     for i in range(seasons.size):
         P = seasons[i]
         f[col] = _season_ago(hist, s, t, j, P)
@@ -294,11 +317,12 @@ def update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par, out):
     L = hist.shape[1]
     rho, alpha = par[P_RHO], par[P_ALPHA]
     m = int(par[P_KINDS])
+    nb = int(par[P_BASE])
     for r in range(R):
         s = slots[r]
         t = int(ser[s, S_POS])
         for j in range(H):
-            _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet[r, j], f)
+            _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet[r, j], f)
             c = _combine(reg[s, j], f, w)
             out[r, j] = c
             # element loops, not slice copies: an array-to-array copy compiles
@@ -344,11 +368,12 @@ def combine_live(slots, fnet, hist, ser, reg, seasons, par, out, weights):
     w = np.empty(K)
     keep = weights.shape[0] > 0
     m = int(par[P_KINDS])
+    nb = int(par[P_BASE])
     for b in range(B):
         s = slots[b]
         t = int(ser[s, S_POS])
         for j in range(h):
-            _expert_forecasts(hist, ser, s, t, j, seasons, m, fnet[b, j], f)
+            _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet[b, j], f)
             out[b, j] = _combine(reg[s, min(j, H - 1)], f, w)
             if keep:                    # a loop: a slice copy compiles Numba's shape-error text
                 for k in range(K):
@@ -383,24 +408,31 @@ class ExpertState(KeptArgs):
     >>> mae = lambda f: float(np.mean(np.abs(f[1000:] - y[1000:])))
     >>> round(mae(out[:, 0]) / mae(np.r_[0.0, y[:-1]]), 2)   # the combination vs naive
     1.0
-    >>> {k: round(v, 2) for k, v in st.weights([0])[0, 0].items()}
-    {'network': 0.0, 'naive': 1.0, 'level': 0.0, 'cycle': 0.0}
+    >>> {k: round(v, 2) for k, v in st.weights([0])[0, 0].items()}  # drift ~ naive here
+    {'network': 0.0, 'naive': 0.74, 'level': 0.0, 'cycle': 0.0, 'drift': 0.26}
     """
 
     ARRAYS = ("hist", "ser", "reg", "pend")
     _KEPT = ("_kernel", "_live_args")     # kernel_arrays(), live_arrays() (kept_args.py)
 
-    def __init__(self, periods, horizon, kinds=len(SEASONAL_KINDS)):
+    def __init__(self, periods, horizon, kinds=len(SEASONAL_KINDS), base=len(BASE_NAMES)):
         self.periods = tuple(periods)
         self.seasons = np.array(season_lengths(periods), dtype=np.int64)
         self.kinds = int(kinds)
-        self.names = expert_names(periods, self.kinds)
+        self.base = int(base)
+        self.names = expert_names(periods, self.kinds, self.base)
         self.horizon = int(horizon)
         self.par = np.array([1.0 - 1.0 / DISCOUNT_WINDOW, LEVEL_ALPHA, 1.0 - 1.0 / CYCLE_WINDOW,
-                             CYCLE_MIN_ACF, self.kinds, SEASON_GAMMA])
+                             CYCLE_MIN_ACF, self.kinds, SEASON_GAMMA, self.base])
         self.a = self._fresh(0, self.horizon)
         self.no_weights = np.empty((0, 0, len(self.names)))   # combine_live: none kept
         self.forget_args()
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if self.par.size <= P_BASE:     # pickled before the drift expert: its four base experts
+            self.base = 4
+            self.par = np.append(self.par, 4.0)
 
     @property
     def n_experts(self):
@@ -505,17 +537,18 @@ class ExpertState(KeptArgs):
 
     def load(self, arrays, n, source):
         """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series.  A
-        checkpoint saved with fewer seasonal experts per season (before
-        ``seasonal_diff`` and ``holt_winters``) resumes with the experts it had."""
-        for kinds in range(len(SEASONAL_KINDS), 0, -1):
-            st = ExpertState(self.periods, self.horizon, kinds)
+        checkpoint saved with fewer experts (before ``drift``, or before
+        ``seasonal_diff`` and ``holt_winters``: ``LAYOUTS``) resumes with the
+        experts it had."""
+        for base, kinds in LAYOUTS:
+            st = ExpertState(self.periods, self.horizon, kinds, base)
             want = st._fresh(n, self.horizon)
             if all(k in arrays and tuple(arrays[k].shape) == v.shape for k, v in want.items()):
                 break
         else:
             raise CheckpointError(f"{source}: the expert state is missing or its arrays have "
                                   f"the wrong shape; the file is corrupt")
-        if kinds != self.kinds:
-            self.__init__(self.periods, self.horizon, kinds)
+        if (base, kinds) != (self.base, self.kinds):
+            self.__init__(self.periods, self.horizon, kinds, base)
         self.a = {k: np.array(arrays[k], dtype=want[k].dtype, copy=True) for k in self.ARRAYS}
         self.forget_args()

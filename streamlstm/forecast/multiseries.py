@@ -459,7 +459,7 @@ class MultiSeriesForecaster:
         >>> m = MultiSeriesForecaster(hidden_size=4, backend="reference")
         >>> _ = m.predict_learn(["a"] * 50, list(range(50)))
         >>> sorted(m.weights("a")["a"][0])
-        ['cycle', 'level', 'naive', 'network']
+        ['cycle', 'drift', 'level', 'naive', 'network']
         """
         if self._ex is None:
             raise InputError("this model combines no experts (experts=None)")
