@@ -186,8 +186,8 @@ def _numbers(value, flag, kind=int):
                                       "series transfers to a new one), e.g. --scaling global.")
 @click.option("--experts", type=click.Choice(["auto", "none"]), default=_FD["experts"],
               show_default=True, help="Combine every forecast online with the naive, smoothed-"
-                                      "level, seasonal (naive, random walk, Holt-Winters) and "
-                                      "detected-cycle forecasts, by "
+                                      "level, seasonal (naive, random walk, Holt-Winters), "
+                                      "detected-cycle and drift forecasts, by "
                                       "weights learned from each series' errors so far (auto; "
                                       "the summary shows them), or the network alone, e.g. "
                                       "--experts none.")

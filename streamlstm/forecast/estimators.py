@@ -464,8 +464,8 @@ class LSTMForecaster(_RecurrentForecaster):
         and ``learn_one`` skips their bookkeeping).
     experts
         ``"auto"``: each forecast step combines the network with the naive, a
-        smoothed level and seasonal forecasts (naive, seasonal random walk,
-        Holt-Winters) at the period, by weights learned online
+        smoothed level, the drift and seasonal forecasts (naive, seasonal random
+        walk, Holt-Winters) at the period, by weights learned online
         from the errors revealed so far (``weights_``; streamlstm/forecast/experts.py),
         so the model falls back on a simple forecast where the network is worse.
         Asking ``forecast`` for a step tracks that step's weights from then on.

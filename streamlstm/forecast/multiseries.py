@@ -99,8 +99,8 @@ class MultiSeriesForecaster:
     experts
         ``"auto"``: every forecast is the network's combined, per series and
         horizon step, with naive, smoothed-level and seasonal forecasts (naive,
-        seasonal random walk, Holt-Winters per period of ``seasonality``) and a
-        detected cycle's, by weights learned online from the errors revealed so
+        seasonal random walk, Holt-Winters per period of ``seasonality``), a
+        detected cycle's and the drift, by weights learned online from the errors revealed so
         far (``forecast/experts.py``: ML-Poly, discounted), so a badly forecast
         series falls back on the best simple one.  None: the network alone.
 
