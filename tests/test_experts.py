@@ -61,6 +61,27 @@ def test_a_good_network_is_kept():
     assert st.weights([0])[0, 0]["network"] > 0.9
 
 
+def test_the_network_joins_after_its_warm_up():
+    """The network sits out a series' first NET_WARMUP values (unless nothing else
+    forecasts: no finite value yet), then joins and wins when it is the best."""
+    W = E.NET_WARMUP
+    y = _walk(60, seed=12)
+    y[:3] = np.nan                               # the series starts with missing values
+    exact = y[:, None].copy()                    # row r's network forecast of y[r]: exact
+    exact[:3, 0] = 50.0
+    out, st = _run(y, exact)
+    alone, _ = _run(y, np.full((y.size, 1), np.nan))
+    # rows 0..3 have no finite value before them: the network's is the only forecast
+    np.testing.assert_array_equal(out[:4, 0], exact[:4, 0])
+    # rows 4..W-1: naive and level only, as if there were no network
+    np.testing.assert_array_equal(out[4:W, 0], alone[4:W, 0])
+    assert np.all(np.isfinite(out[4:, 0]))
+    # from row W on it takes part, and being exact it takes over
+    err, err_alone = np.abs(out[W + 5:, 0] - y[W + 5:]), np.abs(alone[W + 5:, 0] - y[W + 5:])
+    assert err.mean() < 0.2 * err_alone.mean()
+    assert st.weights([0])[0, 0]["network"] > 0.8
+
+
 def test_a_switch_between_experts_is_followed():
     """The network is good for the first half, then useless: within a few hundred
     rows of the switch the combination is back at naive's error."""

@@ -11,7 +11,12 @@ in advance and changes over time.  So every forecast is a convex combination
 
 of the *experts* ``f_k`` of that series and horizon step:
 
-* ``network``: the recurrent network's forecast (its rollout for step h);
+* ``network``: the recurrent network's forecast (its rollout for step h), from
+  the series' ``NET_WARMUP + 1``-th value on (before, only while no value has
+  been seen, when it is the only forecast): before that its input lags and
+  scaler hold a handful of values and the network has hardly learned, and
+  scoring those forecasts skews the weights of a short series for long after
+  (lynx, wineind; bench/README.md, "the network's warm-up");
 * ``naive``: the last observed value;
 * ``level``: an exponentially smoothed level (``LEVEL_ALPHA``), the floor for
   noisy mean-reverting series (a sensor around a set point);
@@ -88,6 +93,7 @@ CYCLE_WINDOW = 1000      # ... in the autocorrelations of about this many change
 CYCLE_MIN_ACF = 0.2      # ... and takes a period whose autocorrelation exceeds this
 SEASON_GAMMA = 0.2       # smoothing weight of the ``holt_winters_P`` profile
 DRIFT_ROWS = CYCLE_LAGS  # the ``drift`` expert's window (hist keeps that many changes)
+NET_WARMUP = 8           # the ``network`` expert joins after this many values of a series
 # Columns of ``reg`` and of ``ser``; the parameters of ``update_rows``.
 R_SUM, B_SUM = range(2)
 S_LAST, S_LEVEL, S_CYCLE, S_POS, S_ACF = range(5)
@@ -174,8 +180,9 @@ def _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet, f):
     """Forecasts by every expert of the value ``j + 1`` rows after the ``t`` rows
     of series ``s`` seen so far (into ``f``); ``nb`` base experts, then ``m``
     seasonal experts per season."""
-    f[NETWORK] = fnet
     f[NAIVE] = ser[s, S_LAST]
+    # the network sits out the first values, unless nothing else forecasts yet
+    f[NETWORK] = fnet if t >= NET_WARMUP or f[NAIVE] != f[NAIVE] else np.nan
     f[LEVEL] = ser[s, S_LEVEL]
     P = int(ser[s, S_CYCLE])
     f[CYCLE] = _season_ago(hist, s, t, j, P) if P >= 2 else np.nan
@@ -409,7 +416,7 @@ class ExpertState(KeptArgs):
     >>> round(mae(out[:, 0]) / mae(np.r_[0.0, y[:-1]]), 2)   # the combination vs naive
     1.0
     >>> {k: round(v, 2) for k, v in st.weights([0])[0, 0].items()}  # drift ~ naive here
-    {'network': 0.0, 'naive': 0.74, 'level': 0.0, 'cycle': 0.0, 'drift': 0.26}
+    {'network': 0.0, 'naive': 0.52, 'level': 0.01, 'cycle': 0.0, 'drift': 0.47}
     """
 
     ARRAYS = ("hist", "ser", "reg", "pend")
