@@ -68,13 +68,12 @@ def main():
             ("features next_arrays()", core._feats.next_arrays),
             ("network cpu_kernel_args()", core._net.cpu_kernel_args),
             ("experts kernel_arrays()", core._ex.kernel_arrays),
-            ("experts live_arrays()", core._ex.live_arrays),
             ("intervals kernel_arrays()", core._iv.kernel_arrays)]
     total = 0.0
     print("| piece, per call | ns |\n|---|---:|")
     for name, f in rows:
         t = best_ns(loop(f), n)
-        total += t * (2 if "cpu_kernel_args" in name else 1)   # asked twice per value
+        total += t * (2 if "cpu_kernel_args" in name or "experts" in name else 1)  # twice per value
         print(f"| {name} | {t:.0f} |")
     print(f"| all seven per value (learn_one + forecast(1)) | {total:.0f} |")
 

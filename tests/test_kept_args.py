@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import streamlstm
+from streamlstm.forecast import experts as E
 from streamlstm.forecast.experts import ExpertState
 from streamlstm.forecast.features import SeriesFeatures
 from streamlstm.forecast.intervals import IntervalState
@@ -37,22 +38,46 @@ def test_series_features_tuples_follow_growth_new_columns_and_restore(scaling):
         assert _holds(f.kernel_arrays(), f.g.values()) and _holds(f.next_arrays(), f.g.values())
 
 
-def test_expert_state_tuples_follow_growth_horizon_restore_and_pickle():
+def _in_arena(st):
+    """``st.a``'s arrays are views of the arena handed to the kernels, which
+    ``dims`` describes (sizes, offsets, seasons)."""
+    buf, dims = st.kernel_arrays()
+    a = st.a
+    n, L = a["hist"].shape
+    offs = [int(v.__array_interface__["data"][0] - buf.__array_interface__["data"][0]) // 8
+            for v in a.values()]
+    return (all(v.base is buf for v in a.values())
+            and list(dims[:E.D_HIST]) == [n, L, a["ser"].shape[1], st.horizon, st.n_experts]
+            and list(dims[E.D_HIST:E.D_SEASONS]) == offs
+            and list(dims[E.D_SEASONS:]) == list(st.seasons)
+            and np.array_equal(buf[:E.N_PAR], st.par))
+
+
+def test_expert_state_arena_follows_growth_horizon_restore_and_pickle():
     st = ExpertState((12,), 1)
     st.resize(1)
-    k, live = st.kernel_arrays(), st.live_arrays()
-    assert st.kernel_arrays() is k and st.live_arrays() is live
+    k = st.kernel_arrays()
+    assert st.kernel_arrays() is k and _in_arena(st)
+    st.update(np.zeros(30, np.int64), np.arange(30.0), np.zeros((30, 1)))
+    before = {name: v.copy() for name, v in st.a.items()}
     st.resize(4)
-    assert _holds(st.kernel_arrays(), st.a.values())
-    assert _holds(st.live_arrays(), [st.a[k] for k in ("hist", "ser", "reg")])
+    assert st.kernel_arrays()[0] is not k[0] and _in_arena(st)
+    assert all(np.array_equal(st.a[name][:1], v, equal_nan=True) for name, v in before.items())
     st.set_horizon(3)
-    assert st.kernel_arrays()[2].shape[1] == 3 and _holds(st.kernel_arrays(), st.a.values())
-    assert _holds(st.live_arrays(), [st.a["reg"]])
+    assert st.kernel_arrays()[1][E.D_H] == 3 and _in_arena(st)
     st.load({k: v.copy() for k, v in st.a.items()}, 4, "test")
-    assert _holds(st.kernel_arrays(), st.a.values()) and _holds(st.live_arrays(), [st.a["ser"]])
+    assert _in_arena(st)
+    kept = dict(st.a)
+    st.resize(8)
+    st.a = kept                       # what room.resize does when memory runs out
+    st.forget_args()
+    assert _in_arena(st) and st.n_series == 4
+    assert all(np.array_equal(st.a[name], v, equal_nan=True) for name, v in kept.items())
     st2 = pickle.loads(pickle.dumps(st))
-    assert "_kernel" not in st.__getstate__() and "_live_args" not in st.__getstate__()
-    assert _holds(st2.kernel_arrays(), st2.a.values())
+    assert "_kernel" not in st.__getstate__()
+    assert _in_arena(st2)
+    rows = (np.arange(4), np.ones(4), np.ones((4, 3)))
+    assert np.array_equal(st.update(*rows), st2.update(*rows))
 
 
 def test_interval_state_tuple_follows_growth_horizon_and_restore():

@@ -30,12 +30,11 @@ stamp_with(__file__, [__file__, experts.__file__, features.__file__, intervals._
 
 
 @njit(cache=True)
-def update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par,
-                trk, pool, ipend, pos, a_side, eta, eta_pool, window, lo, hi, scores):
+def update_rows(slots, y, fnet, buf, dims, trk, pool, ipend, pos, a_side, eta, eta_pool, window, lo, hi, scores):
     """``experts.update_rows`` with ``fnet`` as its output too (each row's network
     forecasts are read before their combination overwrites them), then
     ``intervals.update_rows`` on the combined forecasts."""
-    experts.update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par, fnet)
+    experts.update_rows(slots, y, fnet, buf, dims, fnet)
     intervals.update_rows(slots, y, fnet, trk, pool, ipend, pos, a_side, eta, eta_pool,
                           window, lo, hi, scores)
 
@@ -57,11 +56,11 @@ def update(ex, iv, slots, y, fnet, band):
 
 
 @njit(cache=True)
-def next_rows(yhat, level, scale, slots, hist, ser, reg, seasons, par, weights):
+def next_rows(yhat, level, scale, slots, buf, dims, weights):
     """``features.to_raw`` of the network's next forecasts, then
     ``experts.combine_live`` of them: (B, 1) combined forecasts."""
     out = features.to_raw(yhat, level, scale).reshape((-1, 1))
-    experts.combine_live(slots, out, hist, ser, reg, seasons, par, out, weights)
+    experts.combine_live(slots, out, buf, dims, out, weights)
     return out
 
 
@@ -70,4 +69,4 @@ def next_combination(ex, slots, yhat, level, scale):
     forecasts ``yhat`` (B,) in its own units and the ``level``, ``scale`` that map
     them to raw units: ``ex.combine(slots, to_raw(yhat, level, scale)[:, None])``
     in one compiled call."""
-    return next_rows(yhat, level, scale, slots, *ex.live_arrays(), ex.no_weights)
+    return next_rows(yhat, level, scale, slots, *ex.kernel_arrays(), ex.no_weights)

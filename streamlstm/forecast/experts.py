@@ -75,8 +75,12 @@ the last finite value, the smoothed level, the detected cycle (0: none), the row
 seen, the discounted lagged products of changes, then per season the
 Holt-Winters level and profile; ``reg`` (N, H, K, 2) each
 step's discounted regrets and squared regrets; ``pend`` (N, H, H, K + 1) the
-forecasts still waiting for their targets (with the combination issued).  (Few
-arrays: one call per arriving row pays Numba's dispatch per argument.)
+forecasts still waiting for their targets (with the combination issued).  The
+four are views of one float64 arena, which also holds the settings (``P_*``) and
+the kernels' scratch; an int64 ``dims`` gives its sizes, offsets (``D_*``) and
+the seasons.  The kernels take those two arrays and slice the views themselves:
+one call per arriving row pays Numba's dispatch per array argument (~0.1 us each),
+so two arrays instead of six.
 """
 from __future__ import annotations
 
@@ -99,6 +103,9 @@ R_SUM, B_SUM = range(2)
 S_LAST, S_LEVEL, S_CYCLE, S_POS, S_ACF = range(5)
 S_SEASONS = S_ACF + CYCLE_LAGS + 1           # per season: Holt-Winters level, then profile
 P_RHO, P_ALPHA, P_RHO_ACF, P_MIN_ACF, P_KINDS, P_GAMMA, P_BASE = range(7)
+N_PAR = 7                # the arena: the settings, 3 K of scratch, hist, ser, reg, pend
+# ``dims``: N, L, ser's width, H, K, the offsets of hist, ser, reg, pend; then the seasons
+D_N, D_L, D_S, D_H, D_K, D_HIST, D_SER, D_REG, D_PEND, D_SEASONS = range(10)
 NETWORK, NAIVE, LEVEL, CYCLE, DRIFT = range(5)   # expert columns; seasonal experts follow
 BASE_NAMES = ("network", "naive", "level", "cycle", "drift")
 # The experts of each season, in column order.  A checkpoint saved before
@@ -311,20 +318,34 @@ def _score(reg_sj, f, c, y, rho):
             reg_sj[k, B_SUM] = rho * reg_sj[k, B_SUM] + r * r
 
 
+@njit(cache=True, **INNER)
+def _views(buf, dims):
+    """The state arrays in the arena ``buf`` (``ExpertState`` packs them)."""
+    n, L, S, H, K = dims[D_N], dims[D_L], dims[D_S], dims[D_H], dims[D_K]
+    hist = buf[dims[D_HIST]:dims[D_SER]].reshape((n, L))
+    ser = buf[dims[D_SER]:dims[D_REG]].reshape((n, S))
+    reg = buf[dims[D_REG]:dims[D_PEND]].reshape((n, H, K, 2))
+    pend = buf[dims[D_PEND]:].reshape((n, H, H, K + 1))
+    return hist, ser, reg, pend
+
+
 @njit(cache=True)
-def update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par, out):
+def update_rows(slots, y, fnet, buf, dims, out):
     """Combine each row's network forecasts ``fnet`` (R, H) with the experts into
     ``out``, then score every pending forecast whose target is the row's value
-    and take the value into the history; rows in arrival order."""
+    and take the value into the history; rows in arrival order.  ``buf``,
+    ``dims``: ``ExpertState.kernel_arrays()``."""
+    hist, ser, reg, pend = _views(buf, dims)
+    seasons = dims[D_SEASONS:]
     R, H = fnet.shape
-    K = reg.shape[2]
-    f = np.empty(K)
-    w = np.empty(K)
-    f0 = np.empty(K)
+    K = dims[D_K]
+    f = buf[N_PAR:N_PAR + K]            # scratch (made here, each is a heap allocation)
+    w = buf[N_PAR + K:N_PAR + 2 * K]
+    f0 = buf[N_PAR + 2 * K:N_PAR + 3 * K]
     L = hist.shape[1]
-    rho, alpha = par[P_RHO], par[P_ALPHA]
-    m = int(par[P_KINDS])
-    nb = int(par[P_BASE])
+    rho, alpha = buf[P_RHO], buf[P_ALPHA]
+    m = int(buf[P_KINDS])
+    nb = int(buf[P_BASE])
     for r in range(R):
         s = slots[r]
         t = int(ser[s, S_POS])
@@ -357,25 +378,28 @@ def update_rows(slots, y, fnet, hist, ser, reg, pend, seasons, par, out):
             ser[s, S_LAST] = yr
             lv = ser[s, S_LEVEL]
             ser[s, S_LEVEL] = yr if lv != lv else lv + alpha * (yr - lv)
-            _take_cycle(hist, ser, s, t, par[P_RHO_ACF], par[P_MIN_ACF])
+            _take_cycle(hist, ser, s, t, buf[P_RHO_ACF], buf[P_MIN_ACF])
         if m > 2:
-            _take_seasons(ser, s, t, yr, seasons, alpha, par[P_GAMMA])
+            _take_seasons(ser, s, t, yr, seasons, alpha, buf[P_GAMMA])
         ser[s, S_POS] = t + 1
 
 
 @njit(cache=True)
-def combine_live(slots, fnet, hist, ser, reg, seasons, par, out, weights):
+def combine_live(slots, fnet, buf, dims, out, weights):
     """Combinations of live forecasts ``fnet`` (B, h) (``forecast``): nothing
-    changes.  Steps beyond the tracked horizon use the last tracked step's
-    weights; ``weights`` (B, h, K) receives the weights used, or is (0, 0, K)."""
+    changes (but the arena's scratch).  Steps beyond the tracked horizon use the
+    last tracked step's weights; ``weights`` (B, h, K) receives the weights used,
+    or is (0, 0, K)."""
+    hist, ser, reg, _pend = _views(buf, dims)
+    seasons = dims[D_SEASONS:]
     B, h = fnet.shape
     H = reg.shape[1]
     K = reg.shape[2]
-    f = np.empty(K)
-    w = np.empty(K)
+    f = buf[N_PAR:N_PAR + K]
+    w = buf[N_PAR + K:N_PAR + 2 * K]
     keep = weights.shape[0] > 0
-    m = int(par[P_KINDS])
-    nb = int(par[P_BASE])
+    m = int(buf[P_KINDS])
+    nb = int(buf[P_BASE])
     for b in range(B):
         s = slots[b]
         t = int(ser[s, S_POS])
@@ -420,7 +444,7 @@ class ExpertState(KeptArgs):
     """
 
     ARRAYS = ("hist", "ser", "reg", "pend")
-    _KEPT = ("_kernel", "_live_args")     # kernel_arrays(), live_arrays() (kept_args.py)
+    _KEPT = ("_kernel",)        # kernel_arrays(): the arena and its dims (kept_args.py)
 
     def __init__(self, periods, horizon, kinds=len(SEASONAL_KINDS), base=len(BASE_NAMES)):
         self.periods = tuple(periods)
@@ -431,7 +455,7 @@ class ExpertState(KeptArgs):
         self.horizon = int(horizon)
         self.par = np.array([1.0 - 1.0 / DISCOUNT_WINDOW, LEVEL_ALPHA, 1.0 - 1.0 / CYCLE_WINDOW,
                              CYCLE_MIN_ACF, self.kinds, SEASON_GAMMA, self.base])
-        self.a = self._fresh(0, self.horizon)
+        self.a = self._fresh(0, self.horizon)      # packed into the arena on first use
         self.no_weights = np.empty((0, 0, len(self.names)))   # combine_live: none kept
         self.forget_args()
 
@@ -461,23 +485,43 @@ class ExpertState(KeptArgs):
         return {"hist": np.full((n, L), np.nan), "ser": ser, "reg": np.zeros((n, H, K, 2)),
                 "pend": np.full((n, H, H, K + 1), np.nan)}
 
+    def _pack(self, parts):
+        """A new arena holding the state arrays of ``parts`` (dicts name -> array,
+        stacked series after series): ``self.a`` becomes its views, and the kept
+        ``kernel_arrays()`` its (buf, dims)."""
+        K = self.n_experts
+        shapes = {k: (sum(p[k].shape[0] for p in parts), *parts[0][k].shape[1:])
+                  for k in self.ARRAYS}
+        sizes = [int(np.prod(shapes[k])) for k in self.ARRAYS]
+        offs = np.cumsum([N_PAR + 3 * K, *sizes])
+        buf = np.zeros(offs[-1])
+        buf[:N_PAR] = self.par
+        a = {}
+        for k, lo, hi in zip(self.ARRAYS, offs[:-1], offs[1:]):
+            a[k] = view = buf[lo:hi].reshape(shapes[k])
+            row = 0
+            for p in parts:
+                view[row:row + p[k].shape[0]] = p[k]
+                row += p[k].shape[0]
+        n, L = shapes["hist"]
+        dims = np.array([n, L, shapes["ser"][1], shapes["reg"][1], K, *offs[:-1],
+                         *self.seasons], dtype=np.int64)
+        self.a = a
+        self._kernel = (buf, dims)
+
     def resize(self, n):
         """Room for ``n`` series (new ones start fresh)."""
         old = self.n_series
         if n > old:
-            new = self._fresh(n - old, self.horizon)
-            self.a = {k: np.concatenate([self.a[k], new[k]]) for k in self.ARRAYS}
-            self.forget_args()
+            self._pack([self.a, self._fresh(n - old, self.horizon)])
 
     def kernel_arrays(self):
-        """The state arguments of ``update_rows`` after ``fnet``, in its order
-        (kept: kept_args.py)."""
-        k = self._kernel
-        if k is None:
-            a = self.a
-            k = self._kernel = (a["hist"], a["ser"], a["reg"], a["pend"], self.seasons,
-                                self.par)
-        return k
+        """The arena and its dims, the state arguments of ``update_rows`` and
+        ``combine_live`` after ``fnet`` (kept: kept_args.py; after ``self.a`` was
+        replaced, a new arena holding it)."""
+        if self._kernel is None:
+            self._pack([self.a])
+        return self._kernel
 
     def update(self, slots, y, fnet):
         """The combined forecasts (R, H) of the network's ``fnet`` (R, H), updating
@@ -487,19 +531,10 @@ class ExpertState(KeptArgs):
         update_rows(_i64(slots), _f64(y), fn, *self.kernel_arrays(), out)
         return out
 
-    def live_arrays(self):
-        """The state arguments of ``combine_live`` after ``fnet``, in its order
-        (kept: kept_args.py)."""
-        k = self._live_args
-        if k is None:
-            a = self.a
-            k = self._live_args = (a["hist"], a["ser"], a["reg"], self.seasons, self.par)
-        return k
-
     def _live(self, slots, fnet, weights):
         fn = _f64(fnet)
         out = np.empty(fn.shape)
-        combine_live(_i64(slots), fn, *self.live_arrays(), out, weights)
+        combine_live(_i64(slots), fn, *self.kernel_arrays(), out, weights)
         return out
 
     def combine(self, slots, fnet):
@@ -538,9 +573,8 @@ class ExpertState(KeptArgs):
         for d in range(1, old):   # targets pos + d - 1 ... still pending
             tgt = pos + d - 1
             pend[rows, tgt % H, :old] = self.a["pend"][rows, tgt % old]
-        self.a["reg"], self.a["pend"] = reg, pend
         self.horizon = H
-        self.forget_args()
+        self._pack([{"hist": self.a["hist"], "ser": self.a["ser"], "reg": reg, "pend": pend}])
 
     def load(self, arrays, n, source):
         """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series.  A
@@ -557,5 +591,4 @@ class ExpertState(KeptArgs):
                                   f"the wrong shape; the file is corrupt")
         if (base, kinds) != (self.base, self.kinds):
             self.__init__(self.periods, self.horizon, kinds, base)
-        self.a = {k: np.array(arrays[k], dtype=want[k].dtype, copy=True) for k in self.ARRAYS}
-        self.forget_args()
+        self._pack([{k: arrays[k] for k in self.ARRAYS}])

@@ -172,7 +172,7 @@ def next_row(slots, X, feats, net, ex, weights, U, level, scale, Un, out, fc):
     """The next forecast ``fc`` (1, 1) of the one series ``slots[0]`` from its
     live state, changing nothing: ``feats`` (``SeriesFeatures.next_arrays()``),
     ``X`` (1, F) its next features, ``net`` as ``learn_row``'s, combined by the
-    experts' ``ex`` (``ExpertState.live_arrays()``, or None) with ``weights`` as
+    experts' ``ex`` (``ExpertState.kernel_arrays()``, or None) with ``weights`` as
     ``combine_live``'s (``U``, ``level``, ``scale``, ``Un``, ``out``: scratch).
     Returns OK, or NOT_FINITE when the network input is not finite (nothing
     written: the caller takes the checked path, which raises its clear error)."""
@@ -259,7 +259,7 @@ class OneRow:
         U, _, level, scale, Un, _, out = self._arrays(feats, net)
         h = X.shape[1]
         fc = np.empty((1, h))
-        live = None if ex is None else ex.live_arrays()
+        live = None if ex is None else ex.kernel_arrays()
         weights = _NO_WEIGHTS if ex is None else ex.no_weights
         if h == 1:      # from the live state, as the general path's next forecast
             status = next_row(slots, X[:, 0], feats.next_arrays(), args, live, weights,
