@@ -488,8 +488,12 @@ class Worker:
         assert self.proc.returncode == -signal.SIGKILL
 
     def finish(self, timeout=120.0):
-        out, _ = self.proc.communicate(timeout=timeout)
+        # stderr is the reader thread's (communicate() would close it under the
+        # thread's feet); stdout holds one short JSON line, well within a pipe's buffer
+        self.proc.wait(timeout)
         self._reader.join(5)
+        out = self.proc.stdout.read()
+        self.proc.stdout.close()
         assert self.proc.returncode == 0, "\n".join(self.lines)
         return json.loads(out.strip().splitlines()[-1])
 
