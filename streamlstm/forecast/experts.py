@@ -77,15 +77,17 @@ Holt-Winters level and profile; ``reg`` (N, H, K, 2) each
 step's discounted regrets and squared regrets; ``pend`` (N, H, H, K + 1) the
 forecasts still waiting for their targets (with the combination issued).  The
 four are views of one float64 arena, which also holds the settings (``P_*``) and
-the kernels' scratch; an int64 ``dims`` gives its sizes, offsets (``D_*``) and
-the seasons.  The kernels take those two arrays and slice the views themselves:
-one call per arriving row pays Numba's dispatch per array argument (~0.1 us each),
+the kernels' scratch; an int64 ``dims`` holds a directory of them (offset,
+ndim, shape: backends/cpu/arena.py's layout) and the seasons.  The kernels take
+those two arrays and build the views with the backend arena's intrinsics: one
+call per arriving row pays Numba's dispatch per array argument (~0.1 us each),
 so two arrays instead of six.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from streamlstm.backends.cpu.arena import DIR_W, view2, view4
 from streamlstm.backends.specialize import INNER, njit
 from streamlstm.errors import CheckpointError, InputError
 from streamlstm.forecast.kept_args import KeptArgs
@@ -104,8 +106,11 @@ S_LAST, S_LEVEL, S_CYCLE, S_POS, S_ACF = range(5)
 S_SEASONS = S_ACF + CYCLE_LAGS + 1           # per season: Holt-Winters level, then profile
 P_RHO, P_ALPHA, P_RHO_ACF, P_MIN_ACF, P_KINDS, P_GAMMA, P_BASE = range(7)
 N_PAR = 7                # the arena: the settings, 3 K of scratch, hist, ser, reg, pend
-# ``dims``: N, L, ser's width, H, K, the offsets of hist, ser, reg, pend; then the seasons
-D_N, D_L, D_S, D_H, D_K, D_HIST, D_SER, D_REG, D_PEND, D_SEASONS = range(10)
+# ``dims``: a directory entry of ``DIR_W`` int64 per state array (its offset in the
+# arena, ndim, shape: the layout backends/cpu/arena.py's ``view2``/``view4`` read),
+# then the seasons
+E_HIST, E_SER, E_REG, E_PEND = range(4)
+D_SEASONS = 4 * DIR_W
 NETWORK, NAIVE, LEVEL, CYCLE, DRIFT = range(5)   # expert columns; seasonal experts follow
 BASE_NAMES = ("network", "naive", "level", "cycle", "drift")
 # The experts of each season, in column order.  A checkpoint saved before
@@ -320,13 +325,12 @@ def _score(reg_sj, f, c, y, rho):
 
 @njit(cache=True, **INNER)
 def _views(buf, dims):
-    """The state arrays in the arena ``buf`` (``ExpertState`` packs them)."""
-    n, L, S, H, K = dims[D_N], dims[D_L], dims[D_S], dims[D_H], dims[D_K]
-    hist = buf[dims[D_HIST]:dims[D_SER]].reshape((n, L))
-    ser = buf[dims[D_SER]:dims[D_REG]].reshape((n, S))
-    reg = buf[dims[D_REG]:dims[D_PEND]].reshape((n, H, K, 2))
-    pend = buf[dims[D_PEND]:].reshape((n, H, H, K + 1))
-    return hist, ser, reg, pend
+    """The state arrays in the arena ``buf``, from the directory in ``dims``
+    (``ExpertState._pack`` writes it).  Built by the backend arena's intrinsics,
+    not ``reshape``: its checks and stride computation compiled for ~0.7 s on a
+    first run and ran on every call."""
+    return (view2(buf, dims, E_HIST), view2(buf, dims, E_SER), view4(buf, dims, E_REG),
+            view4(buf, dims, E_PEND))
 
 
 @njit(cache=True)
@@ -338,7 +342,7 @@ def update_rows(slots, y, fnet, buf, dims, out):
     hist, ser, reg, pend = _views(buf, dims)
     seasons = dims[D_SEASONS:]
     R, H = fnet.shape
-    K = dims[D_K]
+    K = reg.shape[2]
     f = buf[N_PAR:N_PAR + K]            # scratch (made here, each is a heap allocation)
     w = buf[N_PAR + K:N_PAR + 2 * K]
     f0 = buf[N_PAR + 2 * K:N_PAR + 3 * K]
@@ -503,9 +507,11 @@ class ExpertState(KeptArgs):
             for p in parts:
                 view[row:row + p[k].shape[0]] = p[k]
                 row += p[k].shape[0]
-        n, L = shapes["hist"]
-        dims = np.array([n, L, shapes["ser"][1], shapes["reg"][1], K, *offs[:-1],
-                         *self.seasons], dtype=np.int64)
+        dims = np.zeros(D_SEASONS + self.seasons.size, dtype=np.int64)
+        for e, (k, o) in enumerate(zip(self.ARRAYS, offs[:-1])):
+            entry = (o, len(shapes[k]), *shapes[k])        # E_HIST.. in ARRAYS' order
+            dims[e * DIR_W:e * DIR_W + len(entry)] = entry
+        dims[D_SEASONS:] = self.seasons
         self.a = a
         self._kernel = (buf, dims)
 
