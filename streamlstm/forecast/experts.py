@@ -343,7 +343,7 @@ def update_rows(slots, y, fnet, buf, dims, out):
     seasons = dims[D_SEASONS:]
     R, H = fnet.shape
     K = reg.shape[2]
-    f = buf[N_PAR:N_PAR + K]            # scratch (made here, each is a heap allocation)
+    f = buf[N_PAR:N_PAR + K]            # scratch: slices of the arena, nothing allocated
     w = buf[N_PAR + K:N_PAR + 2 * K]
     f0 = buf[N_PAR + 2 * K:N_PAR + 3 * K]
     L = hist.shape[1]
