@@ -29,7 +29,11 @@ of the *experts* ``f_k`` of that series and horizon step:
 * ``drift``: the last value plus ``h`` times the mean change over the last
   ``DRIFT_ROWS`` rows (the drift method, over a window: a trending series such
   as GDP or prices indices, where naive lags behind), once that many rows have
-  been seen (before, a drift from a few changes is mostly noise);
+  been seen (before, a drift from a few changes is mostly noise), shrunk
+  towards zero by its significance: times ``max(0, 1 - 1 / z^2)``, ``z`` the
+  mean change over its standard error (the plug-in of the mean-squared-error
+  optimal factor ``mu^2 / (mu^2 + se^2)``): on a random walk without a trend
+  it stays near naive instead of extrapolating noise;
 * for each seasonal period ``P`` the model knows (rounded to whole rows):
 
   - ``seasonal_naive_P``: the value one season before the target;
@@ -99,6 +103,7 @@ CYCLE_WINDOW = 1000      # ... in the autocorrelations of about this many change
 CYCLE_MIN_ACF = 0.2      # ... and takes a period whose autocorrelation exceeds this
 SEASON_GAMMA = 0.2       # smoothing weight of the ``holt_winters_P`` profile
 DRIFT_ROWS = CYCLE_LAGS  # the ``drift`` expert's window (hist keeps that many changes)
+DRIFT_SHRINK = 1.0       # the drift is shrunk by max(0, 1 - this / z^2), z its mean / s.e.
 NET_WARMUP = 8           # the ``network`` expert joins after this many values of a series
 # Columns of ``reg`` and of ``ser``; the parameters of ``update_rows``.
 R_SUM, B_SUM = range(2)
@@ -176,22 +181,40 @@ def _seasonal_diff(hist, s, t, j, P):
     return hist[s, (t - 1) % L] + hist[s, (t + j - k * P) % L] - hist[s, a % L]
 
 
-@njit(cache=True, **INNER)
-def _drift(hist, s, t, j):
-    """The last value plus ``j + 1`` mean changes over the last ``DRIFT_ROWS``
-    rows (NaN before that many changes, or with a missing value at either end)."""
+@njit(cache=True)      # (not INNER: tests/test_experts.py checks it from Python)
+def _drift_slope(hist, s, t):
+    """The ``drift`` expert's change per row after the ``t`` rows of series ``s``:
+    the mean change ``d`` over the last ``DRIFT_ROWS`` rows, shrunk towards zero
+    by its own noise, ``d * max(0, 1 - DRIFT_SHRINK / z^2)`` with ``z`` the mean
+    over its standard error (the changes' sample sd / sqrt(DRIFT_ROWS); missing
+    changes left out).  NaN before that many changes or with a missing value at
+    either end."""
     L = hist.shape[1]
     if t - 1 < DRIFT_ROWS:
         return np.nan
-    last = hist[s, (t - 1) % L]
-    return last + (j + 1) * ((last - hist[s, (t - 1 - DRIFT_ROWS) % L]) / DRIFT_ROWS)
+    i = (t - 1) % L
+    d = (hist[s, i] - hist[s, (t - 1 - DRIFT_ROWS) % L]) / DRIFT_ROWS
+    if d != d or d == 0.0:
+        return d
+    ss, n = 0.0, 0
+    for _ in range(DRIFT_ROWS):        # the slot stepped back without a modulo
+        im = i - 1 if i > 0 else L - 1
+        e = hist[s, i] - hist[s, im] - d
+        if e == e:
+            ss += e * e
+            n += 1
+        i = im
+    if n < 2:
+        return d
+    c = 1.0 - DRIFT_SHRINK * (ss / (n - 1)) / (DRIFT_ROWS * d * d)
+    return d * c if c > 0.0 else 0.0
 
 
 @njit(cache=True)      # (not INNER: tests/test_experts.py checks it from Python)
-def _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet, f):
+def _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet, slope, f):
     """Forecasts by every expert of the value ``j + 1`` rows after the ``t`` rows
     of series ``s`` seen so far (into ``f``); ``nb`` base experts, then ``m``
-    seasonal experts per season."""
+    seasonal experts per season; ``slope``: ``_drift_slope`` of the row."""
     f[NAIVE] = ser[s, S_LAST]
     # the network sits out the first values, unless nothing else forecasts yet
     f[NETWORK] = fnet if t >= NET_WARMUP or f[NAIVE] != f[NAIVE] else np.nan
@@ -199,7 +222,7 @@ def _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet, f):
     P = int(ser[s, S_CYCLE])
     f[CYCLE] = _season_ago(hist, s, t, j, P) if P >= 2 else np.nan
     if nb > DRIFT:
-        f[DRIFT] = _drift(hist, s, t, j)
+        f[DRIFT] = f[NAIVE] + (j + 1) * slope
     col, off = nb, S_SEASONS
     for i in range(seasons.size):
         P = seasons[i]
@@ -353,8 +376,9 @@ def update_rows(slots, y, fnet, buf, dims, out):
     for r in range(R):
         s = slots[r]
         t = int(ser[s, S_POS])
+        slope = _drift_slope(hist, s, t) if nb > DRIFT else np.nan
         for j in range(H):
-            _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet[r, j], f)
+            _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet[r, j], slope, f)
             c = _combine(reg[s, j], f, w)
             out[r, j] = c
             # element loops, not slice copies: an array-to-array copy compiles
@@ -407,8 +431,9 @@ def combine_live(slots, fnet, buf, dims, out, weights):
     for b in range(B):
         s = slots[b]
         t = int(ser[s, S_POS])
+        slope = _drift_slope(hist, s, t) if nb > DRIFT else np.nan
         for j in range(h):
-            _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet[b, j], f)
+            _expert_forecasts(hist, ser, s, t, j, seasons, m, nb, fnet[b, j], slope, f)
             out[b, j] = _combine(reg[s, min(j, H - 1)], f, w)
             if keep:                    # a loop: a slice copy compiles Numba's shape-error text
                 for k in range(K):
@@ -444,7 +469,7 @@ class ExpertState(KeptArgs):
     >>> round(mae(out[:, 0]) / mae(np.r_[0.0, y[:-1]]), 2)   # the combination vs naive
     1.0
     >>> {k: round(v, 2) for k, v in st.weights([0])[0, 0].items()}  # drift ~ naive here
-    {'network': 0.0, 'naive': 0.52, 'level': 0.01, 'cycle': 0.0, 'drift': 0.47}
+    {'network': 0.0, 'naive': 0.77, 'level': 0.0, 'cycle': 0.0, 'drift': 0.22}
     """
 
     ARRAYS = ("hist", "ser", "reg", "pend")
