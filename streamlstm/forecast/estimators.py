@@ -492,18 +492,18 @@ class LSTMForecaster(_RecurrentForecaster):
     >>> import streamlstm
     >>> model = streamlstm.LSTMForecaster()
     >>> evaluate.evaluate(datasets.AirlinePassengers(), model, metrics.MAE(), horizon=12)
-    +1  MAE: 11.41
-    +2  MAE: 14.51
-    +3  MAE: 16.59
-    +4  MAE: 18.09
-    +5  MAE: 19.04
-    +6  MAE: 20.75
-    +7  MAE: 20.96
-    +8  MAE: 19.11
-    +9  MAE: 20.23
-    +10 MAE: 22.10
-    +11 MAE: 22.57
-    +12 MAE: 28.71
+    +1  MAE: 11.38
+    +2  MAE: 14.50
+    +3  MAE: 16.43
+    +4  MAE: 18.18
+    +5  MAE: 19.12
+    +6  MAE: 20.74
+    +7  MAE: 21.05
+    +8  MAE: 19.04
+    +9  MAE: 20.13
+    +10 MAE: 21.76
+    +11 MAE: 23.63
+    +12 MAE: 27.98
 
     (River's ``HoltWinters`` docstring scores 25.90 ... 33.98 on the same run.)
     The seasonal period came from the monthly datetimes:
