@@ -187,8 +187,9 @@ def _drift_slope(hist, s, t):
     the mean change ``d`` over the last ``DRIFT_ROWS`` rows, shrunk towards zero
     by its own noise, ``d * max(0, 1 - DRIFT_SHRINK / z^2)`` with ``z`` the mean
     over its standard error (the changes' sample sd / sqrt(DRIFT_ROWS); missing
-    changes left out).  NaN before that many changes or with a missing value at
-    either end."""
+    changes left out, and ``d`` unshrunk when fewer than two are finite: no
+    spread to judge it by).  NaN before that many changes or with a missing
+    value at either end."""
     L = hist.shape[1]
     if t - 1 < DRIFT_ROWS:
         return np.nan
