@@ -266,6 +266,21 @@ def test_the_drift_is_shrunk_by_its_significance():
     assert np.mean(np.abs(got - naive)) < 0.3 * np.mean(np.abs(unshrunk - naive))
 
 
+def test_the_drift_is_unshrunk_without_two_finite_changes():
+    """With both ends of the window present but fewer than two finite changes in
+    it (gaps), there is no spread to judge the mean change by: the drift keeps it
+    whole, as the twin does (one finite change at t = 150, none at t = 280)."""
+    n, H, W = 300, 2, E.DRIFT_ROWS
+    y = 0.05 * np.arange(n) + np.random.default_rng(16).normal(size=n)
+    y[87:149] = np.nan         # t = 150: ends y[85], y[149]; only 85 -> 86 is a change
+    y[216:279] = np.nan        # t = 280: ends y[215], y[279]; no change at all
+    got = _drift_forecasts(y, H)
+    for t in (150, 280):
+        d = (y[t - 1] - y[t - 1 - W]) / W
+        for j in range(H):
+            assert got[t, j] == pytest.approx(y[t - 1] + (j + 1) * d, rel=1e-12)
+            assert got[t, j] == pytest.approx(_reference_drift(y, t, j), rel=1e-12)
+
 def test_a_checkpoint_from_before_drift_resumes_without_it(tmp_path):
     """A state saved with the four base experts of before ``drift`` (checkpoint or
     pickle) loads as it was and goes on bit for bit."""

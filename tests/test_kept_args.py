@@ -10,6 +10,7 @@ import pytest
 
 import streamlstm
 from streamlstm.forecast import experts as E
+from streamlstm.forecast import intervals as I
 from streamlstm.forecast.experts import ExpertState
 from streamlstm.forecast.features import SeriesFeatures
 from streamlstm.forecast.intervals import IntervalState
@@ -84,19 +85,52 @@ def test_expert_state_arena_follows_growth_horizon_restore_and_pickle():
     assert np.array_equal(st.update(*rows), st2.update(*rows))
 
 
-def test_interval_state_tuple_follows_growth_horizon_and_restore():
+@numba.njit
+def _interval_views(buf, dims):
+    return I._views(buf, dims)          # what the kernels see (INNER: callable from here)
+
+
+def _in_interval_arena(st):
+    """``st.a``'s arrays are views of the arena and dims handed to the kernels, and
+    the kernels' own views (from the directory) are those arrays; then the settings."""
+    buf, dims = st.kernel_arrays()
+    seen = _interval_views(buf, dims)
+    return (all(st.a[k].base is buf for k in ("trk", "pool", "pend"))
+            and st.a["pos"].base is dims and st.a["pos"].dtype == np.int64
+            and all(k.__array_interface__ == v.__array_interface__ and k.strides == v.strides
+                    for k, v in zip(seen, (st.a[name] for name in st.ARRAYS)))
+            and np.array_equal(buf[:I.N_PAR], [st.a_side, I.ETA, I.ETA_POOL, I.SCALE_WINDOW]))
+
+
+def test_interval_state_arena_follows_growth_horizon_restore_and_pickle():
     st = IntervalState(0.9, 1)
     st.resize(1)
     k = st.kernel_arrays()
-    assert st.kernel_arrays() is k
+    assert st.kernel_arrays() is k and _in_interval_arena(st)
+    st.update(np.zeros(30, np.int64), np.sin(np.arange(30.0)), np.zeros((30, 1)))
+    before = {name: v.copy() for name, v in st.a.items()}
     st.resize(3)
-    assert _holds(st.kernel_arrays(), st.a.values())
+    assert st.kernel_arrays()[0] is not k[0] and _in_interval_arena(st)
+    assert all(np.array_equal(st.a[name][:1], v[:1], equal_nan=True)
+               for name, v in before.items())
+    assert np.array_equal(st.a["pool"], before["pool"])
     st.set_horizon(4)
-    assert st.kernel_arrays()[0].shape[1] == 4 and _holds(st.kernel_arrays(), st.a.values())
+    assert _interval_views(*st.kernel_arrays())[0].shape[1] == 4 and _in_interval_arena(st)
     st.load({k: v.copy() for k, v in st.a.items()}, 3, "test")
-    assert _holds(st.kernel_arrays(), st.a.values())
+    assert _in_interval_arena(st)
+    kept = dict(st.a)
+    st.resize(8)
+    st.a = kept                       # what room.resize does when memory runs out
+    st.forget_args()
+    assert _in_interval_arena(st) and st.n_series == 3
+    assert all(np.array_equal(st.a[name], v, equal_nan=True) for name, v in kept.items())
     st2 = pickle.loads(pickle.dumps(st))
-    assert _holds(st2.kernel_arrays(), st2.a.values())
+    assert "_kernel" not in st.__getstate__()
+    assert _in_interval_arena(st2)
+    rows = (np.arange(3), np.ones(3), np.ones((3, 4)))
+    b1, b2 = st.update(*rows), st2.update(*rows)
+    assert all(np.array_equal(getattr(b1, f), getattr(b2, f), equal_nan=True)
+               for f in ("lo", "hi", "scores"))
 
 
 def test_cpu_kernel_args_follow_growth():

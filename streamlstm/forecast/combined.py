@@ -30,13 +30,12 @@ stamp_with(__file__, [__file__, experts.__file__, features.__file__, intervals._
 
 
 @njit(cache=True)
-def update_rows(slots, y, fnet, buf, dims, trk, pool, ipend, pos, a_side, eta, eta_pool, window, lo, hi, scores):
+def update_rows(slots, y, fnet, buf, dims, ibuf, idims, lo, hi, scores):
     """``experts.update_rows`` with ``fnet`` as its output too (each row's network
     forecasts are read before their combination overwrites them), then
     ``intervals.update_rows`` on the combined forecasts."""
     experts.update_rows(slots, y, fnet, buf, dims, fnet)
-    intervals.update_rows(slots, y, fnet, trk, pool, ipend, pos, a_side, eta, eta_pool,
-                          window, lo, hi, scores)
+    intervals.update_rows(slots, y, fnet, ibuf, idims, lo, hi, scores)
 
 
 def update(ex, iv, slots, y, fnet, band):

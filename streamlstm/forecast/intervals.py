@@ -42,15 +42,22 @@ Why this shape:
   infinite: NaN until the step has scored ``MIN_SCORED`` errors of the series
   (before that there is no scale), and wherever the forecast itself is NaN.
 
-State (``IntervalState``): ``trk`` (N, H, 4) per series and step the two offsets,
-the scale and the scored count; ``pool`` (H, 2) the shared trackers; ``pend``
-(N, H, H, 3) the forecasts still waiting for their target with their issued
-bands (slot = target row mod H; ``H (H - 1) / 2`` of them are live at any time:
-a step-h forecast is pending for ``h`` rows, inherent to scoring every one);
-``pos`` (N,) rows seen.  Updates run row by row in arrival order in one ``@njit``
-loop, so batching never changes a result, and the arrays go into the
-checkpoint: resume = uninterrupted.  Constants chosen on the bench panel, the
-bundled example and generated sensor files (bench/intervals.py, bench/README.md).
+State (``IntervalState.a``): ``trk`` (N, H, 4) per series and step the two
+offsets, the scale and the scored count; ``pool`` (H, 2) the shared trackers;
+``pend`` (N, H, H, 3) the forecasts still waiting for their target with their
+issued bands (slot = target row mod H; ``H (H - 1) / 2`` of them are live at any
+time: a step-h forecast is pending for ``h`` rows, inherent to scoring every
+one); ``pos`` (N,) rows seen.  The first three are views of one float64 arena,
+which also holds the settings (``P_*``); ``pos`` is a view of an int64 ``dims``
+that starts with the directory of the three (offset, ndim, shape:
+backends/cpu/arena.py's layout), as in ``experts.py``.  The kernels take those
+two arrays and build the views with the backend arena's intrinsics: Numba's
+dispatch of four arrays and four settings cost ~0.6 us per arriving row on a
+loaded machine, of two arrays ~0.25 us (``bench/onerow_pieces.py``).  Updates run
+row by row in arrival order in one ``@njit`` loop, so batching never changes a
+result, and the arrays go into the checkpoint: resume = uninterrupted.
+Constants chosen on the bench panel, the bundled example and generated sensor
+files (bench/intervals.py, bench/README.md).
 """
 from __future__ import annotations
 
@@ -60,6 +67,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from streamlstm.backends.cpu.arena import DIR_W, view2, view3, view4
 from streamlstm.backends.specialize import INNER, njit
 from streamlstm.core.checks import check_number
 from streamlstm.errors import CheckpointError, InputError
@@ -72,6 +80,12 @@ MIN_SCORED = 5       # a step issues bands once it has scored this many errors
 # Columns of ``trk`` (the series' own offsets to the pooled trackers) and of ``pool``.
 Q_LO, Q_HI, SCALE, COUNT = range(4)
 N_TRK = 4
+# The arena: the settings, then trk, pool, pend; ``dims``: their directory
+# entries (DIR_W int64 each, in ``ARRAYS``' order), then ``pos``.
+P_A_SIDE, P_ETA, P_ETA_POOL, P_WINDOW = range(4)
+N_PAR = 4
+I_TRK, I_POOL, I_PEND = range(3)
+D_POS = 3 * DIR_W
 # Columns of ``pend`` and of the scores: the pending forecast and its issued band;
 # whether the target fell inside, the band's width and its Winkler score.
 P_YHAT, P_LO, P_HI = range(3)
@@ -165,14 +179,24 @@ def _score(trk, pool, s, j, y, f, lo, hi, a_side, eta, eta_pool, window, out):
     trk[s, j, COUNT] = n + 1.0
 
 
+@njit(cache=True, **INNER)
+def _views(buf, dims):
+    """``trk``, ``pool``, ``pend`` and ``pos`` in the arena ``buf`` and ``dims``
+    (``IntervalState._pack`` writes the directory)."""
+    return (view3(buf, dims, I_TRK), view2(buf, dims, I_POOL), view4(buf, dims, I_PEND),
+            dims[D_POS:])
+
+
 @njit(cache=True)
-def update_rows(slots, y, yhat, trk, pool, pend, pos, a_side, eta, eta_pool, window, lo, hi,
-                scores):
+def update_rows(slots, y, yhat, buf, dims, lo, hi, scores):
     """Issue the bands of each row's forecasts, then score every pending forecast
     whose target is the row's value, rows in arrival order (module docstring).
-    The bands go to ``lo``, ``hi`` (R, H) and the scores to ``scores`` (R, H, 3);
-    all three None when the caller keeps neither (the one-row path's learning
-    without a band: a compile-time switch, nothing allocated, the same state)."""
+    ``buf``, ``dims``: ``IntervalState.kernel_arrays()``.  The bands go to ``lo``,
+    ``hi`` (R, H) and the scores to ``scores`` (R, H, 3); all three None when the
+    caller keeps neither (the one-row path's learning without a band: a
+    compile-time switch, nothing allocated, the same state)."""
+    trk, pool, pend, pos = _views(buf, dims)
+    a_side, eta, eta_pool, window = buf[P_A_SIDE], buf[P_ETA], buf[P_ETA_POOL], buf[P_WINDOW]
     R, H = yhat.shape
     for r in range(R):
         s = slots[r]
@@ -236,21 +260,56 @@ class IntervalState(KeptArgs):
     """
 
     ARRAYS = ("trk", "pool", "pend", "pos")
-    _KEPT = ("_kernel",)         # kernel_arrays() (kept_args.py)
+    _KEPT = ("_kernel",)         # kernel_arrays(): the arena and its dims (kept_args.py)
 
     def __init__(self, coverage, horizon):
         self.coverage = float(coverage)
         self.horizon = int(horizon)
         self.a_side = (1.0 - self.coverage) / 2.0
         self.q0 = initial_q(self.coverage)
+        self.par = np.array([self.a_side, ETA, ETA_POOL, SCALE_WINDOW], dtype=np.float64)
         H = self.horizon
-        self.a = {"trk": np.zeros((0, H, N_TRK)), "pool": self._fresh_pool(H),
-                  "pend": np.full((0, H, H, 3), np.nan), "pos": np.zeros(0, dtype=np.int64)}
+        self.a = self._fresh(0, H) | {"pool": self._fresh_pool(H)}   # packed on first use
         self._scratch = None
         self.forget_args()
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "par" not in state:      # pickled before the arena
+            self.par = np.array([self.a_side, ETA, ETA_POOL, SCALE_WINDOW], dtype=np.float64)
+
     def _fresh_pool(self, H):
         return np.tile(np.array([-self.q0, self.q0]), (H, 1))
+
+    @staticmethod
+    def _fresh(n, H):
+        """The per-series arrays of ``n`` new series (``pool`` is not per series)."""
+        return {"trk": np.zeros((n, H, N_TRK)), "pend": np.full((n, H, H, 3), np.nan),
+                "pos": np.zeros(n, dtype=np.int64)}
+
+    def _pack(self, trk, pool, pend, pos):
+        """A new arena holding these arrays: ``self.a`` becomes its views, and the
+        kept ``kernel_arrays()`` its (buf, dims)."""
+        floats = (trk, pool, pend)
+        offs = np.cumsum([N_PAR, *(x.size for x in floats)])
+        buf = np.empty(offs[-1])
+        buf[:N_PAR] = self.par
+        dims = np.zeros(D_POS + pos.size, dtype=np.int64)
+        views = []
+        for e, (x, o) in enumerate(zip(floats, offs[:-1])):
+            v = buf[o:o + x.size].reshape(x.shape)
+            v[...] = x
+            views.append(v)
+            entry = (o, x.ndim, *x.shape)          # I_TRK, I_POOL, I_PEND
+            dims[e * DIR_W:e * DIR_W + len(entry)] = entry
+        dims[D_POS:] = pos
+        self.a = dict(zip(self.ARRAYS, (*views, dims[D_POS:])))
+        self._kernel = (buf, dims)
+
+    def _pack_series(self, parts, pool):
+        """``_pack`` of the per-series arrays of ``parts`` stacked series after series."""
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in ("trk", "pend", "pos")}
+        self._pack(cat["trk"], pool, cat["pend"], cat["pos"])
 
     @property
     def n_series(self):
@@ -259,23 +318,16 @@ class IntervalState(KeptArgs):
     def resize(self, n):
         """Room for ``n`` series (new ones start fresh)."""
         old = self.n_series
-        if n <= old:
-            return
-        H = self.horizon
-        self.a["trk"] = np.concatenate([self.a["trk"], np.zeros((n - old, H, N_TRK))])
-        self.a["pend"] = np.concatenate([self.a["pend"], np.full((n - old, H, H, 3), np.nan)])
-        self.a["pos"] = np.concatenate([self.a["pos"], np.zeros(n - old, dtype=np.int64)])
-        self.forget_args()
+        if n > old:
+            self._pack_series([self.a, self._fresh(n - old, self.horizon)], self.a["pool"])
 
     def kernel_arrays(self):
-        """The state arguments of ``update_rows`` after ``yhat``, in its order
-        (kept: kept_args.py)."""
-        k = self._kernel
-        if k is None:
-            a = self.a
-            k = self._kernel = (a["trk"], a["pool"], a["pend"], a["pos"], self.a_side, ETA,
-                                ETA_POOL, SCALE_WINDOW)
-        return k
+        """The arena and its dims, the state arguments of ``update_rows`` after
+        ``yhat`` (kept: kept_args.py; after ``self.a`` was replaced, a new arena
+        holding it)."""
+        if self._kernel is None:
+            self._pack_series([self.a], self.a["pool"])
+        return self._kernel
 
     def outputs(self, R, H, keep):
         """``lo``, ``hi`` (R, H) and ``scores`` (R, H, 3) for ``update_rows``: new
@@ -314,18 +366,17 @@ class IntervalState(KeptArgs):
         if H <= old:
             return
         n = self.n_series
-        trk = np.zeros((n, H, N_TRK))
+        fresh = self._fresh(n, H)
+        trk, pend, pos = fresh["trk"], fresh["pend"], np.array(self.a["pos"])
         trk[:, :old] = self.a["trk"]
         pool = self._fresh_pool(H)
         pool[:old] = self.a["pool"]
-        pend = np.full((n, H, H, 3), np.nan)
-        pos = self.a["pos"]
+        rows = np.arange(n)
         for d in range(1, old):   # targets pos + d - 1 ... still pending
             tgt = pos + d - 1
-            pend[np.arange(n), tgt % H, :old] = self.a["pend"][np.arange(n), tgt % old]
-        self.a["trk"], self.a["pool"], self.a["pend"] = trk, pool, pend
+            pend[rows, tgt % H, :old] = self.a["pend"][rows, tgt % old]
         self.horizon = H
-        self.forget_args()
+        self._pack(trk, pool, pend, pos)
 
     def load(self, arrays, n, source):
         """Restore the arrays ``arrays`` (name -> ndarray) of ``n`` series."""
@@ -335,9 +386,8 @@ class IntervalState(KeptArgs):
             if k not in arrays or tuple(arrays[k].shape) != shape:
                 raise CheckpointError(f"{source}: interval state {k!r} is missing or has the "
                                       f"wrong shape; the file is corrupt")
-        self.a = {k: np.array(arrays[k], copy=True) for k in self.ARRAYS}
-        self.a["pos"] = self.a["pos"].astype(np.int64)
-        self.forget_args()
+        self._pack(*(np.asarray(arrays[k], dtype=np.float64) for k in ("trk", "pool", "pend")),
+                   np.asarray(arrays["pos"]).astype(np.int64))
 
 
 @njit(cache=True)
