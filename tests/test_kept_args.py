@@ -131,6 +131,16 @@ def test_interval_state_arena_follows_growth_horizon_restore_and_pickle():
     b1, b2 = st.update(*rows), st2.update(*rows)
     assert all(np.array_equal(getattr(b1, f), getattr(b2, f), equal_nan=True)
                for f in ("lo", "hi", "scores"))
+    old = dict(st2.__getstate__())         # as pickled before the arena: no settings kept
+    del old["par"]
+    st3 = IntervalState.__new__(IntervalState)
+    st3.__setstate__({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in old.items()}
+                     | {"a": {k: v.copy() for k, v in st2.a.items()}})
+    assert _in_interval_arena(st3)
+    b3 = st3.update(*rows)
+    b2 = st2.update(*rows)
+    assert all(np.array_equal(getattr(b2, f), getattr(b3, f), equal_nan=True)
+               for f in ("lo", "hi", "scores"))
 
 
 def test_cpu_kernel_args_follow_growth():
