@@ -7,9 +7,11 @@ compiles the rest.
   calls use (else the child's work would be wasted and the first process would
   compile them again);
 * on an empty cache, in a fresh process, an ``LSTMForecaster``'s first calls
-  leave the update and the driver to the child (the process itself never
-  compiles them: it loads them), forecast bit for bit what this process
-  forecasts, and ``compile_in_two`` stands aside where it should.
+  leave the update and the one-value call to the child (the process itself
+  never compiles them: it loads them), compile no driver (the one-value call
+  inlines the driver's one call: ``kernels.step_row``), forecast bit for bit
+  what this process forecasts, and ``compile_in_two`` stands aside where it
+  should.
 """
 import json
 import os
@@ -73,8 +75,8 @@ from streamlstm.forecast.warm import compile_in_two
 def core(backend="cpu", dtype="float64"):     # LSTMForecaster()'s types: TBPTT(1, 8)
     return MultiSeriesForecaster(hidden_size=2, k1=1, k2=8, backend=backend, dtype=dtype)
 
-def ready(dtype="float64"):
-    return core(dtype=dtype).net.driver_ready(1)
+def ready(dtype="float64"):            # the one-value call's update (no driver: k1 != k2)
+    return core(dtype=dtype).net.driver_ready(1, driver=False)
 
 out = {"ready_before": ready()}
 os.environ[PROCESSES_VAR] = "1"
@@ -102,6 +104,7 @@ note.cancel()
 out["preds"] = [[float(v).hex() for v in p] for p in preds]
 out["compiled"] = compiled
 out["ready_after"] = ready()
+out["driver_after"] = core().net.driver_ready(1)
 out["float32_ready"] = ready("float32")     # another configuration: its own first run
 out["warm"] = compile_in_two(core(), 1)
 print(json.dumps(out))
@@ -121,12 +124,14 @@ def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
     assert out["ready_before"] is False
     assert out["env_1"] is None and out["reference"] is None and out["thread"] is None
     assert out["compiled_before"] == []
-    # the first calls: the child compiled (and saved) the update, the driver and
-    # the one-value call around them
+    # the first calls: the child compiled (and saved) the update and the one-value
+    # call around it, which inlines the driver's one call: no process compiled the
+    # driver (kernels.step_row)
     for name in ("update_due", "step_calls", "learn_row"):
         assert name not in out["compiled"], name
     assert "forward_rows" in out["compiled"] or "next_row" in out["compiled"]
     assert out["ready_after"] is True and out["float32_ready"] is False
+    assert out["driver_after"] is False
     assert out["warm"] is None
     # the same forecasts as this process's model, bit for bit
     m = LSTMForecaster()

@@ -335,21 +335,22 @@ class OnlineRNN:
         kernel_args = getattr(self._impl, "kernel_args", None)
         return None if kernel_args is None else kernel_args()
 
-    def compile_driver(self, rows):
+    def compile_driver(self, rows, driver=True):
         """Compile (or load) the CPU backend's ``step_calls`` for calls of ``rows``
-        rows ahead of the first one (forecast/warm.py); False on another backend."""
+        rows (or, ``driver`` False, only the update it calls) ahead of the first one
+        (forecast/warm.py); False on another backend."""
         compile_driver = getattr(self._impl, "compile_driver", None)
         if compile_driver is None:
             return False
-        compile_driver(rows)
+        compile_driver(rows, driver)
         return True
 
-    def driver_ready(self, rows):
-        """Whether the CPU backend's ``step_calls`` for calls of ``rows`` rows is
-        compiled here or in Numba's cache (nothing compiles or loads); None on
-        another backend."""
+    def driver_ready(self, rows, driver=True):
+        """Whether the CPU backend's ``step_calls`` for calls of ``rows`` rows (or,
+        ``driver`` False, only the update it calls: ``update_due``) is compiled here
+        or in Numba's cache (nothing compiles or loads); None on another backend."""
         driver_ready = getattr(self._impl, "driver_ready", None)
-        return None if driver_ready is None else driver_ready(rows)
+        return None if driver_ready is None else driver_ready(rows, driver)
 
     def call_groups(self, series):
         """Where ``step_rows`` would split ``series`` (R,) into calls: offsets

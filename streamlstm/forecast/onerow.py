@@ -107,7 +107,7 @@ def _rollout(s, X, held, feats, net, fc, U, level, scale, Un, out, fold):
 
 @njit(cache=True)
 def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, fnet,
-              lo, hi, scores, roll):
+              lo, hi, scores, roll, fuse):
     """One row (``slots``, ``y``, ``X`` of length 1) through the features
     (``feats``: ``SeriesFeatures.kernel_arrays()``), the network (``net``:
     ``OnlineRNN.cpu_kernel_args()``), then the experts (``ex``:
@@ -119,8 +119,11 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     ``hi``, ``scores`` (or, all None, nowhere: nothing allocated).  ``U``, ``T``,
     ``level``, ``scale`` (float64), ``Un``, ``Tn``, ``out`` (the network's dtype)
     are scratch.  ``roll``: None when H = 1 (a compile-time switch: a model of horizon
-    1 compiles no rollout), else True.  Returns OK, NOT_FINITE or
-    ROLLOUT_NOT_FINITE."""
+    1 compiles no rollout), else True.  ``fuse``: ``net``'s, an argument of its own
+    so that Numba prunes by its type (a compile-time switch): None steps the row
+    with the driver's one call inlined (``kernels.step_row``: a first run compiles no
+    driver), else with the driver (which may fuse a k1 = k2 window).  Returns OK,
+    NOT_FINITE or ROLLOUT_NOT_FINITE."""
     if roll is not None:    # the rollout needs the weights in force before the update
         X3 = np.empty((1, 1, X.shape[1]))       # (the layout forecast_row's rollouts get)
         for f in range(X.shape[1]):
@@ -135,13 +138,16 @@ def learn_row(slots, y, X, feats, net, ex, iv, U, T, level, scale, Un, Tn, out, 
     for i in range(U.shape[1]):
         Un[0, i] = U[0, i]
     Tn[0, 0] = T[0]
-    F, I, hyper, fuse, _state = net
-    # made here, not module constants: Numba types a global array as read-only, and
-    # step_calls would compile again for that type
-    one_call = np.empty(2, dtype=np.int64)              # one row = one call
-    one_call[0] = 0
-    one_call[1] = 1
-    kernels.step_calls(slots, Un, Tn, one_call, out, F, I, hyper, None, fuse, None)
+    F, I, hyper, _fuse, _state = net
+    if fuse is None:        # the driver's one call, inlined: no driver to compile
+        kernels.step_row(slots, Un, Tn, out, F, I, hyper)
+    else:                   # a k1 = k2 model: the driver, which may fuse a window
+        # made here, not module constants: Numba types a global array as read-only,
+        # and step_calls would compile again for that type
+        one_call = np.empty(2, dtype=np.int64)          # one row = one call
+        one_call[0] = 0
+        one_call[1] = 1
+        kernels.step_calls(slots, Un, Tn, one_call, out, F, I, hyper, None, fuse, None)
     yhat = np.empty(1)
     yhat[0] = out[0, 0]
     fnet[0, 0] = features.to_raw(yhat, level, scale)[0]
@@ -239,7 +245,7 @@ class OneRow:
                            None if ex is None else ex.kernel_arrays(),
                            None if iv is None else iv.kernel_arrays(),
                            U, T, level, scale, Un, Tn, out, fnet, lo, hi, scores,
-                           None if horizon == 1 else True)
+                           None if horizon == 1 else True, args[3])
         if status == ROLLOUT_NOT_FINITE:
             return None
         if status != OK:

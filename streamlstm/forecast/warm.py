@@ -13,10 +13,11 @@ one-series stream needs only the smallest, about half the code
 
 Numba compiles on one core.  On a first run (a cold cache) ``compile_in_two``
 splits the work between two processes (backends/compile_child.py): a forked
-child compiles the network's driver (``step_calls`` with the update, the larger
-half) and saves it to the cache, while this process compiles the forward and
-the forecast layer; the first real calls then load both halves and compile what
-is left.  ``compile_every`` (``streamlstm warmup``) splits by window shape.
+child compiles the network's update and the driver (``step_calls``) around it,
+or a River forecaster's one-value call (forecast/onerow.py, which inlines the
+driver's one call: no driver), the larger half, and saves them to the cache,
+while this process compiles the forward and the forecast layer; the first real
+calls then load both halves and compile what is left.  ``compile_every`` (``streamlstm warmup``) splits by window shape.
 Set ``STREAMLSTM_COMPILE_PROCESSES=1`` to keep it to one process.
 """
 from __future__ import annotations
@@ -124,18 +125,19 @@ def _twin(model, k1, k2, horizon, backend):
 
 def compile_in_two(model, rows):
     """On a first run, compile ``model``'s kernels for calls of ``rows`` rows in two
-    processes (module doc): a forked child compiles the network's driver and
-    update (and, for one row, a River forecaster's one-value call: it runs one
-    on its copy of a twin) and saves them to Numba's cache while this process
-    compiles the forward (a forecast of a CPU twin) and the forecast layer (a
-    twin on the NumPy reference backend: features, experts, intervals); then it
+    processes (module doc): a forked child compiles the network's update and
+    the driver around it - or, for one row, a River forecaster's one-value call
+    (it runs one on its copy of a twin), which inlines the driver's one call
+    unless the model fuses k1 = k2 windows - and saves them to Numba's cache,
+    while this process compiles what the child's second half needs - the
+    forward, the forecast layer (a twin on the NumPy reference backend:
+    features, experts, intervals) - and then a forecast of a CPU twin; then it
     waits for the child (at most CHILD_LIMIT_S seconds).  The model's first calls load
-    what the two compiled and compile the rest (the one-row calls).  Nothing of
-    ``model`` changes.
+    what the two compiled and compile the rest.  Nothing of ``model`` changes.
 
     Returns the seconds it took, or None where it does not apply: a later run
-    of this configuration (its driver is compiled here or saved in the cache:
-    ``OnlineRNN.driver_ready``), a backend other than the CPU, or where
+    of this configuration (its update, or driver, is compiled here or saved in
+    the cache: ``OnlineRNN.driver_ready``), a backend other than the CPU, or where
     ``compile_child.can_fork`` says no.  A child that fails costs only time: the
     first calls compile what it missed."""
     if model.backend != "cpu" or not compile_child.can_fork():
@@ -144,12 +146,16 @@ def compile_in_two(model, rows):
     twin = _twin(model, model.k1, model.k2, model.horizon, "cpu")
     ids = [f"s{i}" for i in range(rows)]
     slots = twin.slots_of(ids, create=True)
-    if twin.net.driver_ready(rows):
+    # A River forecaster's one-value call (forecast/onerow.py) inlines the driver's
+    # one call (kernels.step_row) unless the model fuses windows (k1 = k2): it needs
+    # the update, not the driver.
+    driver = rows > 1 or twin.net.cpu_kernel_args()[3] is not None
+    if twin.net.driver_ready(rows, driver):
         return None
 
     def child_work():
-        twin.net.compile_driver(rows)
-        if rows == 1:       # a River forecaster's one-value call (forecast/onerow.py)
+        twin.net.compile_driver(rows, driver)   # first: the forward is the parent's
+        if rows == 1:       # the one-value call around it
             twin.predict_learn_slots(slots, np.zeros(1),
                                      np.zeros((1, len(model.features or ()))))
     pid = compile_child.fork(child_work)
@@ -157,13 +163,18 @@ def compile_in_two(model, rows):
         return None
     try:
         interval = model.coverage is not None
-        twin.forecast(min(2, model.horizon), ids, interval=interval)   # the forward
+        # First what the child needs once the update is done (about two thirds of
+        # its time): the network's forward, then the forecast layer; the forecast
+        # (the rest of the forward path) last.
+        net = twin.net
+        net.forward_live_trusted(slots, np.zeros((rows, net.n_inputs), dtype=net.numpy_dtype))
         ref = _twin(model, model.k1, model.k2, model.horizon, "reference")
         F = len(model.features or ())
         y = np.linspace(0.0, 1.0, 4 * rows)
         ref.predict_learn(ids * 4, y, np.zeros((4 * rows, F)) if F else None,
                           interval=interval)                  # the forecast layer
         ref.forecast(2, ids, interval=interval)
+        twin.forecast(min(2, model.horizon), ids, interval=interval)
     except BaseException:
         compile_child.reap(pid, 0.0)
         raise

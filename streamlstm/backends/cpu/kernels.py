@@ -28,6 +28,7 @@ from streamlstm.backends.cpu.config import C_K1, EXACT, FAST_NRT
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu.fused import fused_window
 from streamlstm.backends.cpu.update import update_due
+from streamlstm.backends.specialize import njit
 
 
 @cached_njit(**FAST_NRT)
@@ -75,15 +76,9 @@ def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse, quad):
     updates and rows computed in fused windows.  Every array the model keeps comes
     from the arenas ``F`` and ``I`` (arena.py): two arguments instead of twenty
     for Numba to unbox per call."""
-    kp, km, kv = view1(F, I, F_KP), view1(F, I, F_KM), view1(F, I, F_KV)
-    grad = view1(F, I, F_GRAD)
-    state, entry = view4(F, I, F_STATE), view4(F, I, F_ENTRY)
-    win_u, win_y = view3(F, I, F_WIN_U), view3(F, I, F_WIN_Y)
-    ws = (view6(F, I, F_WS0), view5(F, I, F_WS1), view2(F, I, F_WS2), view2(F, I, F_WS3),
-          view4(F, I, F_WS4), view4(F, I, F_WS5))
-    cache = (view5(F, I, F_CST), view4(F, I, F_CACT), view1(I, I, I_CVER), view1(I, I, I_VER))
-    opt_step, win_len, count = view1(I, I, I_OPT_STEP), view1(I, I, I_WIN_LEN), view1(I, I, I_COUNT)
-    koff, cfg, stats = view2(I, I, I_KOFF), view1(I, I, I_CFG), view1(I, I, I_STATS)
+    v = driver_views(F, I)
+    (kp, km, kv, grad, state, entry, win_u, win_y, ws, cache, opt_step, win_len, count, koff,
+     cfg, stats) = v
     k1 = cfg[C_K1]
     C = offsets.shape[0] - 1
     max_rows = 0
@@ -98,26 +93,70 @@ def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse, quad):
                             stats, n_threads, quad):
                 c += k1
                 continue
-        lo, hi = offsets[c], offsets[c + 1]
-        R = hi - lo
-        stats[0] += R
-        forward_rows(lo, hi, series, U, state, out, F, I, True, n_threads, quad)
-        nd = 0
-        for r in range(lo, hi):
-            n = series[r]
-            w = win_len[n]
-            for q in range(U.shape[1]):
-                win_u[n, w, q] = U[r, q]
-            for q in range(Y.shape[1]):
-                win_y[n, w, q] = Y[r, q]
-            win_len[n] = w + 1
-            count[n] += 1
-            if count[n] % k1 == 0:
-                due_buf[nd] = n
-                nd += 1
-        if nd > 0:
-            due = due_buf[:nd]
-            sort_slots(due, win_len.shape[0])
-            update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
-                       entry, win_u, win_y, win_len, ws, cache, stats, n_threads, quad)
+        one_call(offsets[c], offsets[c + 1], series, U, Y, out, F, I, hyper, v, n_threads,
+                 quad, due_buf)
         c += 1
+
+
+@njit(inline="always")
+def driver_views(F, I):
+    """The arrays of the arenas ``F``, ``I`` that the driver's calls use, as views:
+    ``(kp, km, kv, grad, state, entry, win_u, win_y, ws, cache, opt_step, win_len,
+    count, koff, cfg, stats)``.  (Inlined where it is called, as ``one_call``.)"""
+    kp, km, kv = view1(F, I, F_KP), view1(F, I, F_KM), view1(F, I, F_KV)
+    grad = view1(F, I, F_GRAD)
+    state, entry = view4(F, I, F_STATE), view4(F, I, F_ENTRY)
+    win_u, win_y = view3(F, I, F_WIN_U), view3(F, I, F_WIN_Y)
+    ws = (view6(F, I, F_WS0), view5(F, I, F_WS1), view2(F, I, F_WS2), view2(F, I, F_WS3),
+          view4(F, I, F_WS4), view4(F, I, F_WS5))
+    cache = (view5(F, I, F_CST), view4(F, I, F_CACT), view1(I, I, I_CVER), view1(I, I, I_VER))
+    opt_step, win_len, count = view1(I, I, I_OPT_STEP), view1(I, I, I_WIN_LEN), view1(I, I, I_COUNT)
+    koff, cfg, stats = view2(I, I, I_KOFF), view1(I, I, I_CFG), view1(I, I, I_STATS)
+    return (kp, km, kv, grad, state, entry, win_u, win_y, ws, cache, opt_step, win_len, count,
+            koff, cfg, stats)
+
+
+@njit(inline="always")
+def one_call(lo, hi, series, U, Y, out, F, I, hyper, v, n_threads, quad, due_buf):
+    """One call of ``step_calls`` outside a fused window (SPEC 3): forward rows
+    ``lo:hi`` (weights before the update), append each (u, y) to its series'
+    window, then update the series that are due.  ``v``: ``driver_views(F, I)``;
+    ``due_buf``: room for hi - lo slot numbers.  Inlined into its two callers
+    (Numba's ``inline="always"``: no compiled function of its own), ``step_calls``
+    and ``step_row``."""
+    (kp, km, kv, grad, state, entry, win_u, win_y, ws, cache, opt_step, win_len, count, koff,
+     cfg, stats) = v
+    k1 = cfg[C_K1]
+    stats[0] += hi - lo
+    forward_rows(lo, hi, series, U, state, out, F, I, True, n_threads, quad)
+    nd = 0
+    for r in range(lo, hi):
+        n = series[r]
+        w = win_len[n]
+        for q in range(U.shape[1]):
+            win_u[n, w, q] = U[r, q]
+        for q in range(Y.shape[1]):
+            win_y[n, w, q] = Y[r, q]
+        win_len[n] = w + 1
+        count[n] += 1
+        if count[n] % k1 == 0:
+            due_buf[nd] = n
+            nd += 1
+    if nd > 0:
+        due = due_buf[:nd]
+        sort_slots(due, win_len.shape[0])
+        update_due(due, kp, km, kv, opt_step, hyper, grad, koff, cfg,
+                   entry, win_u, win_y, win_len, ws, cache, stats, n_threads, quad)
+
+
+@njit(inline="always")
+def step_row(series, U, Y, out, F, I, hyper):
+    """``step_calls`` of one call of the rows ``U``, ``Y`` (series ``series``) for a
+    model without the fused window (``fuse`` None), serial and without four-series
+    blocks (``n_threads`` = ``quad`` = None): the same operations on the same
+    arrays, so the same bits (tests/test_onerow.py), inlined into a compiled caller
+    (forecast/onerow.py's ``learn_row``) so that a River forecaster's first run
+    compiles no driver of its own (bench/README.md, "First run")."""
+    due_buf = np.empty(U.shape[0], dtype=np.int64)
+    one_call(0, U.shape[0], series, U, Y, out, F, I, hyper, driver_views(F, I), None, None,
+             due_buf)

@@ -264,19 +264,20 @@ class CPUBackend:
         return [(update_due, tuple(numba.typeof(x) for x in update)),
                 (kernels.step_calls, tuple(numba.typeof(x) for x in driver))]
 
-    def compile_driver(self, rows):
+    def compile_driver(self, rows, driver=True):
         """Compile (or load from the cache) ``driver_signatures(rows)``, in order
         (the driver with the forward too, if another process has not saved it
-        meanwhile); nothing runs.  On a first run forecast/warm.py has a second
-        process do this while the first compiles the rest."""
-        for dispatcher, types in self.driver_signatures(rows):
+        meanwhile), or with ``driver`` False only the update; nothing runs.  On a
+        first run forecast/warm.py has a second process do this while the first
+        compiles the rest."""
+        for dispatcher, types in self.driver_signatures(rows)[:None if driver else 1]:
             dispatcher.compile(types)
 
-    def driver_ready(self, rows):
-        """Whether the driver for calls of ``rows`` rows is compiled in this process
-        or saved in Numba's cache (from today's sources); compiles and loads
-        nothing."""
-        dispatcher, types = self.driver_signatures(rows)[-1]
+    def driver_ready(self, rows, driver=True):
+        """Whether the driver for calls of ``rows`` rows (or, ``driver`` False, only
+        the update it calls) is compiled in this process or saved in Numba's cache
+        (from today's sources); compiles and loads nothing."""
+        dispatcher, types = self.driver_signatures(rows)[-1 if driver else 0]
         return types in dispatcher.overloads or is_cached(dispatcher, types)
 
     def kernel_args(self):
