@@ -28,7 +28,7 @@ from streamlstm.backends.cpu.config import C_K1, EXACT, FAST_NRT
 from streamlstm.backends.cpu.forward import forward_rows
 from streamlstm.backends.cpu.fused import fused_window
 from streamlstm.backends.cpu.update import update_due
-from streamlstm.backends.specialize import njit
+from streamlstm.backends.specialize import INNER, njit
 
 
 @cached_njit(**FAST_NRT)
@@ -98,7 +98,7 @@ def step_calls(series, U, Y, offsets, out, F, I, hyper, n_threads, fuse, quad):
         c += 1
 
 
-@njit(inline="always")
+@njit(inline="always", **INNER)
 def driver_views(F, I):
     """The arrays of the arenas ``F``, ``I`` that the driver's calls use, as views:
     ``(kp, km, kv, grad, state, entry, win_u, win_y, ws, cache, opt_step, win_len,
@@ -116,7 +116,7 @@ def driver_views(F, I):
             koff, cfg, stats)
 
 
-@njit(inline="always")
+@njit(inline="always", **INNER)
 def one_call(lo, hi, series, U, Y, out, F, I, hyper, v, n_threads, quad, due_buf):
     """One call of ``step_calls`` outside a fused window (SPEC 3): forward rows
     ``lo:hi`` (weights before the update), append each (u, y) to its series'
@@ -149,7 +149,7 @@ def one_call(lo, hi, series, U, Y, out, F, I, hyper, v, n_threads, quad, due_buf
                    entry, win_u, win_y, win_len, ws, cache, stats, n_threads, quad)
 
 
-@njit(inline="always")
+@njit(inline="always", **INNER)
 def step_row(series, U, Y, out, F, I, hyper):
     """``step_calls`` of one call of the rows ``U``, ``Y`` (series ``series``) for a
     model without the fused window (``fuse`` None), serial and without four-series
