@@ -24,7 +24,8 @@ forecast layer's helpers): Numba then builds no CPython wrapper (the code that
 unboxes each argument of a call from Python) and no C wrapper for them - per
 specialization, lowered, optimized and emitted for nothing, about a tenth of a
 first run.  Calling such a function from Python raises a TypeError (Numba itself
-would call a null pointer: ``compiled_callers_only``); the entry points
+would call a null pointer: ``compiled_callers_only``), and their own code is
+never emitted, only linked into callers (link_only.py); the entry points
 (``kernels.step_calls``, ``forward.forward_rows``, the forecast layer's kernels
 without a leading underscore) keep theirs.
 """
@@ -33,6 +34,8 @@ from numba.core import types
 
 # every cached function's files are saved and loaded under a lock (its module doc)
 from streamlstm.backends import cache_lock  # noqa: F401
+# INNER functions are linked into their callers, never emitted on their own (its module doc)
+from streamlstm.backends import link_only
 
 
 INNER = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -44,6 +47,7 @@ def njit(**options):
         dispatcher = plain_constants(numba.njit(**options)(py_func))
         if options.get("no_cpython_wrapper"):
             compiled_callers_only(dispatcher)
+            link_only.register(py_func)
         return dispatcher
     return decorate
 

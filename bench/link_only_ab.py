@@ -1,0 +1,93 @@
+"""A first run with and without link-only INNER functions, alternated (issue 13).
+
+    python bench/link_only_ab.py              # 4 rounds of 2 cold runs (~5 min)
+    python bench/link_only_ab.py --rounds 2 --scenario cli
+
+streamlstm/backends/link_only.py gives the functions only compiled code calls
+no machine code of their own; ``STREAMLSTM_EMIT_INNER=1`` keeps Numba's own
+behaviour.  Each round runs the scenario once each way, in the order of the
+round (alternating which goes first), each in a fresh process on an empty
+``NUMBA_CACHE_DIR`` of its own, so that a loaded machine weighs on both sides
+alike; the table gives each pair and the median of the paired differences.
+
+Scenarios (the calls of ``bench/compile_time.py``): ``river`` - ``import
+streamlstm``, ``LSTMForecaster()``, ``learn_one`` twice and ``forecast(1)``, timed
+from before the import to after the forecast; ``cli`` - ``streamlstm run --source
+examples/sensor.parquet`` through ``cli.app.main``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RIVER = r'''
+import json, time
+t0 = time.perf_counter()
+import streamlstm
+m = streamlstm.LSTMForecaster()
+m.learn_one(1.0)
+t1 = time.perf_counter()
+m.learn_one(2.0)
+m.forecast(1)
+print(json.dumps({"first_learn_one_s": t1 - t0, "total_s": time.perf_counter() - t0}))
+'''
+
+CLI = r'''
+import json, sys, tempfile, time
+from pathlib import Path
+t0 = time.perf_counter()
+from streamlstm.cli.app import main
+with tempfile.TemporaryDirectory() as tmp:
+    try:
+        main(["run", "--source", "examples/sensor.parquet", "--out", str(Path(tmp) / "o.parquet")],
+             standalone_mode=False)
+    except SystemExit as e:
+        if e.code:
+            raise
+t = time.perf_counter() - t0
+print(json.dumps({"first_learn_one_s": t, "total_s": t}))
+'''
+
+
+def cold_run(scenario, emit_inner):
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
+        env.pop("STREAMLSTM_EMIT_INNER", None)
+        if emit_inner:
+            env["STREAMLSTM_EMIT_INNER"] = "1"
+        p = subprocess.run([sys.executable, "-c", RIVER if scenario == "river" else CLI],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        if p.returncode:
+            sys.exit(p.stderr[-3000:])
+        return json.loads(p.stdout.strip().splitlines()[-1])["total_s"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--scenario", choices=["river", "cli"], default="river")
+    args = ap.parse_args()
+    rows = []
+    for r in range(args.rounds):
+        order = (True, False) if r % 2 == 0 else (False, True)
+        t = {mode: cold_run(args.scenario, mode) for mode in order}
+        rows.append((t[True], t[False]))
+        print(f"round {r + 1}: Numba's own {t[True]:6.1f} s   link-only {t[False]:6.1f} s   "
+              f"difference {t[False] - t[True]:+6.1f} s", flush=True)
+    diffs = [b - a for a, b in rows]
+    med_a = statistics.median(a for a, _ in rows)
+    print(f"{args.scenario}, cold, {args.rounds} rounds: median Numba's own {med_a:.1f} s, "
+          f"link-only {statistics.median(b for _, b in rows):.1f} s, paired median difference "
+          f"{statistics.median(diffs):+.1f} s ({statistics.median(diffs) / med_a:+.0%})")
+
+
+if __name__ == "__main__":
+    main()

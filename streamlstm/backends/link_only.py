@@ -1,0 +1,135 @@
+"""No machine code of their own for the functions only compiled code calls.
+
+Numba compiles every ``@njit`` function into a library of its own: LLVM IR,
+optimized, then emitted as machine code into its JIT.  A caller links a copy of
+each callee's optimized IR into its own library, and optimizes and emits all of
+it again.  For a function compiled ``INNER`` (specialize.py: no Python entry
+point) its own machine code never runs: what runs is the copy inside the
+library of an entry point (``kernels.step_calls``, ``forward.forward_rows``,
+the forecast layer's kernels).  Emitting it anyway took 4.6 s of a 50 s
+one-process River first run (LLVM's "Finalize object" of the INNER libraries:
+bench/README.md, "First run", stop 37).
+
+So for the functions ``specialize.njit`` compiles INNER (and only those:
+``register``; the same function under a plain ``numba.njit`` is untouched),
+this module makes Numba (0.68)
+
+- finalize their library *link-only*: linked with its callees and optimized as
+  before, but never added to the JIT, so never emitted.  Its optimized IR,
+  which callers link, is unchanged, and so are the callers' code and bits;
+- save it to the on-disk cache as that IR alone (kind ``LINK_ONLY``; Numba
+  saves object code and IR) and load it back the same way.  Only a caller being
+  compiled ever loads it: a cached entry point holds its callees' code;
+- skip setting a function's environment pointer where no library in the JIT
+  defines it (a link-only function's own).  A nopython function reads its
+  environment only to call back into Python (object-mode blocks), which the
+  package's compiled code never does; Numba's own guard would raise "missing
+  Environment" rather than read a null pointer.
+
+``STREAMLSTM_EMIT_INNER=1`` in the environment keeps Numba's own behaviour
+(for comparisons: ``bench/link_only_ab.py``, and to rule this module out).
+"""
+import os
+import weakref
+
+import llvmlite.binding as ll
+# The internals patched (Numba 0.68): the lowering pass that creates a
+# function's library; the CPU library's last step of finalization (after
+# linking and optimizing: add the module to the JIT, emit it), serialization and
+# function lookup; the JIT's environment setter.
+from numba.core.codegen import CPUCodeLibrary, JITCodeLibrary, JITCPUCodegen
+from numba.core.typed_passes import BaseNativeLowering
+
+LINK_ONLY = "streamlstm-link-only"
+ENABLED = os.environ.get("STREAMLSTM_EMIT_INNER", "") in ("", "0")
+
+_INNER = weakref.WeakSet()      # the py_funcs compiled INNER (specialize.njit)
+
+
+def register(py_func):
+    """Compile ``py_func`` (an INNER function of the package) link-only."""
+    _INNER.add(py_func)
+
+
+def is_link_only(library) -> bool:
+    """Whether ``library`` (a compile result's) was finalized link-only."""
+    return getattr(library, "_streamlstm_link_only", False)
+
+
+def _mark(library):
+    library._streamlstm_link_only = True
+    return library
+
+
+_RUN_PASS = BaseNativeLowering.run_pass
+
+
+def _run_pass(self, state):
+    flags = state.flags     # (the same function under a plain numba.njit keeps its code)
+    if (ENABLED and state.library is None and flags.no_cpython_wrapper
+            and flags.no_cfunc_wrapper and state.func_id.func in _INNER):
+        library = state.targetctx.codegen().create_library(state.func_id.func_qualname)
+        library.enable_object_caching()         # as the pass itself does
+        state.library = _mark(library)
+    return _RUN_PASS(self, state)
+
+
+_FINALIZE_FINAL = CPUCodeLibrary._finalize_final_module
+
+
+def _finalize_final_module(self):
+    if not is_link_only(self):
+        return _FINALIZE_FINAL(self)
+    # Numba's steps up to adding the module to the JIT (which would emit it).
+    self._finalize_dynamic_globals()
+    self._verify_declare_only_symbols()
+    self._finalized = True
+
+
+_GET_POINTER = JITCodeLibrary.get_pointer_to_function
+
+
+def _get_pointer_to_function(self, name):
+    if not is_link_only(self):
+        return _GET_POINTER(self, name)
+    self._ensure_finalized()
+    return 0                    # Numba's answer for a symbol the library does not define
+
+
+_SERIALIZE = CPUCodeLibrary.serialize_using_object_code
+
+
+def _serialize_using_object_code(self):
+    if not is_link_only(self):
+        return _SERIALIZE(self)
+    self._ensure_finalized()
+    return (self.name, LINK_ONLY, self._get_module_for_linking().as_bitcode())
+
+
+_UNSERIALIZE = CPUCodeLibrary._unserialize.__func__
+
+
+def _unserialize(cls, codegen, state):
+    name, kind, data = state
+    if kind != LINK_ONLY:
+        return _UNSERIALIZE(cls, codegen, state)
+    library = _mark(codegen.create_library(name))
+    library._shared_module = library._final_module = ll.parse_bitcode(data)
+    library._finalized = True
+    return library
+
+
+_SET_ENV = JITCPUCodegen.set_env
+
+
+def _set_env(self, env_name, env):
+    if self._engine.is_symbol_defined(env_name):
+        _SET_ENV(self, env_name, env)
+
+
+BaseNativeLowering.run_pass = _run_pass
+CPUCodeLibrary._finalize_final_module = _finalize_final_module
+JITCodeLibrary.get_pointer_to_function = _get_pointer_to_function
+CPUCodeLibrary.serialize_using_object_code = _serialize_using_object_code
+CPUCodeLibrary._unserialize = classmethod(_unserialize)
+JITCPUCodegen.set_env = _set_env
