@@ -111,13 +111,21 @@ def _defined_private_names(tree):
 #   (``_index_key``, ``_cache_file._load_index``), with a fallback should they change;
 # - backends/cache_lock.py replaces Numba's unlocked cache-file save and load
 #   (a race between processes binds a key to another signature's code) with the
-#   same steps under a lock, through the helpers Numba's own save and load use.
+#   same steps under a lock, through the helpers Numba's own save and load use;
+# - backends/link_only.py finalizes, saves and loads the libraries of functions only
+#   compiled code calls without emitting machine code (which never runs); Numba has
+#   no hook for that, so it replaces those methods of its code library with Numba's
+#   own steps less the JIT, through the helpers the originals use.
 THIRD_PARTY = {"streamlstm.stream.metrics": {"_mean", "_from_state"},
                "streamlstm.backends.cpu.arena": {"_getvalue"},
                "streamlstm.backends.compile_child": {"_exit"},
                "streamlstm.backends.cache": {"_index_key", "_cache_file", "_load_index"},
                "streamlstm.backends.cache_lock": {"_cache_path", "_load_index", "_save_index",
-                                                  "_load_data", "_save_data", "_data_name"}}
+                                                  "_load_data", "_save_data", "_data_name"},
+               "streamlstm.backends.link_only": {"_finalize_dynamic_globals",
+                                                 "_verify_declare_only_symbols",
+                                                 "_ensure_finalized", "_engine",
+                                                 "_get_module_for_linking"}}
 
 
 def _third_party_constant(node, module):
