@@ -8,7 +8,10 @@ no machine code of their own; ``STREAMLSTM_EMIT_INNER=1`` keeps Numba's own
 behaviour.  Each round runs the scenario once each way, in the order of the
 round (alternating which goes first), each in a fresh process on an empty
 ``NUMBA_CACHE_DIR`` of its own, so that a loaded machine weighs on both sides
-alike; the table gives each pair and the median of the paired differences.
+alike; the table gives each pair and the median of the paired differences, in
+wall-clock seconds and in CPU seconds (user + system of the process and the
+compile child it forks and reaps: the work done, which a host's load moves less
+than it moves the wall clock).
 
 Scenarios (the calls of ``bench/compile_time.py``): ``river`` - ``import
 streamlstm``, ``LSTMForecaster()``, ``learn_one`` twice and ``forecast(1)``, timed
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,11 +67,14 @@ def cold_run(scenario, emit_inner):
         env.pop("STREAMLSTM_EMIT_INNER", None)
         if emit_inner:
             env["STREAMLSTM_EMIT_INNER"] = "1"
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         p = subprocess.run([sys.executable, "-c", RIVER if scenario == "river" else CLI],
                            cwd=ROOT, env=env, capture_output=True, text=True)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if p.returncode:
             sys.exit(p.stderr[-3000:])
-        return json.loads(p.stdout.strip().splitlines()[-1])["total_s"]
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        return json.loads(p.stdout.strip().splitlines()[-1])["total_s"], cpu
 
 
 def main():
@@ -80,13 +87,15 @@ def main():
         order = (True, False) if r % 2 == 0 else (False, True)
         t = {mode: cold_run(args.scenario, mode) for mode in order}
         rows.append((t[True], t[False]))
-        print(f"round {r + 1}: Numba's own {t[True]:6.1f} s   link-only {t[False]:6.1f} s   "
-              f"difference {t[False] - t[True]:+6.1f} s", flush=True)
-    diffs = [b - a for a, b in rows]
-    med_a = statistics.median(a for a, _ in rows)
-    print(f"{args.scenario}, cold, {args.rounds} rounds: median Numba's own {med_a:.1f} s, "
-          f"link-only {statistics.median(b for _, b in rows):.1f} s, paired median difference "
-          f"{statistics.median(diffs):+.1f} s ({statistics.median(diffs) / med_a:+.0%})")
+        print(f"round {r + 1}: Numba's own {t[True][0]:6.1f} s ({t[True][1]:5.1f} s CPU)   "
+              f"link-only {t[False][0]:6.1f} s ({t[False][1]:5.1f} s CPU)", flush=True)
+    for k, what in ((0, "wall clock"), (1, "CPU")):
+        diffs = [b[k] - a[k] for a, b in rows]
+        med_a = statistics.median(a[k] for a, _ in rows)
+        print(f"{args.scenario}, cold, {args.rounds} rounds, {what}: median Numba's own "
+              f"{med_a:.1f} s, link-only {statistics.median(b[k] for _, b in rows):.1f} s, "
+              f"paired median difference {statistics.median(diffs):+.1f} s "
+              f"({statistics.median(diffs) / med_a:+.0%})")
 
 
 if __name__ == "__main__":
