@@ -115,7 +115,9 @@ def _defined_private_names(tree):
 # - backends/link_only.py finalizes, saves and loads the libraries of functions only
 #   compiled code calls without emitting machine code (which never runs); Numba has
 #   no hook for that, so it replaces those methods of its code library with Numba's
-#   own steps less the JIT, through the helpers the originals use.
+#   own steps less the JIT, through the helpers the originals use; and it runs
+#   only the first of Numba's two module pipelines on them, built as Numba builds
+#   it (its codegen's pass-manager factory and settings, its timings recorder).
 THIRD_PARTY = {"streamlstm.stream.metrics": {"_mean", "_from_state"},
                "streamlstm.backends.cpu.arena": {"_getvalue"},
                "streamlstm.backends.compile_child": {"_exit"},
@@ -125,7 +127,9 @@ THIRD_PARTY = {"streamlstm.stream.metrics": {"_mean", "_from_state"},
                "streamlstm.backends.link_only": {"_finalize_dynamic_globals",
                                                  "_verify_declare_only_symbols",
                                                  "_ensure_finalized", "_engine",
-                                                 "_get_module_for_linking"}}
+                                                 "_get_module_for_linking", "_codegen",
+                                                 "_module_pass_manager", "_loopvect",
+                                                 "_opt_level", "_recorded_timings"}}
 
 
 def _third_party_constant(node, module):

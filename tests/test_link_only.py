@@ -119,3 +119,42 @@ def test_a_cached_inner_function_is_loaded_as_ir_for_a_new_caller(tmp_path):
         out = _probe(tmp_path, which)
         assert (out["value"], out["hits"]) == (value, 1)
         assert out["inner_link_only"] == [] and out["inner_hits"] == 0
+
+
+PIPELINES = '''
+import json
+import numpy as np
+from streamlstm.backends.specialize import INNER, njit
+
+@njit(**INNER)
+def inner(a, k):
+    for i in range(a.shape[0]):
+        a[i] *= k
+
+@njit()
+def entry(a):
+    inner(a, 3.0)
+
+a = np.arange(8.0)
+entry(a)
+assert a[7] == 21.0
+print(json.dumps({name: [t[0].split(" on ")[0] for t in f.overloads[f.signatures[0]].library.recorded_timings]
+                  for name, f in (("inner", inner), ("entry", entry))}))
+'''
+
+
+@pytest.mark.parametrize("setting, inner_full", [(None, False), ("full", True)])
+def test_an_inner_library_gets_numbas_cheap_module_pipeline_only(setting, inner_full):
+    env = dict(os.environ, NUMBA_LLVM_PASS_TIMINGS="1")
+    env.pop("STREAMLSTM_INNER_OPT", None)
+    if setting:
+        env["STREAMLSTM_INNER_OPT"] = setting
+    p = subprocess.run([sys.executable, "-c", PIPELINES], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    passes = json.loads(p.stdout.strip().splitlines()[-1])
+    cheap, full = ("Module passes (cheap optimization for refprune)",
+                   "Module passes (full optimization)")
+    assert cheap in passes["inner"] and (full in passes["inner"]) == inner_full
+    # the caller, which holds the copy that runs, is optimized in full
+    assert cheap in passes["entry"] and full in passes["entry"]

@@ -1,4 +1,5 @@
-"""No machine code of their own for the functions only compiled code calls.
+"""No machine code of their own, and a lighter optimization, for the functions
+only compiled code calls.
 
 Numba compiles every ``@njit`` function into a library of its own: LLVM IR,
 optimized, then emitted as machine code into its JIT.  A caller links a copy of
@@ -14,9 +15,17 @@ So for the functions ``specialize.njit`` compiles INNER (and only those:
 ``register``; the same function under a plain ``numba.njit`` is untouched),
 this module makes Numba (0.68)
 
-- finalize their library *link-only*: linked with its callees and optimized as
-  before, but never added to the JIT, so never emitted.  Its optimized IR,
-  which callers link, is unchanged, and so are the callers' code and bits;
+- finalize their library *link-only*: linked with its callees, but never added
+  to the JIT, so never emitted;
+- optimize it with the first of the two module pipelines Numba runs on every
+  library (its "cheap" one: LLVM's O3 less the SLP vectorizer, run to inline
+  callees), not the second (the full O3).  What runs is the copy inside an entry
+  point, and the entry point's library runs both pipelines over everything
+  linked into it, so the full optimization still happens, once, where it
+  counts.  The INNER libraries' full pipeline was 9.3 s of CPU in a one-process
+  River first run (32 s of LLVM); the machine code and its results are bit for
+  bit the same, and as fast (bench/README.md, "First run", stop 38).
+  ``STREAMLSTM_INNER_OPT=full`` runs the full pipeline too (stop 37's code);
 - save it to the on-disk cache as that IR alone (kind ``LINK_ONLY``; Numba
   saves object code and IR) and load it back the same way.  Only a caller being
   compiled ever loads it: a cached entry point holds its callees' code;
@@ -34,14 +43,15 @@ import weakref
 
 import llvmlite.binding as ll
 # The internals patched (Numba 0.68): the lowering pass that creates a
-# function's library; the CPU library's last step of finalization (after
-# linking and optimizing: add the module to the JIT, emit it), serialization and
-# function lookup; the JIT's environment setter.
+# function's library; the CPU library's module optimization and its last step of
+# finalization (add the module to the JIT, emit it), serialization and function
+# lookup; the JIT's environment setter.
 from numba.core.codegen import CPUCodeLibrary, JITCodeLibrary, JITCPUCodegen
 from numba.core.typed_passes import BaseNativeLowering
 
 LINK_ONLY = "streamlstm-link-only"
 ENABLED = os.environ.get("STREAMLSTM_EMIT_INNER", "") in ("", "0")
+CHEAP = os.environ.get("STREAMLSTM_INNER_OPT", "cheap") != "full"
 
 _INNER = weakref.WeakSet()      # the py_funcs compiled INNER (specialize.njit)
 
@@ -72,6 +82,20 @@ def _run_pass(self, state):
         library.enable_object_caching()         # as the pass itself does
         state.library = _mark(library)
     return _RUN_PASS(self, state)
+
+
+_OPTIMIZE_FINAL = CPUCodeLibrary._optimize_final_module
+
+
+def _optimize_final_module(self):
+    """A link-only library gets the first of Numba's two module pipelines only."""
+    if not is_link_only(self) or not CHEAP:
+        return _OPTIMIZE_FINAL(self)
+    codegen = self._codegen     # the arguments of Numba's own first ("cheap") pipeline
+    mpm, mpb = codegen._module_pass_manager(loop_vectorize=codegen._loopvect, slp_vectorize=False,
+                                            opt=codegen._opt_level, cost="cheap")
+    with self._recorded_timings.record("Module passes (cheap optimization for refprune)", mpb):
+        mpm.run(self._final_module, mpb)
 
 
 _FINALIZE_FINAL = CPUCodeLibrary._finalize_final_module
@@ -129,6 +153,7 @@ def _set_env(self, env_name, env):
 
 BaseNativeLowering.run_pass = _run_pass
 CPUCodeLibrary._finalize_final_module = _finalize_final_module
+CPUCodeLibrary._optimize_final_module = _optimize_final_module
 JITCodeLibrary.get_pointer_to_function = _get_pointer_to_function
 CPUCodeLibrary.serialize_using_object_code = _serialize_using_object_code
 CPUCodeLibrary._unserialize = classmethod(_unserialize)
