@@ -2,11 +2,14 @@
 
     python bench/link_only_ab.py              # 4 rounds of 2 cold runs (~5 min)
     python bench/link_only_ab.py --rounds 2 --scenario cli
+    python bench/link_only_ab.py --compare inner-opt   # their cheap vs full module pipeline
 
 streamlstm/backends/link_only.py gives the functions only compiled code calls
 no machine code of their own; ``STREAMLSTM_EMIT_INNER=1`` keeps Numba's own
-behaviour.  Each round runs the scenario once each way, in the order of the
-round (alternating which goes first), each in a fresh process on an empty
+behaviour; ``--compare inner-opt`` compares instead the shipped cheap module
+pipeline of those libraries with the full one (``STREAMLSTM_INNER_OPT=full``).
+Each round runs the scenario once each way, in the order of the round
+(alternating which goes first), each in a fresh process on an empty
 ``NUMBA_CACHE_DIR`` of its own, so that a loaded machine weighs on both sides
 alike; the table gives each pair and the median of the paired differences, in
 wall-clock seconds and in CPU seconds (user + system of the process and the
@@ -61,12 +64,20 @@ print(json.dumps({"first_learn_one_s": t, "total_s": t}))
 '''
 
 
-def cold_run(scenario, emit_inner):
+# --compare: the setting that restores the baseline, and what each side is called
+COMPARE = {
+    "emit": ({"STREAMLSTM_EMIT_INNER": "1"}, "Numba's own", "link-only"),
+    "inner-opt": ({"STREAMLSTM_INNER_OPT": "full"}, "INNER full opt", "INNER cheap opt"),
+}
+
+
+def cold_run(scenario, baseline_env):
+    """One cold run of ``scenario``: the shipped code, or with ``baseline_env`` set."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
-        env.pop("STREAMLSTM_EMIT_INNER", None)
-        if emit_inner:
-            env["STREAMLSTM_EMIT_INNER"] = "1"
+        for name in ("STREAMLSTM_EMIT_INNER", "STREAMLSTM_INNER_OPT"):
+            env.pop(name, None)
+        env.update(baseline_env or {})
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         p = subprocess.run([sys.executable, "-c", RIVER if scenario == "river" else CLI],
                            cwd=ROOT, env=env, capture_output=True, text=True)
@@ -81,19 +92,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--scenario", choices=["river", "cli"], default="river")
+    ap.add_argument("--compare", choices=sorted(COMPARE), default="emit",
+                    help="emit: Numba's own finalization of INNER libraries (stop 37); "
+                         "inner-opt: INNER libraries fully optimized (stop 38)")
     args = ap.parse_args()
+    baseline_env, name_a, name_b = COMPARE[args.compare]
     rows = []
     for r in range(args.rounds):
         order = (True, False) if r % 2 == 0 else (False, True)
-        t = {mode: cold_run(args.scenario, mode) for mode in order}
+        t = {base: cold_run(args.scenario, baseline_env if base else None) for base in order}
         rows.append((t[True], t[False]))
-        print(f"round {r + 1}: Numba's own {t[True][0]:6.1f} s ({t[True][1]:5.1f} s CPU)   "
-              f"link-only {t[False][0]:6.1f} s ({t[False][1]:5.1f} s CPU)", flush=True)
+        print(f"round {r + 1}: {name_a} {t[True][0]:6.1f} s ({t[True][1]:5.1f} s CPU)   "
+              f"{name_b} {t[False][0]:6.1f} s ({t[False][1]:5.1f} s CPU)", flush=True)
     for k, what in ((0, "wall clock"), (1, "CPU")):
         diffs = [b[k] - a[k] for a, b in rows]
         med_a = statistics.median(a[k] for a, _ in rows)
-        print(f"{args.scenario}, cold, {args.rounds} rounds, {what}: median Numba's own "
-              f"{med_a:.1f} s, link-only {statistics.median(b[k] for _, b in rows):.1f} s, "
+        print(f"{args.scenario}, cold, {args.rounds} rounds, {what}: median {name_a} "
+              f"{med_a:.1f} s, {name_b} {statistics.median(b[k] for _, b in rows):.1f} s, "
               f"paired median difference {statistics.median(diffs):+.1f} s "
               f"({statistics.median(diffs) / med_a:+.0%})")
 
