@@ -143,7 +143,7 @@ print(json.dumps({name: [t[0].split(" on ")[0] for t in f.overloads[f.signatures
 '''
 
 
-@pytest.mark.parametrize("setting, inner_full", [(None, False), ("full", True)])
+@pytest.mark.parametrize("setting, inner_full", [(None, False), ("full", True), ("Cheap", False)])
 def test_an_inner_library_gets_numbas_cheap_module_pipeline_only(setting, inner_full):
     env = dict(os.environ, NUMBA_LLVM_PASS_TIMINGS="1")
     env.pop("STREAMLSTM_INNER_OPT", None)
@@ -158,3 +158,11 @@ def test_an_inner_library_gets_numbas_cheap_module_pipeline_only(setting, inner_
     assert cheap in passes["inner"] and (full in passes["inner"]) == inner_full
     # the caller, which holds the copy that runs, is optimized in full
     assert cheap in passes["entry"] and full in passes["entry"]
+
+
+def test_an_unknown_inner_opt_setting_is_refused_with_what_to_do():
+    env = dict(os.environ, STREAMLSTM_INNER_OPT="fulll")
+    p = subprocess.run([sys.executable, "-c", "import streamlstm.backends.link_only"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert "STREAMLSTM_INNER_OPT='fulll'" in p.stderr and "'cheap'" in p.stderr

@@ -51,7 +51,12 @@ from numba.core.typed_passes import BaseNativeLowering
 
 LINK_ONLY = "streamlstm-link-only"
 ENABLED = os.environ.get("STREAMLSTM_EMIT_INNER", "") in ("", "0")
-CHEAP = os.environ.get("STREAMLSTM_INNER_OPT", "cheap") != "full"
+_INNER_OPT = os.environ.get("STREAMLSTM_INNER_OPT", "").strip().lower() or "cheap"
+if _INNER_OPT not in ("cheap", "full"):
+    raise ValueError(f"STREAMLSTM_INNER_OPT={os.environ['STREAMLSTM_INNER_OPT']!r} in the "
+                     "environment: use 'cheap' (the default) or 'full' (the INNER libraries "
+                     "fully optimized too), or unset it")
+CHEAP = _INNER_OPT == "cheap"
 
 _INNER = weakref.WeakSet()      # the py_funcs compiled INNER (specialize.njit)
 
