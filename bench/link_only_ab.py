@@ -3,11 +3,14 @@
     python bench/link_only_ab.py              # 4 rounds of 2 cold runs (~5 min)
     python bench/link_only_ab.py --rounds 2 --scenario cli
     python bench/link_only_ab.py --compare inner-opt   # their cheap vs full module pipeline
+    git worktree add /tmp/base 433ad85 && python bench/link_only_ab.py --baseline-tree /tmp/base
 
 streamlstm/backends/link_only.py gives the functions only compiled code calls
 no machine code of their own; ``STREAMLSTM_EMIT_INNER=1`` keeps Numba's own
 behaviour; ``--compare inner-opt`` compares instead the shipped cheap module
-pipeline of those libraries with the full one (``STREAMLSTM_INNER_OPT=full``).
+pipeline of those libraries with the full one (``STREAMLSTM_INNER_OPT=full``);
+``--baseline-tree DIR`` compares with the code of another checkout (an earlier
+commit), run from there.
 Each round runs the scenario once each way, in the order of the round
 (alternating which goes first), each in a fresh process on an empty
 ``NUMBA_CACHE_DIR`` of its own, so that a loaded machine weighs on both sides
@@ -71,8 +74,9 @@ COMPARE = {
 }
 
 
-def cold_run(scenario, baseline_env):
-    """One cold run of ``scenario``: the shipped code, or with ``baseline_env`` set."""
+def cold_run(scenario, baseline_env, cwd=ROOT):
+    """One cold run of ``scenario``: the shipped code, or with ``baseline_env`` set;
+    from ``cwd`` (``python -c`` imports the streamlstm of its working directory)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
         for name in ("STREAMLSTM_EMIT_INNER", "STREAMLSTM_INNER_OPT"):
@@ -80,7 +84,7 @@ def cold_run(scenario, baseline_env):
         env.update(baseline_env or {})
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         p = subprocess.run([sys.executable, "-c", RIVER if scenario == "river" else CLI],
-                           cwd=ROOT, env=env, capture_output=True, text=True)
+                           cwd=cwd, env=env, capture_output=True, text=True)
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if p.returncode:
             sys.exit(p.stderr[-3000:])
@@ -95,12 +99,23 @@ def main():
     ap.add_argument("--compare", choices=sorted(COMPARE), default="emit",
                     help="emit: Numba's own finalization of INNER libraries (stop 37); "
                          "inner-opt: INNER libraries fully optimized (stop 38)")
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="instead of --compare: the baseline is the checkout in this "
+                         "directory (git worktree add DIR COMMIT)")
     args = ap.parse_args()
     baseline_env, name_a, name_b = COMPARE[args.compare]
+    base_cwd = ROOT
+    if args.baseline_tree is not None:
+        if not (args.baseline_tree / "streamlstm" / "__init__.py").is_file():
+            sys.exit(f"--baseline-tree {args.baseline_tree}: no streamlstm package there; "
+                     f"make one with: git worktree add {args.baseline_tree} COMMIT")
+        baseline_env, name_a, name_b = {}, "baseline tree", "this tree"
+        base_cwd = args.baseline_tree.resolve()
     rows = []
     for r in range(args.rounds):
         order = (True, False) if r % 2 == 0 else (False, True)
-        t = {base: cold_run(args.scenario, baseline_env if base else None) for base in order}
+        t = {base: cold_run(args.scenario, baseline_env if base else None,
+                            base_cwd if base else ROOT) for base in order}
         rows.append((t[True], t[False]))
         print(f"round {r + 1}: {name_a} {t[True][0]:6.1f} s ({t[True][1]:5.1f} s CPU)   "
               f"{name_b} {t[False][0]:6.1f} s ({t[False][1]:5.1f} s CPU)", flush=True)

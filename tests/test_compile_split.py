@@ -11,18 +11,23 @@ compiles the rest.
   never compiles them: it loads them), compile no driver (the one-value call
   inlines the driver's one call: ``kernels.step_row``), forecast bit for bit
   what this process forecasts, and ``compile_in_two`` stands aside where it
-  should.
+  should;
+* nothing the one-value call links is compiled in both processes, even when
+  this process's part comes late (the child waits at a ``compile_child.Gate``);
+  the gate holds a child until released, or until its limit.
 """
 import json
 import os
 import subprocess
 import sys
+import time
 
 import numba
 import numpy as np
 import pytest
 
 from streamlstm import LSTMForecaster
+from streamlstm.backends import compile_child
 from streamlstm.backends.cpu import kernels
 from streamlstm.backends.cpu.update import update_due
 from streamlstm.core.online_rnn import OnlineRNN
@@ -57,13 +62,39 @@ def test_compile_driver_is_cpu_only():
     assert m.compile_driver(1) is False and m.driver_ready(1) is None
 
 
+def test_a_gate_holds_the_child_until_released(tmp_path):
+    gate = compile_child.Gate()
+    mark = tmp_path / "went_on"
+
+    def work():
+        gate.wait(60.0)
+        mark.write_text(repr(time.monotonic()))
+    pid = compile_child.fork(work)
+    time.sleep(0.5)
+    held = mark.exists()
+    released = time.monotonic()
+    gate.release()
+    assert compile_child.reap(pid, 30.0) is True
+    assert not held and float(mark.read_text()) >= released
+    gate.release()                      # again: nothing
+    # never released: the child goes on after its limit
+    gate = compile_child.Gate()
+    pid = compile_child.fork(lambda: gate.wait(0.2))
+    t0 = time.monotonic()
+    assert compile_child.reap(pid, 30.0) is True and time.monotonic() - t0 < 10.0
+    gate.release()
+
+
 FIRST_RUN = r'''
-import json, os, threading
+import json, os, threading, time
 from numba.core import event as ev
 compiled = []
 class _Listener(ev.Listener):
     def on_start(self, e):
-        compiled.append(e.data["dispatcher"].py_func.__qualname__)
+        f = e.data["dispatcher"].py_func
+        compiled.append(f.__qualname__)
+        with open("compiles.txt", "a") as log:  # and the forked child's (both append)
+            log.write(f"{os.getpid()} {f.__module__}.{f.__qualname__}\n")
     def on_end(self, e):
         pass
 ev.register("numba:compile", _Listener())
@@ -77,6 +108,15 @@ def core(backend="cpu", dtype="float64"):     # LSTMForecaster()'s types: TBPTT(
 
 def ready(dtype="float64"):            # the one-value call's update (no driver: k1 != k2)
     return core(dtype=dtype).net.driver_ready(1, driver=False)
+
+# a loaded machine: this process's part of the one-value call's layer comes late (the
+# child waits for it rather than compiling it too)
+_compile_one_row = MultiSeriesForecaster.compile_one_row
+def late(self, parts, slots, X):
+    if "scoring" in parts:
+        time.sleep(15.0)
+    return _compile_one_row(self, parts, slots, X)
+MultiSeriesForecaster.compile_one_row = late
 
 out = {"ready_before": ready()}
 os.environ[PROCESSES_VAR] = "1"
@@ -107,6 +147,7 @@ out["ready_after"] = ready()
 out["driver_after"] = core().net.driver_ready(1)
 out["float32_ready"] = ready("float32")     # another configuration: its own first run
 out["warm"] = compile_in_two(core(), 1)
+out["pid"] = os.getpid()
 print(json.dumps(out))
 '''
 
@@ -131,6 +172,23 @@ def test_a_first_run_leaves_the_driver_to_a_second_process(tmp_path):
         assert name not in out["compiled"], name
     assert "forward_rows" in out["compiled"] or "next_row" in out["compiled"]
     assert out["ready_after"] is True and out["float32_ready"] is False
+    # nothing the one-value call links is compiled twice: the child compiles the
+    # update, the features' pass and the call; this process the forward and the
+    # experts' and intervals' updates, which the child loads (it waits for them)
+    pids = {}
+    for line in (tmp_path / "compiles.txt").read_text().splitlines():
+        pid, name = line.split()
+        pids.setdefault(name, []).append(int(pid))
+    child = {n: p for n, p in pids.items() if p != [out["pid"]] * len(p)}
+    split = {"streamlstm.backends.cpu.update.update_due": "child",
+             "streamlstm.forecast.features.learn_rows": "child",
+             "streamlstm.forecast.onerow.learn_row": "child",
+             "streamlstm.backends.cpu.forward.forward_rows": "parent",
+             "streamlstm.forecast.experts.update_rows": "parent",
+             "streamlstm.forecast.intervals.update_rows": "parent"}
+    for name, where in split.items():
+        assert len(pids.get(name, [])) == 1, (name, pids.get(name))
+        assert (name in child) == (where == "child"), (name, pids[name], out["pid"])
     assert out["driver_after"] is False
     assert out["warm"] is None
     # the same forecasts as this process's model, bit for bit

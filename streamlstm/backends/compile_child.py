@@ -14,6 +14,7 @@ that fails costs only time: the caller compiles what it missed.
 import ctypes
 import gc
 import os
+import select
 import signal
 import sys
 import threading
@@ -90,6 +91,30 @@ def fork(work):
         status = 0
     finally:
         os._exit(status)
+
+
+class Gate:
+    """A one-way signal from this process to the child it forks next (a pipe, made
+    before ``fork``): the child's ``wait`` returns once this process ``release``s
+    it (or closes it by dying), or after ``limit_s`` seconds.  forecast/warm.py
+    holds the child's last compile back until this process has saved to the
+    cache what that compile would otherwise compile a second time."""
+
+    def __init__(self):
+        self._fds = os.pipe()
+
+    def release(self):
+        """In this process: let the child go on (closes this process's ends; again
+        is a no-op)."""
+        fds, self._fds = self._fds, ()
+        for fd in fds:
+            os.close(fd)
+
+    def wait(self, limit_s):
+        """In the child: wait for ``release`` (at most ``limit_s`` seconds)."""
+        r, w = self._fds
+        os.close(w)       # the child's copy: the end of file comes when the parent's closes
+        select.select([r], [], [], limit_s)
 
 
 def reap(pid, limit_s):

@@ -556,6 +556,10 @@ class MultiSeriesForecaster:
         Returns the seconds it took."""
         return compile_twins(self, every)
 
+    def compile_one_row(self, parts, slots, X):
+        """``onerow.compile_parts`` of this model's states (forecast/warm.py)."""
+        onerow.compile_parts(parts, self._feats, self._ex, self._iv, self._horizon, slots, X)
+
     # -- many rows at once -----------------------------------------------------------------
     def learn_many(self, frame, id_col="series_id", time_col="timestamp", value_col="value",
                    progress=None):

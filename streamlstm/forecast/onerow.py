@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from streamlstm.backends import cache
@@ -274,3 +275,27 @@ class OneRow:
             status = forecast_row(slots, X, feats.kernel_arrays(), args, live, weights,
                                   U, level, scale, Un, out, fc)
         return fc if status == OK else None
+
+
+def compile_parts(parts, feats, ex, iv, horizon, slots, X):
+    """Compile (or load from Numba's cache), running nothing, kernels ``learn_row``
+    calls, with the argument types ``OneRow.learn`` gives it (no band) for
+    ``slots`` and ``X``: with ``"features"`` in ``parts`` the features' learning
+    pass and map back to raw units, with ``"scoring"`` the experts' and the
+    intervals' ``update_rows``.  A first run's two processes (forecast/warm.py)
+    compile them apart, so that ``learn_row`` loads what it calls rather than
+    compiling it a second time."""
+    y = level = scale = np.zeros(1)
+    if "features" in parts:
+        _compile(features.learn_rows, slots, y, X, *feats.kernel_arrays(),
+                 np.zeros((1, feats.n_inputs)), y, level, scale)
+        _compile(features.to_raw, y, level, scale)
+    fnet = np.zeros((1, horizon))
+    if "scoring" in parts and ex is not None:
+        _compile(experts.update_rows, slots, y, fnet, *ex.kernel_arrays(), fnet)
+    if "scoring" in parts and iv is not None:
+        _compile(intervals.update_rows, slots, y, fnet, *iv.kernel_arrays(), None, None, None)
+
+
+def _compile(kernel, *args):
+    kernel.compile(tuple(numba.typeof(a) for a in args))

@@ -17,7 +17,11 @@ child compiles the network's update and the driver (``step_calls``) around it,
 or a River forecaster's one-value call (forecast/onerow.py, which inlines the
 driver's one call: no driver), the larger half, and saves them to the cache,
 while this process compiles the forward and the forecast layer; the first real
-calls then load both halves and compile what is left.  ``compile_every`` (``streamlstm warmup``) splits by window shape.
+calls then load both halves and compile what is left.  For the one-value call
+the two split the forecast layer too (the child the features' pass, this
+process the experts' and intervals' updates), and the child waits for this
+process's part before compiling the call around it (``compile_child.Gate``):
+nothing it links is compiled twice.  ``compile_every`` (``streamlstm warmup``) splits by window shape.
 Set ``STREAMLSTM_COMPILE_PROCESSES=1`` to keep it to one process.
 """
 from __future__ import annotations
@@ -131,8 +135,10 @@ def compile_in_two(model, rows):
     unless the model fuses k1 = k2 windows - and saves them to Numba's cache,
     while this process compiles what the child's second half needs - the
     forward, the forecast layer (a twin on the NumPy reference backend:
-    features, experts, intervals) - and then a forecast of a CPU twin; then it
-    waits for the child (at most CHILD_LIMIT_S seconds).  The model's first calls load
+    features, experts, intervals; for one row only the experts' and intervals'
+    updates, the child compiling the features' pass and waiting for them) -
+    and then a forecast of a CPU twin; then it waits for the child (at most
+    CHILD_LIMIT_S seconds).  The model's first calls load
     what the two compiled and compile the rest.  Nothing of ``model`` changes.
 
     Returns the seconds it took, or None where it does not apply: a later run
@@ -153,13 +159,24 @@ def compile_in_two(model, rows):
     if twin.net.driver_ready(rows, driver):
         return None
 
+    X = np.zeros((rows, len(model.features or ())))
+    # One value (a River forecaster): the one-value call (forecast/onerow.py) links
+    # the features', experts' and intervals' kernels.  The child compiles the
+    # features' and this process the others, and the child compiles the call
+    # around them only once this process has saved its part: nothing is compiled
+    # twice (bench/README.md, "First run", stop 39).
+    gate = compile_child.Gate() if rows == 1 else None
+
     def child_work():
         twin.net.compile_driver(rows, driver)   # first: the forward is the parent's
-        if rows == 1:       # the one-value call around it
-            twin.predict_learn_slots(slots, np.zeros(1),
-                                     np.zeros((1, len(model.features or ()))))
+        if gate is not None:        # the one-value call around it
+            twin.compile_one_row(("features",), slots, X)
+            gate.wait(CHILD_LIMIT_S)
+            twin.predict_learn_slots(slots, np.zeros(1), X)
     pid = compile_child.fork(child_work)
     if pid is None:
+        if gate is not None:
+            gate.release()
         return None
     try:
         interval = model.coverage is not None
@@ -169,14 +186,21 @@ def compile_in_two(model, rows):
         net = twin.net
         net.forward_live_trusted(slots, np.zeros((rows, net.n_inputs), dtype=net.numpy_dtype))
         ref = _twin(model, model.k1, model.k2, model.horizon, "reference")
-        F = len(model.features or ())
-        y = np.linspace(0.0, 1.0, 4 * rows)
-        ref.predict_learn(ids * 4, y, np.zeros((4 * rows, F)) if F else None,
-                          interval=interval)                  # the forecast layer
+        if gate is not None:
+            twin.compile_one_row(("scoring",), slots, X)
+            gate.release()
+            ref.slots_of(ids, create=True)
+        else:
+            y = np.linspace(0.0, 1.0, 4 * rows)
+            ref.predict_learn(ids * 4, y, np.zeros((4 * rows, X.shape[1])) if X.shape[1]
+                              else None, interval=interval)       # the forecast layer
         ref.forecast(2, ids, interval=interval)
         twin.forecast(min(2, model.horizon), ids, interval=interval)
     except BaseException:
         compile_child.reap(pid, 0.0)
         raise
+    finally:
+        if gate is not None:
+            gate.release()
     compile_child.reap(pid, CHILD_LIMIT_S)
     return time.perf_counter() - t0
