@@ -211,6 +211,52 @@ def test_fast_path_gives_the_checked_path_bits(backend):
     assert_same(snapshot(fast), snapshot(slow))
 
 
+def test_one_value_fast_path_checks_what_the_full_checks_do():
+    """A one-input, one-output model's one-row step (a sensor stream's call per
+    arrival) takes a shorter fast path (online_rnn._fast_rows: a one-element
+    array is C-contiguous whatever its strides): it gives the checked path's
+    bits, and everything it does not vouch for - non-finite u, infinite y,
+    another dtype, another shape, an ndarray subclass - goes through the full
+    checks: the same clear errors, the model unchanged, no new kernel compiled."""
+    from streamlstm.backends.cpu import kernels
+    rng = np.random.default_rng(5)
+    U, Y = rng.normal(size=(20, 1, 1)), rng.normal(size=(20, 1, 1))
+    Y[3] = np.nan
+    kw = dict(n_inputs=1, n_outputs=1, n_series=1, k1=4, k2=4)
+    fast, slow = make("cpu", **kw), make("cpu", **kw)
+    s1 = np.array([0], dtype=np.int64)
+    odd = np.full((3, 3), 9.0)[1:2, ::2][:, :1]      # a (1, 1) view with odd strides
+    for t in range(20):
+        y = None if t % 7 == 6 else Y[t]
+        u = odd * U[t, 0, 0] / 9.0 if t == 5 else U[t]
+        np.testing.assert_array_equal(fast.step(u, y, series=s1),
+                                      slow.step(u.tolist(), None if y is None else y.tolist(),
+                                                series=[0]))
+        np.testing.assert_array_equal(fast.step(U[t]), slow.step(U[t].tolist()))
+    assert_same(snapshot(fast), snapshot(slow))
+    n_sigs = len(kernels.step_calls.signatures)
+    for u, y, msg in [(np.array([[np.nan]]), None, r"non-finite value nan at row 0"),
+                      (np.array([[np.inf]]), np.ones((1, 1)), r"non-finite value inf at row 0"),
+                      (np.ones((1, 1)), np.array([[-np.inf]]), r"infinite value -inf at row 0"),
+                      (np.ones((1, 2)), None, r"u has shape \(1, 2\)"),
+                      (np.ones(1), None, r"u has shape \(1,\)"),
+                      (np.ones((1, 1)), np.ones((1, 2)), r"y has shape \(1, 2\)")]:
+        before = snapshot(fast)
+        with pytest.raises(InputError, match=msg):
+            fast.step(u, y, series=s1)
+        assert_same(before, snapshot(fast))
+    # accepted after the full checks (converted), with the bits of the checked path
+    for u, y in [(np.ones((1, 1), dtype=np.float32), np.ones((1, 1))),
+                 (np.ones((1, 1)), np.ones((1, 1), dtype=np.float32)),
+                 (np.ones((1, 1)).view(np.matrix), np.ones((1, 1)))]:
+        a = fast.step(u, y, series=s1)
+        b = slow.step(np.asarray(u, dtype=np.float64).reshape(1, 1).tolist(),
+                      np.asarray(y, dtype=np.float64).reshape(1, 1).tolist(), series=[0])
+        np.testing.assert_array_equal(np.asarray(a).reshape(1, 1), b)
+    assert_same(snapshot(fast), snapshot(slow))
+    assert len(kernels.step_calls.signatures) == n_sigs     # nothing else reached the kernel
+
+
 @pytest.mark.parametrize("kw,msg", [
     (dict(k1=5, k2=3), r"k1=5 > k2=3"),
     (dict(backend="tpu"), r"backend='tpu' is unknown"),

@@ -24,6 +24,7 @@ from streamlstm.core.optim import SGD, Adam, optimizer_from_config
 CHECKPOINT_KIND = "OnlineRNN"
 _ONE_CALL = np.array([0, 1], dtype=np.int64)     # one row = one call
 _INT64 = np.dtype(np.int64)
+_ONE_BY_ONE = (1, 1)
 # Slot lists up to this long are checked in Python on the fast path (set/min/max
 # of a list beat np.unique's sort and allocations by far); longer ones take the
 # full checks, whose cost is then small per row.
@@ -109,6 +110,7 @@ class OnlineRNN:
         arrays.update(new_series_arrays(self.layout, self.n_series, self.k2, self.numpy_dtype))
         self._impl = self._make_impl(arrays)
         self._dt = np.dtype(self.numpy_dtype)
+        self._one_value = self.n_inputs == 1 and self.n_outputs == 1
         self._fast = {}      # per-shape arrays the fast path reuses (never written by backends)
         self._all = np.arange(self.n_series, dtype=np.int64)     # step()'s series=None
 
@@ -164,7 +166,19 @@ class OnlineRNN:
         None becomes NaN rows), else None."""
         dt = self._dt
         # is_ready_array and all_finite / no_inf, written out for the one-value
-        # arrays of a one-series stream (each call saved is ~0.1 us per step)
+        # arrays of a one-series stream (each call saved is ~0.1 us per step).
+        # One value each: numpy flags every one-element array C-contiguous, so
+        # the shape settles the layout too.
+        if R == 1 and self._one_value:
+            if not (type(u) is np.ndarray and u.dtype is dt and u.shape == _ONE_BY_ONE
+                    and isfinite(u.item())):
+                return None
+            if y is None:
+                return u, self._cached(("nan", 1), lambda: np.full((1, 1), np.nan, dtype=dt))
+            if not (type(y) is np.ndarray and y.dtype is dt and y.shape == _ONE_BY_ONE
+                    and not isinf(y.item())):
+                return None
+            return u, y
         if not (type(u) is np.ndarray and u.dtype is dt and u.shape == (R, self.n_inputs)
                 and u.flags.c_contiguous
                 and (isfinite(u.item()) if u.size == 1 else all_finite(u))):
