@@ -206,7 +206,9 @@ print(json.dumps({"t": dt, "rerun": rerun}))
 """
 
 
-def _p2_child(what, threads, N, T):
+def part2_child(what, threads, N, T):
+    """One contender of part 2 in its own process: ``what`` in cpu, cpu_step, torch,
+    sgemm -> {"t": seconds, "rerun": re-run rows per row (cpu) or None}."""
     res = subprocess.run([sys.executable, "-c", _P2_CHILD, ROOT, what, str(threads), str(N), str(T)],
                          capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -227,7 +229,7 @@ def part2(quick):
         rerun = 0.0
         for _ in range(reps):
             for what in ts:
-                r = _p2_child(what, threads, N, T)
+                r = part2_child(what, threads, N, T)
                 ts[what].append(r["t"])
                 if what == "cpu":
                     rerun = r["rerun"]

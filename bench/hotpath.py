@@ -3,6 +3,7 @@
 
     python bench/hotpath.py            # about a minute once the kernels are compiled
     python bench/hotpath.py --quick    # fewer observations and repeats (a smoke test)
+    python bench/hotpath.py --all      # every row of issue 13's table (rows d, e: fresh processes)
 
 Rows:
 
@@ -30,6 +31,17 @@ Rows:
 Every figure is the median over repeats of the mean over a block of
 observations; the first calls (Numba compilation or cache loading) are
 excluded.  Ratios compare things timed in the same run.
+
+With ``--all`` the script also takes the issue's other rows, each through the
+call a user makes, in the same run:
+
+(d) ``OnlineRNN.step`` once per time step of 10,000 series (float32, one
+    thread) against the batched PyTorch loop: ``bench/core.py``'s part-2
+    children (each contender in its own process, round-robin over repeats);
+(e) the first ``LSTMForecaster().learn_one`` (two values, then ``forecast(1)``)
+    and the first ``streamlstm run --source examples/sensor.parquet`` in a fresh
+    process with an empty Numba cache, then the same command again on the cache
+    it left (warm): ``bench/compile_time.py``'s children, ``import`` included.
 """
 from __future__ import annotations
 
@@ -44,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+import compile_time  # noqa: E402  (bench/compile_time.py: first runs in fresh processes)
 import core  # noqa: E402  (bench/core.py: the PyTorch TBPTT loop and the model config)
 
 import streamlstm  # noqa: E402
@@ -55,6 +68,9 @@ GOAL_STEP_X = 70.0            # (a): >= 70x the PyTorch loop
 GOAL_FORECASTER_X = 100.0     # (b): >= 100x deep-river
 GOAL_EXPERTS_US = 2.0         # issue 11: the aggregation adds at most 2 us per observation
 GOAL_INTERVALS_US = 1.0       # issue 12: at most 1 us per observation per horizon step
+GOAL_MANY_X = 3.0             # (d): >= 3x batched PyTorch
+GOAL_FIRST_S = {"river": 10.0, "cli": 15.0}   # (e): first runs, seconds
+GOAL_CLI_WARM_S = 2.0         # (e): the same CLI command warm
 
 
 def values(n, seed=0):
@@ -138,6 +154,49 @@ def bench(quick):
             "obs": {"step": n_step, "torch": n_torch, "forecaster": n_fc}}
 
 
+def bench_more(quick):
+    """Rows (d) and (e) (see the module doc)."""
+    import tempfile
+    from pathlib import Path
+    N, T = (2000 if quick else 10000), 32
+    reps = 2 if quick else 3
+    ts = {"cpu_step": [], "torch": []}
+    for _ in range(reps):                       # round-robin, each in a fresh process
+        for what in ts:
+            ts[what].append(core.part2_child(what, 1, N, T)["t"])
+    more = {"N": N, "T": T,
+            "step_obs_per_s": N * T / float(np.median(ts["cpu_step"])),
+            "torch_obs_per_s": N * T / float(np.median(ts["torch"]))}
+    for scenario in ("river", "cli"):
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp) / "numba_cache"
+            cold = compile_time.run_child(scenario, cache, tmp)
+            more[scenario + "_cold_s"] = cold["import_s"] + cold["calls_s"]
+            if scenario == "cli":
+                warm = compile_time.run_child(scenario, cache, tmp)
+                more["cli_warm_s"] = warm["import_s"] + warm["calls_s"]
+    return more
+
+
+def more_rows(m):
+    """Table rows of ``bench_more``'s figures: (name, target, measured, met)."""
+    x = m["step_obs_per_s"] / m["torch_obs_per_s"]
+    return [
+        (f"OnlineRNN.step per time step, {m['N']:,} series, float32, 1 thread",
+         f">= {GOAL_MANY_X:.0f}x batched PyTorch",
+         f"{m['step_obs_per_s'] / 1e6:.2f} M series-obs/s; PyTorch "
+         f"{m['torch_obs_per_s'] / 1e6:.2f} M/s -> {x:.2f}x", x >= GOAL_MANY_X),
+        ("first LSTMForecaster().learn_one, fresh process, empty cache",
+         f"<= {GOAL_FIRST_S['river']:.0f} s", f"{m['river_cold_s']:.1f} s",
+         m["river_cold_s"] <= GOAL_FIRST_S["river"]),
+        ("first streamlstm run --source examples/sensor.parquet, empty cache",
+         f"<= {GOAL_FIRST_S['cli']:.0f} s", f"{m['cli_cold_s']:.1f} s",
+         m["cli_cold_s"] <= GOAL_FIRST_S["cli"]),
+        ("the same command warm", f"<= {GOAL_CLI_WARM_S:.0f} s", f"{m['cli_warm_s']:.1f} s",
+         m["cli_warm_s"] <= GOAL_CLI_WARM_S),
+    ]
+
+
 def report(r):
     import platform
     import numba
@@ -178,6 +237,8 @@ def report(r):
                  "LSTMForecaster(coverage=None)", f"<= {GOAL_INTERVALS_US:.0f} us per step",
                  f"{r['forecaster_us']:.2f} - {r['forecaster_nocov_us']:.2f} = "
                  f"{extra_iv:.2f} us", extra_iv <= GOAL_INTERVALS_US))
+    if "more" in r:
+        rows += more_rows(r["more"])
     print("| what a user calls | target | measured | status |")
     print("|---|---|---|---|")
     for name, target, measured, ok in rows:
@@ -189,8 +250,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer observations and repeats")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--all", action="store_true",
+                    help="also the 10,000-series row and the first-run rows (a few minutes more)")
     args = ap.parse_args(argv)
     r = bench(args.quick)
+    if args.all:
+        r["more"] = bench_more(args.quick)
     report(r)
     if args.json:
         with open(args.json, "w") as f:
