@@ -150,10 +150,22 @@ def _vec_binop(name, build, op):
     typer.__name__ = typer.__qualname__ = name
     vec_op = intrinsic(typer)
 
+    def impl(a, b):
+        return vec_op(a, b)
+    # A qualname of its own per operator.  Numba names a compiled function by its
+    # module, qualname, argument types and a number counting this process's
+    # compiles, and four implementations of one qualname (as four lambdas here
+    # were) differ by that number alone.  Another process numbers them in another
+    # order, and code it saved to the on-disk cache, linked into a caller compiled
+    # here, shares each symbol with a different operator: LLVM keeps one
+    # definition per name, so a subtraction could run as an addition
+    # (tests/test_symbol_names.py; a GRU's update went wrong that way in CI).
+    impl.__name__ = impl.__qualname__ = f"{name}_impl"
+
     @overload(op)
     def _ov(a, b):
         if _vec_pair(a, b):
-            return lambda a, b: vec_op(a, b)
+            return impl
     return vec_op
 
 
