@@ -90,7 +90,7 @@ def one_run(src, out, args, capture):
                 capture=(lambda a, kw: calls.append(tuple(np.array(v, copy=True) for v in a[1:4])))
                 if capture else None)
     timers.wrap(MultiSeriesForecaster, "predict_learn", "forecaster")
-    timers.wrap(ForecastMetrics, "update", "metrics (River)")
+    timers.wrap(ForecastMetrics, "update", "metrics (River's, as running means)")
     timers.wrap(StreamRunner, "process", "runner")
     timers.wrap(ForecastFile, "write", "write Parquet")
     cfg = JobConfig(source=src, columns=Columns(features=("outside_temp",) if args.features else ()),

@@ -65,7 +65,7 @@ class StreamRunner:
     policy
         ``policy.Policy``: what to do with bad rows and unseen series.
     metrics_window
-        Rows in the ``river.utils.Rolling`` metric window.
+        Rows in the rolling metric window (the last ones scored).
     """
 
     def __init__(self, model, policy=None, metrics_window=1000):

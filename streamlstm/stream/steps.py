@@ -10,8 +10,8 @@ forecast of the same step (the latest value known when that forecast was made)
 by MAE, per series and over all series.
 
 The metrics are River's (``river.metrics`` MAE, MSE -> RMSE, SMAPE: running means
-of a per-row term) kept as arrays - a weight ``n`` and a mean per metric, the
-state ``metrics._means_state`` checkpoints - and updated by River's own formula
+of a per-row term) kept as arrays - a weight ``n`` and a mean per metric, as
+``metrics.ForecastMetrics`` keeps the one-step ones - and updated by River's own formula
 (``river.stats.Mean.update``: ``n += 1; mean += (1 / n) * (x - mean)``) on
 River's own per-row terms, row by row in arrival order, in one Numba kernel:
 ``H`` steps x 4 metrics per series as Python objects would cost ~1 kB per step
@@ -151,7 +151,7 @@ class StepMetrics:
     def report(self):
         """Per step over all series: ``{"step", "scored", "MAE", "RMSE", "SMAPE",
         "naive_MAE", "naive_scored"}`` (NaN where nothing was scored)."""
-        return [dict(step=j + 1, **_values(self.overall[j])) for j in range(self.horizon)]
+        return [dict(step=j + 1, **metric_values(self.overall[j])) for j in range(self.horizon)]
 
     def per_series_columns(self, n, first_step=2):
         """Columns ``rows_h{h}, MAE_h{h}, RMSE_h{h}, SMAPE_h{h}, naive_MAE_h{h}`` (and
@@ -164,7 +164,7 @@ class StepMetrics:
         bands[:min(n, len(self.bands))] = self.bands[:n]
         out = {}
         for j in range(first_step - 1, self.horizon):
-            v = _values(per[:, j])
+            v = metric_values(per[:, j])
             for key in ("scored", "MAE", "RMSE", "SMAPE", "naive_MAE"):
                 name = "rows" if key == "scored" else key
                 out[f"{name}_h{j + 1}"] = v[key]
@@ -196,7 +196,7 @@ class StepMetrics:
         return self
 
 
-def _values(t):
+def metric_values(t):
     """Metric values from running-mean states ``t`` (..., 4, 2), as River's
     ``get()`` gives them (RMSE = MSE ** 0.5, SMAPE in percent); NaN where a
     metric saw nothing."""
