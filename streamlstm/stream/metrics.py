@@ -33,8 +33,8 @@ With forecasts of more than one step (``update_steps``), ``steps`` (a
 Per series it also sums the one-step prediction bands scored (count, covered,
 width: ``update_bands``), for the per-series coverage of ``--metrics-out``.
 
-Memory: about 250 bytes per series (six numbers in lists, counts, bands) plus
-the window.
+Memory: about 300 bytes per series (eight numbers and the last value in lists,
+the count; measured with tracemalloc over 100,000 series) plus the window.
 """
 from __future__ import annotations
 
