@@ -71,6 +71,7 @@ print(json.dumps({"first_learn_one_s": t, "total_s": t}))
 COMPARE = {
     "emit": ({"STREAMLSTM_EMIT_INNER": "1"}, "Numba's own", "link-only"),
     "inner-opt": ({"STREAMLSTM_INNER_OPT": "full"}, "INNER full opt", "INNER cheap opt"),
+    "entry-opt": ({"STREAMLSTM_ENTRY_OPT": "3"}, "entry points O3", "entry points O2"),
 }
 
 
@@ -79,7 +80,7 @@ def cold_run(scenario, baseline_env, cwd=ROOT):
     from ``cwd`` (``python -c`` imports the streamlstm of its working directory)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
-        for name in ("STREAMLSTM_EMIT_INNER", "STREAMLSTM_INNER_OPT"):
+        for name in ("STREAMLSTM_EMIT_INNER", "STREAMLSTM_INNER_OPT", "STREAMLSTM_ENTRY_OPT"):
             env.pop(name, None)
         env.update(baseline_env or {})
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -124,7 +124,17 @@ def test_a_cached_inner_function_is_loaded_as_ir_for_a_new_caller(tmp_path):
 PIPELINES = '''
 import json
 import numpy as np
+from numba.core import config
+from numba.core.codegen import JITCPUCodegen
 from streamlstm.backends.specialize import INNER, njit
+
+full_levels = []            # the LLVM level of every full module pipeline built
+_mpm = JITCPUCodegen._module_pass_manager
+def mpm(self, **kw):
+    if kw.get("cost") != "cheap":
+        full_levels.append(int(kw.get("opt", config.OPT)))
+    return _mpm(self, **kw)
+JITCPUCodegen._module_pass_manager = mpm
 
 @njit(**INNER)
 def inner(a, k):
@@ -138,31 +148,55 @@ def entry(a):
 a = np.arange(8.0)
 entry(a)
 assert a[7] == 21.0
-print(json.dumps({name: [t[0].split(" on ")[0] for t in f.overloads[f.signatures[0]].library.recorded_timings]
-                  for name, f in (("inner", inner), ("entry", entry))}))
+out = {name: [t[0].split(" on ")[0] for t in f.overloads[f.signatures[0]].library.recorded_timings]
+       for name, f in (("inner", inner), ("entry", entry))}
+out["full_levels"] = full_levels
+print(json.dumps(out))
 '''
+
+
+def _pipelines(**settings):
+    """The module pipelines PIPELINES' two libraries ran, under these settings."""
+    env = dict(os.environ, NUMBA_LLVM_PASS_TIMINGS="1")
+    for name, value in settings.items():
+        env.pop(name, None)
+        if value:
+            env[name] = value
+    p = subprocess.run([sys.executable, "-c", PIPELINES], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+CHEAP, FULL = "Module passes (cheap optimization for refprune)", "Module passes (full optimization)"
 
 
 @pytest.mark.parametrize("setting, inner_full", [(None, False), ("full", True), ("Cheap", False)])
 def test_an_inner_library_gets_numbas_cheap_module_pipeline_only(setting, inner_full):
-    env = dict(os.environ, NUMBA_LLVM_PASS_TIMINGS="1")
-    env.pop("STREAMLSTM_INNER_OPT", None)
-    if setting:
-        env["STREAMLSTM_INNER_OPT"] = setting
-    p = subprocess.run([sys.executable, "-c", PIPELINES], env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    passes = json.loads(p.stdout.strip().splitlines()[-1])
-    cheap, full = ("Module passes (cheap optimization for refprune)",
-                   "Module passes (full optimization)")
-    assert cheap in passes["inner"] and (full in passes["inner"]) == inner_full
+    passes = _pipelines(STREAMLSTM_INNER_OPT=setting)
+    assert CHEAP in passes["inner"] and (FULL in passes["inner"]) == inner_full
     # the caller, which holds the copy that runs, is optimized in full
-    assert cheap in passes["entry"] and full in passes["entry"]
+    assert CHEAP in passes["entry"] and link_only.FULL_O2 in passes["entry"]
+    assert passes["full_levels"].count(2) == 1      # the entry point's, at O2
 
 
-def test_an_unknown_inner_opt_setting_is_refused_with_what_to_do():
-    env = dict(os.environ, STREAMLSTM_INNER_OPT="fulll")
+@pytest.mark.parametrize("setting, o2", [(None, True), ("2", True), ("3", False)])
+def test_an_entry_point_gets_the_full_pipeline_at_o2_unless_told_o3(setting, o2):
+    passes = _pipelines(STREAMLSTM_ENTRY_OPT=setting, STREAMLSTM_INNER_OPT=None)
+    entry = passes["entry"]
+    assert CHEAP in entry
+    # exactly one full pipeline: LLVM's O2 (link_only.FULL_O2), or Numba's own O3
+    assert (link_only.FULL_O2 in entry, FULL in entry) == (o2, not o2)
+    assert FULL not in passes["inner"] and link_only.FULL_O2 not in passes["inner"]
+    # the level that pipeline ran at (Numba's own libraries, its runtime's, run O3)
+    assert passes["full_levels"].count(2) == (1 if o2 else 0)
+
+
+@pytest.mark.parametrize("name, value, hint", [("STREAMLSTM_INNER_OPT", "fulll", "'cheap'"),
+                                               ("STREAMLSTM_ENTRY_OPT", "O3", "'3'")])
+def test_an_unknown_opt_setting_is_refused_with_what_to_do(name, value, hint):
+    env = dict(os.environ, **{name: value})
     p = subprocess.run([sys.executable, "-c", "import streamlstm.backends.link_only"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode != 0
-    assert "STREAMLSTM_INNER_OPT='fulll'" in p.stderr and "'cheap'" in p.stderr
+    assert f"{name}={value!r}" in p.stderr and hint in p.stderr

@@ -37,6 +37,18 @@ this module makes Numba (0.68)
 
 ``STREAMLSTM_EMIT_INNER=1`` in the environment keeps Numba's own behaviour
 (for comparisons: ``bench/link_only_ab.py``, and to rule this module out).
+
+The package's other functions, its entry points (``specialize.njit`` without
+``INNER``: ``register_entry``), run Numba's two module pipelines, the second -
+the full optimization, over the entry point and every callee linked into it - at
+LLVM's O2 instead of Numba's O3 (``ENTRY_OPT``): 4% less of a first run (0.5 s of
+12 s, River and CLI alike, paired: bench/README.md, "First run", stop 44) and
+the same speed (``hotpath.py`` and the 10,000-series step, alternated: within
+their noise), and the same bits in the check made then (LSTM and GRU
+forecasters, ``predict_learn`` of 7 series, a float32 ``step`` of 9 series).
+``STREAMLSTM_ENTRY_OPT=3`` runs Numba's own O3.  The setting is not part of the
+cache's key (as Numba's ``NUMBA_OPT`` is not): a cache built under one serves
+the other, so clear it when comparing the two.
 """
 import os
 import weakref
@@ -46,7 +58,9 @@ import llvmlite.binding as ll
 # function's library; the CPU library's module optimization and its last step of
 # finalization (add the module to the JIT, emit it), serialization and function
 # lookup; the JIT's environment setter.
+from numba.core import config
 from numba.core.codegen import CPUCodeLibrary, JITCodeLibrary, JITCPUCodegen
+from numba.core.runtime.nrtopt import remove_redundant_nrt_refct
 from numba.core.typed_passes import BaseNativeLowering
 
 LINK_ONLY = "streamlstm-link-only"
@@ -57,13 +71,27 @@ if _INNER_OPT not in ("cheap", "full"):
                      "environment: use 'cheap' (the default) or 'full' (the INNER libraries "
                      "fully optimized too), or unset it")
 CHEAP = _INNER_OPT == "cheap"
+# The entry points' full module pipeline: LLVM's O2 (stop 44), or Numba's own O3.
+_ENTRY_OPT = os.environ.get("STREAMLSTM_ENTRY_OPT", "").strip() or "2"
+if _ENTRY_OPT not in ("2", "3"):
+    raise ValueError(f"STREAMLSTM_ENTRY_OPT={os.environ['STREAMLSTM_ENTRY_OPT']!r} in the "
+                     "environment: use '2' (the default: LLVM's O2 for the package's entry "
+                     "points) or '3' (Numba's O3), or unset it")
+ENTRY_OPT = int(_ENTRY_OPT)
+FULL_O2 = "Module passes (full optimization, O2)"
 
 _INNER = weakref.WeakSet()      # the py_funcs compiled INNER (specialize.njit)
+_ENTRY = weakref.WeakSet()      # the package's other py_funcs: its entry points
 
 
 def register(py_func):
     """Compile ``py_func`` (an INNER function of the package) link-only."""
     _INNER.add(py_func)
+
+
+def register_entry(py_func):
+    """Optimize ``py_func``'s library (an entry point of the package) at ENTRY_OPT."""
+    _ENTRY.add(py_func)
 
 
 def is_link_only(library) -> bool:
@@ -86,6 +114,11 @@ def _run_pass(self, state):
         library = state.targetctx.codegen().create_library(state.func_id.func_qualname)
         library.enable_object_caching()         # as the pass itself does
         state.library = _mark(library)
+    elif ENTRY_OPT != 3 and state.library is None and state.func_id.func in _ENTRY:
+        library = state.targetctx.codegen().create_library(state.func_id.func_qualname)
+        library.enable_object_caching()
+        library._streamlstm_entry = True
+        state.library = library
     return _RUN_PASS(self, state)
 
 
@@ -93,13 +126,24 @@ _OPTIMIZE_FINAL = CPUCodeLibrary._optimize_final_module
 
 
 def _optimize_final_module(self):
-    """A link-only library gets the first of Numba's two module pipelines only."""
-    if not is_link_only(self) or not CHEAP:
+    """A link-only library gets the first of Numba's two module pipelines only;
+    an entry point's library both, the second at ENTRY_OPT."""
+    entry = getattr(self, "_streamlstm_entry", False)
+    if not (is_link_only(self) and CHEAP) and not entry:
         return _OPTIMIZE_FINAL(self)
     codegen = self._codegen     # the arguments of Numba's own first ("cheap") pipeline
     mpm, mpb = codegen._module_pass_manager(loop_vectorize=codegen._loopvect, slp_vectorize=False,
                                             opt=codegen._opt_level, cost="cheap")
     with self._recorded_timings.record("Module passes (cheap optimization for refprune)", mpb):
+        mpm.run(self._final_module, mpb)
+    if not entry:
+        return
+    # the rest of Numba's own (0.68): reference-count pruning, then the full
+    # pipeline, here at ENTRY_OPT
+    if not config.LLVM_REFPRUNE_PASS:
+        self._final_module = remove_redundant_nrt_refct(self._final_module)
+    mpm, mpb = codegen._module_pass_manager(opt=ENTRY_OPT)
+    with self._recorded_timings.record(FULL_O2, mpb):
         mpm.run(self._final_module, mpb)
 
 

@@ -48,6 +48,8 @@ def njit(**options):
         if options.get("no_cpython_wrapper"):
             compiled_callers_only(dispatcher)
             link_only.register(py_func)
+        else:
+            link_only.register_entry(py_func)
         return dispatcher
     return decorate
 
