@@ -180,14 +180,17 @@ def test_an_inner_library_gets_numbas_cheap_module_pipeline_only(setting, inner_
     assert passes["full_levels"].count(2) == 1      # the entry point's, at O2
 
 
-@pytest.mark.parametrize("setting, o2", [(None, True), ("2", True), ("3", False)])
-def test_an_entry_point_gets_the_full_pipeline_at_o2_unless_told_o3(setting, o2):
-    passes = _pipelines(STREAMLSTM_ENTRY_OPT=setting, STREAMLSTM_INNER_OPT=None)
+@pytest.mark.parametrize("setting, emit, o2", [(None, None, True), ("2", None, True),
+                                               ("3", None, False), (None, "1", False)])
+def test_an_entry_point_gets_the_full_pipeline_at_o2_unless_told_o3(setting, emit, o2):
+    # STREAMLSTM_EMIT_INNER=1 rules the whole module out: Numba's own O3 too
+    passes = _pipelines(STREAMLSTM_ENTRY_OPT=setting, STREAMLSTM_INNER_OPT=None,
+                        STREAMLSTM_EMIT_INNER=emit)
     entry = passes["entry"]
     assert CHEAP in entry
     # exactly one full pipeline: LLVM's O2 (link_only.FULL_O2), or Numba's own O3
     assert (link_only.FULL_O2 in entry, FULL in entry) == (o2, not o2)
-    assert FULL not in passes["inner"] and link_only.FULL_O2 not in passes["inner"]
+    assert link_only.FULL_O2 not in passes["inner"] and (FULL in passes["inner"]) == bool(emit)
     # the level that pipeline ran at (Numba's own libraries, its runtime's, run O3)
     assert passes["full_levels"].count(2) == (1 if o2 else 0)
 

@@ -46,7 +46,8 @@ LLVM's O2 instead of Numba's O3 (``ENTRY_OPT``): 4% less of a first run (0.5 s o
 the same speed (``hotpath.py`` and the 10,000-series step, alternated: within
 their noise), and the same bits in the check made then (LSTM and GRU
 forecasters, ``predict_learn`` of 7 series, a float32 ``step`` of 9 series).
-``STREAMLSTM_ENTRY_OPT=3`` runs Numba's own O3.  The setting is not part of the
+``STREAMLSTM_ENTRY_OPT=3`` runs Numba's own O3, as ``STREAMLSTM_EMIT_INNER=1``
+does (it rules out the whole module).  The setting is not part of the
 cache's key (as Numba's ``NUMBA_OPT`` is not): a cache built under one serves
 the other, so clear it when comparing the two.
 """
@@ -114,7 +115,7 @@ def _run_pass(self, state):
         library = state.targetctx.codegen().create_library(state.func_id.func_qualname)
         library.enable_object_caching()         # as the pass itself does
         state.library = _mark(library)
-    elif ENTRY_OPT != 3 and state.library is None and state.func_id.func in _ENTRY:
+    elif ENABLED and ENTRY_OPT != 3 and state.library is None and state.func_id.func in _ENTRY:
         library = state.targetctx.codegen().create_library(state.func_id.func_qualname)
         library.enable_object_caching()
         library._streamlstm_entry = True
